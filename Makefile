@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`. Everything else is what they need.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test venv toolchain system-deps migrate bench clean
+
+run: venv toolchain migrate
+	$(VENV)/bin/clawdet run
+
+test: venv toolchain system-deps
+	bash tests/run.sh $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP):
+	@command -v python3 >/dev/null || { echo "python3 (3.11+) is required"; exit 1; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+toolchain: venv
+	$(PY) -m provisioner.toolchain ensure
+
+system-deps:
+	bash tests/system-deps.sh
+
+migrate: venv
+	$(VENV)/bin/clawdet db upgrade
+
+bench: venv toolchain
+	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache

@@ -1,0 +1,1 @@
+"""Persistence: settings, SQLAlchemy models, sessions, migrations and the users.json importer."""

@@ -1,0 +1,206 @@
+"""The control plane's tables. Times are stored in UTC and always come back timezone-aware."""
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """SQLite has no time zones; store naive UTC everywhere and hand back aware datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class Role(str, enum.Enum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class PaymentMethod(str, enum.Enum):
+    FREE_BETA = "free_beta"
+    STRIPE = "stripe"
+    PAYPAL = "paypal"
+
+
+class DesiredState(str, enum.Enum):
+    RUNNING = "running"
+    DESTROYED = "destroyed"
+
+
+class InstanceStatus(str, enum.Enum):
+    PENDING = "pending"
+    CREATING = "creating"
+    BOOTING = "booting"
+    READY = "ready"
+    FAILED = "failed"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+
+
+class Tier(str, enum.Enum):
+    FREE = "free"
+    PRO = "pro"
+    ENTERPRISE = "enterprise"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("user"))
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(100))
+    x_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    x_username: Mapped[str | None] = mapped_column(String(64))
+    x_name: Mapped[str | None] = mapped_column(String(100))
+    x_profile_image: Mapped[str | None] = mapped_column(String(500))
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    terms_accepted_at: Mapped[datetime | None]
+    role: Mapped[str] = mapped_column(String(16), default=Role.USER.value)
+    paid: Mapped[bool] = mapped_column(Boolean, default=False)
+    payment_method: Mapped[str | None] = mapped_column(String(16))
+    paid_at: Mapped[datetime | None]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    login_blocked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    instances: Mapped[list["Instance"]] = relationship(back_populates="user")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN.value
+
+    @property
+    def details_complete(self) -> bool:
+        return bool(self.email) and self.terms_accepted_at is not None
+
+    def mark_free_beta(self) -> None:
+        self.paid = True
+        self.payment_method = PaymentMethod.FREE_BETA.value
+        self.paid_at = utcnow()
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("inst"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    stack_name: Mapped[str] = mapped_column(String(100), unique=True)
+    subdomain: Mapped[str] = mapped_column(String(63), unique=True)
+    tier: Mapped[str] = mapped_column(String(16), default=Tier.FREE.value)
+    region: Mapped[str] = mapped_column(String(16), default="hel1")
+    desired_state: Mapped[str] = mapped_column(String(16), default=DesiredState.RUNNING.value)
+    status: Mapped[str] = mapped_column(String(16), default=InstanceStatus.PENDING.value)
+    status_message: Mapped[str] = mapped_column(Text, default="Waiting for a worker")
+    requested_action: Mapped[str | None] = mapped_column(String(16))
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    observed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None]
+    server_id: Mapped[str | None] = mapped_column(String(32))
+    ipv4: Mapped[str | None] = mapped_column(String(45))
+    ipv6: Mapped[str | None] = mapped_column(String(64))
+    dns_record_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(String(255))
+    health: Mapped[str] = mapped_column(String(16), default="unknown")
+    health_checked_at: Mapped[datetime | None]
+    health_changed_at: Mapped[datetime | None]
+    health_failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    ready_at: Mapped[datetime | None]
+    destroyed_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="instances")
+    events: Mapped[list["InstanceEvent"]] = relationship(
+        back_populates="instance", cascade="all, delete-orphan", order_by="InstanceEvent.id"
+    )
+
+    __table_args__ = (Index("ix_instances_work_queue", "status", "next_attempt_at"),)
+
+    @property
+    def is_active(self) -> bool:
+        return self.desired_state == DesiredState.RUNNING.value
+
+
+class InstanceEvent(Base):
+    __tablename__ = "instance_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16), default="progress")
+    step: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[int | None] = mapped_column(Integer)
+    generation: Mapped[int | None] = mapped_column(Integer)
+
+    instance: Mapped[Instance] = relationship(back_populates="events")
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

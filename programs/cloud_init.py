@@ -1,0 +1,121 @@
+"""Renders a server's user_data from the templates in cloud-init/.
+
+The cloud-config template is parsed before anything is filled in, and values go into the parsed
+strings, so no value can change the YAML structure. The compose files and the Caddyfile are
+plain `string.Template` text; every value that goes into them has been validated first.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from programs import tiers
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "cloud-init"
+INSTANCE_DIR = "/opt/openclaw"
+ENV_FILE_PATH = f"{INSTANCE_DIR}/.env"
+COMPOSE_FILE_PATH = f"{INSTANCE_DIR}/docker-compose.yml"
+CADDYFILE_PATH = f"{INSTANCE_DIR}/Caddyfile"
+GATEWAY_PORT = 18789
+
+CADDY_IMAGE = "caddy:2.11.4-alpine"
+BROWSER_IMAGE = "chromedp/headless-shell:148.0.7778.97"
+
+# docker compose reads the env file too: no whitespace, quotes, '$' (interpolation) or '#'.
+_ENV_VALUE = re.compile(r"[A-Za-z0-9._~+/=:%?&@!*,;-]+")
+
+
+def render_env_file(*, gateway_token: str, llm_base_url: str, llm_api_key: str, model: str) -> str:
+    """The instance's .env: exactly these four variables and nothing else."""
+    variables = {
+        "OPENCLAW_GATEWAY_TOKEN": gateway_token,
+        "OPENCLAW_LLM_BASE_URL": llm_base_url,
+        "OPENCLAW_LLM_API_KEY": llm_api_key,
+        "OPENCLAW_MODEL": model,
+    }
+    for name, value in variables.items():
+        if not isinstance(value, str) or not _ENV_VALUE.fullmatch(value):
+            raise ValueError(f"{name} has characters an env file cannot hold (value not shown)")
+    return "".join(f"{name}={value}\n" for name, value in variables.items())
+
+
+def render_compose(tier: str, openclaw_image: str) -> str:
+    limits = tiers.TIERS[tier]
+    values = {
+        "openclaw_image": openclaw_image,
+        "caddy_image": CADDY_IMAGE,
+        "gateway_cpus": limits.gateway.cpus,
+        "gateway_memory": limits.gateway.memory,
+        "proxy_cpus": limits.proxy.cpus,
+        "proxy_memory": limits.proxy.memory,
+    }
+    if limits.browser:
+        values |= {
+            "browser_image": BROWSER_IMAGE,
+            "browser_cpus": limits.browser.cpus,
+            "browser_memory": limits.browser.memory,
+        }
+    text = _fill(f"compose.{tier}.yaml", values)
+    if "$" in text:
+        raise ValueError(f"compose.{tier}.yaml would leave a '$' for compose to interpolate")
+    yaml.safe_load(text)  # fails loudly on a broken template
+    return text
+
+
+def render_caddyfile(fqdn: str) -> str:
+    return _fill("Caddyfile", {"fqdn": fqdn})
+
+
+def render_user_data(
+    *,
+    tier: str,
+    fqdn: str,
+    openclaw_image: str,
+    model: str,
+    llm_base_url: str,
+    gateway_token: str,
+    llm_api_key: str,
+) -> str:
+    """The complete #cloud-config document for one instance."""
+    files = {
+        "env_file": render_env_file(
+            gateway_token=gateway_token, llm_base_url=llm_base_url, llm_api_key=llm_api_key, model=model
+        ),
+        "compose_file": render_compose(tier, openclaw_image),
+        "caddyfile": render_caddyfile(fqdn),
+    }
+    template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
+    cloud_config = _fill_strings(template, files)
+    body = yaml.dump(cloud_config, Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
+    return "#cloud-config\n" + body
+
+
+def _fill(template_name: str, values: dict[str, str]) -> str:
+    return string.Template((TEMPLATE_DIR / template_name).read_text()).substitute(values)
+
+
+def _fill_strings(node: Any, values: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {key: _fill_strings(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_fill_strings(item, values) for item in node]
+    if isinstance(node, str):
+        return string.Template(node).substitute(values)
+    return node
+
+
+class _BlockStyleDumper(yaml.SafeDumper):
+    """Writes multi-line strings (the embedded files) as readable `|` blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockStyleDumper.add_representer(str, _represent_str)

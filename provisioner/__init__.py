@@ -1,0 +1,1 @@
+"""Instances: the desired state, and the machinery that makes the cloud match it."""

@@ -1,0 +1,110 @@
+"""Recording what a customer wants: the desired instance. Nothing slow happens here; the
+reconciler picks the row up."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import audit
+from db.errors import UserFacingError
+from db.models import DesiredState, Instance, InstanceEvent, InstanceStatus, PaymentMethod, User
+from programs.naming import validate_subdomain
+from programs.tiers import DEFAULT_LOCATION, LOCATIONS
+
+# Which tiers each plan may choose; the free beta gets the free tier.
+PLAN_TIERS = {
+    PaymentMethod.FREE_BETA.value: ("free",),
+    PaymentMethod.STRIPE.value: ("free", "pro", "enterprise"),
+    PaymentMethod.PAYPAL.value: ("free", "pro", "enterprise"),
+}
+
+
+def tiers_for(user: User) -> tuple[str, ...]:
+    return PLAN_TIERS.get(user.payment_method or "", ("free",)) if user.paid else ()
+
+
+def active_instance(session: Session, user: User) -> Instance | None:
+    return session.scalar(select(Instance).where(
+        Instance.user_id == user.id, Instance.status != InstanceStatus.DESTROYED.value
+    ).order_by(Instance.created_at.desc()))
+
+
+def request_instance(session: Session, user: User, *, subdomain: str | None = None,
+                     tier: str | None = None, region: str | None = None,
+                     ip: str | None = None) -> Instance:
+    if not user.paid:
+        raise UserFacingError("payment_required", "Your plan does not include an instance yet.",
+                              "Choose a plan first.", status=402)
+    if not user.details_complete:
+        raise UserFacingError("details_required", "Confirm your email and accept the terms first.",
+                              "Finish the details step.", status=403)
+    if active_instance(session, user) is not None:
+        raise UserFacingError("instance_exists", "You already have an instance.",
+                              "Open it from your dashboard, or destroy it before creating another.",
+                              status=409)
+    tier = tier or tiers_for(user)[0]
+    if tier not in tiers_for(user):
+        raise UserFacingError("tier_not_in_plan", f"The {tier!r} tier is not part of your plan.",
+                              f"Choose one of: {', '.join(tiers_for(user))}.", status=402, field="tier")
+    region = region or DEFAULT_LOCATION
+    if region not in LOCATIONS:
+        raise UserFacingError("invalid_region", f"Unknown region {region!r}.",
+                              f"Choose one of: {', '.join(LOCATIONS)}.", field="region")
+    name = _chosen_subdomain(subdomain) if subdomain else derive_subdomain(session, user)
+    previous = session.scalar(select(Instance).where(Instance.subdomain == name))
+    if previous is not None and not (previous.user_id == user.id
+                                     and previous.status == InstanceStatus.DESTROYED.value):
+        raise _subdomain_taken(name)
+    instance = previous or Instance(user_id=user.id, subdomain=name, stack_name=name, generation=0)
+    instance.tier, instance.region = tier, region
+    instance.desired_state = DesiredState.RUNNING.value
+    instance.status = InstanceStatus.PENDING.value
+    instance.status_message = "Waiting for a worker"
+    instance.generation += 1
+    instance.attempts, instance.next_attempt_at = 0, None
+    instance.destroyed_at = None
+    session.add(instance)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise _subdomain_taken(name) from exc
+    session.add(InstanceEvent(instance_id=instance.id, kind="status", step="requested",
+                              message=f"Instance {name} requested ({tier}, {region})",
+                              progress=0, generation=instance.generation))
+    audit.record(session, "instance.create", actor=user, target_type="instance",
+                 target_id=instance.id, ip=ip, subdomain=name, tier=tier, region=region)
+    return instance
+
+
+def _chosen_subdomain(raw: str) -> str:
+    try:
+        return validate_subdomain(raw.strip().lower())
+    except ValueError as exc:
+        raise UserFacingError("invalid_subdomain", str(exc),
+                              "Use lowercase letters, digits and hyphens, e.g. alice or my-claw.",
+                              field="subdomain") from exc
+
+
+def _subdomain_taken(name: str) -> UserFacingError:
+    return UserFacingError("subdomain_taken", f"The name {name!r} is already taken.",
+                           "Choose another name.", status=409, field="subdomain")
+
+
+def derive_subdomain(session: Session, user: User) -> str:
+    """A readable, free name from the user's handle, name or email."""
+    source = user.x_username or user.name or (user.email or "").split("@")[0] or "claw"
+    base = re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-")[:24].strip("-") or "claw"
+    for suffix in ["", *(f"-{n}" for n in range(2, 50))]:
+        candidate = f"{base}{suffix}"
+        try:
+            validate_subdomain(candidate)
+        except ValueError:
+            continue
+        if session.scalar(select(Instance.id).where(Instance.subdomain == candidate)) is None:
+            return candidate
+    import secrets
+    return f"claw-{secrets.token_hex(3)}"

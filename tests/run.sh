@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# `make test`: start PostgreSQL, run the whole suite against it and SQLite, stop PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CLAWDET_TEST_POSTGRES_URL
+CLAWDET_TEST_POSTGRES_URL=$(bash tests/postgres.sh start)
+trap 'bash tests/postgres.sh stop' EXIT
+export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+.venv/bin/python -m pytest "$@"

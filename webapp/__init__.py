@@ -1,0 +1,70 @@
+"""The Flask web app: signup, the dashboard, the JSON API."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session
+
+from db.engine import Database
+from db.settings import Settings
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None,
+               **overrides) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_NAME="clawdet_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=14),
+        REMEMBER_COOKIE_HTTPONLY=True,
+        MAX_CONTENT_LENGTH=1 * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        WTF_CSRF_SSL_STRICT=settings.secure_cookies,
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
+        RATELIMIT_HEADERS_ENABLED=True,
+        BASE_DOMAIN=settings.base_domain,
+    )
+    app.config.update(overrides)
+    app.extensions["clawdet.settings"] = settings
+    app.extensions["clawdet.db"] = database or Database(settings.database_url)
+
+    from webapp.extensions import csrf, limiter, login_manager
+    from webapp import auth, dashboard, api, pages
+    from webapp.errors import install_error_handlers
+    from webapp.security import install_headers
+
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    install_headers(app)
+    install_error_handlers(app)
+    for blueprint in (pages.bp, auth.bp, dashboard.bp, api.bp):
+        app.register_blueprint(blueprint)
+
+    @app.teardown_appcontext
+    def _close_session(_exc):
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    return app
+
+
+def settings() -> Settings:
+    return current_app.extensions["clawdet.settings"]
+
+
+def database() -> Database:
+    return current_app.extensions["clawdet.db"]
+
+
+def dbs() -> Session:
+    """The request's database session; views commit explicitly, teardown closes it."""
+    if "db_session" not in g:
+        g.db_session = database().sessions()
+    return g.db_session

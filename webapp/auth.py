@@ -1,0 +1,216 @@
+"""Sign-up, sign-in, sign-out and the details step: pages and their JSON twins."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
+from flask_login import UserMixin, current_user, login_required, login_user, logout_user
+from flask_wtf.csrf import generate_csrf
+
+from db.errors import UserFacingError
+from db.models import User
+from webapp import accounts, dbs, settings
+from webapp.extensions import limiter, login_manager
+from webapp.security import safe_next
+
+bp = Blueprint("auth", __name__)
+
+REGISTER_LIMIT = "5 per hour"
+LOGIN_LIMIT = "10 per minute"
+
+
+class SessionUser(UserMixin):
+    """What Flask-Login keeps: the user and the session version the cookie was signed with."""
+
+    def __init__(self, user: User):
+        self.user = user
+
+    def get_id(self) -> str:
+        return f"{self.user.id}:{self.user.session_version}"
+
+    def __getattr__(self, name):
+        return getattr(self.user, name)
+
+
+@login_manager.user_loader
+def _load(session_id: str) -> SessionUser | None:
+    user_id, _, version = session_id.rpartition(":")
+    user = dbs().get(User, user_id)
+    if user is None or user.disabled or str(user.session_version) != version:
+        return None
+    return SessionUser(user)
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    if request.path.startswith("/api/"):
+        raise UserFacingError("not_signed_in", "You need to sign in first.",
+                              "Sign in with POST /api/auth/login, then try again.", status=401)
+    return redirect(url_for("auth.login_page", next=request.full_path.rstrip("?")))
+
+
+def current() -> User:
+    return current_user.user
+
+
+def client_ip() -> str | None:
+    return request.remote_addr
+
+
+def _sign_in(user: User) -> None:
+    session.clear()  # a fresh session: nothing from before sign-in carries over
+    login_user(SessionUser(user))
+
+
+def next_page(user: User) -> str:
+    if not user.details_complete:
+        return url_for("auth.details_page")
+    return safe_next(request.values.get("next"), url_for("dashboard.show"))
+
+
+def me_json(user: User) -> dict:
+    return {
+        "id": user.id, "email": user.email, "name": user.name, "role": user.role,
+        "paid": user.paid, "paymentMethod": user.payment_method,
+        "emailVerified": user.email_verified, "detailsComplete": user.details_complete,
+        "xUsername": user.x_username,
+    }
+
+
+# Pages ----------------------------------------------------------------------------------------
+
+@bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(REGISTER_LIMIT, methods=["POST"])
+def signup_page():
+    form, error = {}, None
+    if request.method == "POST":
+        form = request.form
+        try:
+            user = accounts.register(dbs(), name=form.get("name"), email=form.get("email"),
+                                     password=form.get("password"), free_beta=settings().free_beta,
+                                     ip=client_ip())
+            dbs().commit()
+            _sign_in(user)
+            return redirect(next_page(user))
+        except UserFacingError as exc:
+            dbs().rollback()
+            error = exc
+    return render_template("signup.html", form=form, error=error), (error.status if error else 200)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"])
+def login_page():
+    form, error = {}, None
+    if request.method == "POST":
+        form = request.form
+        try:
+            user = accounts.authenticate(dbs(), email=form.get("email"), password=form.get("password"),
+                                         ip=client_ip())
+            dbs().commit()
+            _sign_in(user)
+            return redirect(next_page(user))
+        except UserFacingError as exc:
+            dbs().rollback()
+            error = exc
+    return render_template("login.html", form=form, error=error,
+                           next=request.values.get("next", "")), (error.status if error else 200)
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    session.clear()
+    return redirect(url_for("pages.home"))
+
+
+@bp.route("/signup/details", methods=["GET", "POST"])
+@login_required
+def details_page():
+    user, error = current(), None
+    form = {"email": user.email or ""}
+    if request.method == "POST":
+        form = request.form
+        try:
+            accounts.complete_details(dbs(), user, email=form.get("email"),
+                                      accept_terms=form.get("terms") == "on", ip=client_ip())
+            dbs().commit()
+            return redirect(url_for("dashboard.show"))
+        except UserFacingError as exc:
+            dbs().rollback()
+            error = exc
+    return render_template("details.html", form=form, error=error), (error.status if error else 200)
+
+
+# JSON -----------------------------------------------------------------------------------------
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise UserFacingError("invalid_json", "The request body must be a JSON object.",
+                              "Send Content-Type: application/json with an object body.")
+    return body
+
+
+@bp.get("/api/auth/csrf")
+def csrf_token():
+    return jsonify(csrfToken=generate_csrf())
+
+
+@bp.post("/api/auth/register")
+@limiter.limit(REGISTER_LIMIT)
+def register_json():
+    body = _json_body()
+    user = accounts.register(dbs(), name=body.get("name"), email=body.get("email"),
+                             password=body.get("password"), free_beta=settings().free_beta,
+                             ip=client_ip())
+    dbs().commit()
+    _sign_in(user)
+    return jsonify(user=me_json(user), next=next_page(user), csrfToken=generate_csrf()), 201
+
+
+@bp.post("/api/auth/login")
+@limiter.limit(LOGIN_LIMIT)
+def login_json():
+    body = _json_body()
+    try:
+        user = accounts.authenticate(dbs(), email=body.get("email"), password=body.get("password"),
+                                     ip=client_ip())
+    except UserFacingError:
+        dbs().rollback()
+        raise
+    dbs().commit()
+    _sign_in(user)
+    return jsonify(user=me_json(user), next=next_page(user), csrfToken=generate_csrf())
+
+
+@bp.post("/api/auth/logout")
+def logout_json():
+    logout_user()
+    session.clear()
+    return jsonify(ok=True, csrfToken=generate_csrf())
+
+
+@bp.post("/api/auth/details")
+@login_required
+def details_json():
+    body = _json_body()
+    accounts.complete_details(dbs(), current(), email=body.get("email"),
+                              accept_terms=body.get("acceptTerms") is True, ip=client_ip())
+    dbs().commit()
+    return jsonify(user=me_json(current()))
+
+
+@bp.post("/api/auth/sessions/revoke")
+@login_required
+def revoke_sessions():
+    """Sign out everywhere: every other session stops working; this one is renewed."""
+    user = current()
+    accounts.revoke_sessions(user)
+    dbs().commit()
+    _sign_in(user)
+    return jsonify(ok=True, csrfToken=generate_csrf())
+
+
+@bp.get("/api/auth/me")
+@login_required
+def me():
+    return jsonify(user=me_json(current()))
