@@ -156,6 +156,9 @@ class Instance(Base):
     ipv6: Mapped[str | None] = mapped_column(String(64))
     dns_record_id: Mapped[str | None] = mapped_column(String(64))
     url: Mapped[str | None] = mapped_column(String(255))
+    llm_key_version: Mapped[int] = mapped_column(Integer, default=1)
+    llm_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    gateway_token_version: Mapped[int] = mapped_column(Integer, default=1)
     health: Mapped[str] = mapped_column(String(16), default="unknown")
     health_checked_at: Mapped[datetime | None]
     health_changed_at: Mapped[datetime | None]

@@ -12,6 +12,7 @@ from db import audit
 from db.errors import UserFacingError
 from db.models import DesiredState, Instance, InstanceEvent, InstanceStatus, PaymentMethod, User
 from programs.naming import validate_subdomain
+from provisioner import credentials
 from programs.tiers import DEFAULT_LOCATION, LOCATIONS
 
 # Which tiers each plan may choose; the free beta gets the free tier.
@@ -32,9 +33,10 @@ def active_instance(session: Session, user: User) -> Instance | None:
     ).order_by(Instance.created_at.desc()))
 
 
-def request_instance(session: Session, user: User, *, subdomain: str | None = None,
+def request_instance(session: Session, user: User, *, secret: str, subdomain: str | None = None,
                      tier: str | None = None, region: str | None = None,
                      ip: str | None = None) -> Instance:
+    """`secret` is the platform secret the instance's credentials are derived from."""
     if not user.paid:
         raise UserFacingError("payment_required", "Your plan does not include an instance yet.",
                               "Choose a plan first.", status=402)
@@ -72,6 +74,8 @@ def request_instance(session: Session, user: User, *, subdomain: str | None = No
     except IntegrityError as exc:
         session.rollback()
         raise _subdomain_taken(name) from exc
+    if instance.llm_key_hash is None:
+        credentials.assign_llm_key(instance, secret)
     session.add(InstanceEvent(instance_id=instance.id, kind="status", step="requested",
                               message=f"Instance {name} requested ({tier}, {region})",
                               progress=0, generation=instance.generation))

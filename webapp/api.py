@@ -8,7 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from db.errors import UserFacingError
 from db.models import Instance
 from provisioner import instances
-from webapp import database, dbs
+from webapp import database, dbs, settings
 from webapp.auth import _json_body, client_ip, current
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -49,9 +49,9 @@ def owned_instance(instance_id: str) -> Instance:
 @login_required
 def create_instance():
     body = _json_body()
-    instance = instances.request_instance(dbs(), current(), subdomain=body.get("subdomain"),
-                                          tier=body.get("tier"), region=body.get("region"),
-                                          ip=client_ip())
+    instance = instances.request_instance(dbs(), current(), secret=settings().secret_key,
+                                          subdomain=body.get("subdomain"), tier=body.get("tier"),
+                                          region=body.get("region"), ip=client_ip())
     dbs().commit()
     response = jsonify(instance=instance_json(instance))
     response.headers["Location"] = url_for("api.get_instance", instance_id=instance.id)

@@ -7,7 +7,7 @@ from flask_login import login_required
 from db.errors import UserFacingError
 from programs.tiers import LOCATIONS
 from provisioner import instances
-from webapp import dbs
+from webapp import dbs, settings
 from webapp.auth import client_ip, current
 
 bp = Blueprint("dashboard", __name__)
@@ -30,7 +30,8 @@ def show(error: UserFacingError | None = None, form: dict | None = None):
 def create_instance():
     form = request.form
     try:
-        instances.request_instance(dbs(), current(), subdomain=form.get("subdomain") or None,
+        instances.request_instance(dbs(), current(), secret=settings().secret_key,
+                                   subdomain=form.get("subdomain") or None,
                                    tier=form.get("tier") or None, region=form.get("region") or None,
                                    ip=client_ip())
         dbs().commit()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 13:09:33.623778
+Create Date: 2026-11-26 13:15:48.164689
 """
 from alembic import op
 import sqlalchemy as sa
@@ -80,6 +80,9 @@ def upgrade() -> None:
     sa.Column('ipv6', sa.String(length=64), nullable=True),
     sa.Column('dns_record_id', sa.String(length=64), nullable=True),
     sa.Column('url', sa.String(length=255), nullable=True),
+    sa.Column('llm_key_version', sa.Integer(), nullable=False),
+    sa.Column('llm_key_hash', sa.String(length=64), nullable=True),
+    sa.Column('gateway_token_version', sa.Integer(), nullable=False),
     sa.Column('health', sa.String(length=16), nullable=False),
     sa.Column('health_checked_at', db.models.UTCDateTime(), nullable=True),
     sa.Column('health_changed_at', db.models.UTCDateTime(), nullable=True),
@@ -90,6 +93,7 @@ def upgrade() -> None:
     sa.Column('destroyed_at', db.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_instances_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instances')),
+    sa.UniqueConstraint('llm_key_hash', name=op.f('uq_instances_llm_key_hash')),
     sa.UniqueConstraint('stack_name', name=op.f('uq_instances_stack_name')),
     sa.UniqueConstraint('subdomain', name=op.f('uq_instances_subdomain'))
     )
