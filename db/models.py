@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import enum
 import secrets
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Date,
     Boolean,
     DateTime,
     ForeignKey,
@@ -207,3 +209,43 @@ class AuditLog(Base):
     target_id: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(45))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LlmUsage(Base):
+    """Tokens the LLM proxy passed, per user, instance, model and UTC day (one row, upserted)."""
+
+    __tablename__ = "llm_usage"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (Index("ix_llm_usage_user_day", "user_id", "day"),)
+
+
+class QuotaWarning(Base):
+    """A user passed a share of the monthly token quota; the dashboard shows it, email sends it."""
+
+    __tablename__ = "quota_warnings"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "2026-11"
+    percent: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens_used: Mapped[int] = mapped_column(BigInteger)
+    quota: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    emailed_at: Mapped[datetime | None]
+
+
+class TrialUsage(Base):
+    """Homepage trial messages per visitor IP (stored as a keyed hash) and UTC day."""
+
+    __tablename__ = "trial_usage"
+
+    ip_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer, default=0)

@@ -14,6 +14,11 @@ from dotenv import load_dotenv
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Where the real clouds are; when HCLOUD_TOKEN is unset, the sandbox cloud stands in.
+CLOUD_VARIABLES = ("HCLOUD_TOKEN", "HCLOUD_ENDPOINT", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_BASE_URL",
+                   "CLOUDFLARE_ZONE_ID", "HEALTH_URL_TEMPLATE")
+
+
 def _bool(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
@@ -30,7 +35,30 @@ class Settings:
     free_beta: bool
     free_beta_cap: int
     ratelimit_storage_uri: str
+    pulumi_backend_url: str = ""
+    pulumi_passphrase: str = ""
+    project_dir: Path = REPO_ROOT
+    instance_model: str = "grok-4"
+    llm_proxy_url: str = ""
+    operator_ssh_cidrs: str = ""
+    hcloud_ssh_keys: str = ""
+    cloud_env: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    # Continue with X (OAuth 2.0 + PKCE). Empty client id: the button is hidden.
+    x_client_id: str = ""
+    x_client_secret: str = ""
+    x_redirect_uri: str = ""
+    x_authorize_url: str = "https://x.com/i/oauth2/authorize"
+    x_api_base_url: str = "https://api.x.com"
+    # The LLM proxy's upstreams (OpenAI-compatible) and the platform's keys for them.
+    llm_primary_url: str = "https://api.x.ai/v1"
+    llm_primary_key: str = field(default="", repr=False)
+    llm_fallback_url: str = ""
+    llm_fallback_key: str = field(default="", repr=False)
+    llm_timeout: float = 60.0
+    llm_rate_limit: str = "120 per minute"
+    trial_model: str = "grok-3-mini"
+    trial_messages: int = 5
 
     @property
     def is_sqlite(self) -> bool:
@@ -51,12 +79,35 @@ class Settings:
         return cls(
             data_dir=data_dir,
             database_url=normalise_database_url(database_url),
-            secret_key=env.get("SECRET_KEY") or _dev_secret_key(data_dir),
+            secret_key=env.get("SECRET_KEY") or _installation_secret(data_dir, "secret_key"),
             public_url=(env.get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             base_domain=env.get("BASE_DOMAIN") or "clawdet.test",
             free_beta=_bool(env.get("FREE_BETA"), True),
             free_beta_cap=int(env.get("FREE_BETA_CAP") or 50),
             ratelimit_storage_uri=env.get("RATELIMIT_STORAGE_URI") or "memory://",
+            pulumi_backend_url=env.get("PULUMI_BACKEND_URL") or f"file://{data_dir / 'pulumi-state'}",
+            pulumi_passphrase=env.get("PULUMI_CONFIG_PASSPHRASE")
+            or _installation_secret(data_dir, "pulumi_passphrase"),
+            project_dir=Path(env.get("CLAWDET_PROJECT_DIR") or REPO_ROOT).resolve(),
+            instance_model=env.get("INSTANCE_MODEL") or "grok-4",
+            llm_proxy_url=env.get("LLM_PROXY_URL")
+            or (env.get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/") + "/llm/v1",
+            operator_ssh_cidrs=env.get("OPERATOR_SSH_CIDRS") or "",
+            hcloud_ssh_keys=env.get("HCLOUD_SSH_KEYS") or "",
+            cloud_env={k: env[k] for k in CLOUD_VARIABLES if env.get(k)},
+            x_client_id=env.get("X_CLIENT_ID") or "",
+            x_client_secret=env.get("X_CLIENT_SECRET") or "",
+            x_redirect_uri=env.get("X_REDIRECT_URI") or "",
+            x_authorize_url=env.get("X_AUTHORIZE_URL") or "https://x.com/i/oauth2/authorize",
+            x_api_base_url=(env.get("X_API_BASE_URL") or "https://api.x.com").rstrip("/"),
+            llm_primary_url=(env.get("LLM_PRIMARY_URL") or "https://api.x.ai/v1").rstrip("/"),
+            llm_primary_key=env.get("LLM_PRIMARY_KEY") or "",
+            llm_fallback_url=(env.get("LLM_FALLBACK_URL") or "").rstrip("/"),
+            llm_fallback_key=env.get("LLM_FALLBACK_KEY") or "",
+            llm_timeout=float(env.get("LLM_TIMEOUT") or 60),
+            llm_rate_limit=env.get("LLM_RATE_LIMIT") or "120 per minute",
+            trial_model=env.get("TRIAL_MODEL") or "grok-3-mini",
+            trial_messages=int(env.get("TRIAL_MESSAGES") or 5),
             extra={k: v for k, v in env.items() if k.startswith(("CLAWDET_", "X_", "LLM_", "SMTP_"))},
         )
 
@@ -69,12 +120,12 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def _dev_secret_key(data_dir: Path) -> str:
-    """A per-installation random key kept in the data directory, so `make run` needs no set-up
-    and sessions survive restarts. Production sets SECRET_KEY."""
+def _installation_secret(data_dir: Path, name: str) -> str:
+    """A per-installation random secret kept in the data directory, so `make run` needs no
+    set-up and sessions and stacks survive restarts. Production sets the variable."""
     import secrets
 
-    path = data_dir / "secret_key"
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def labels_for(args: ClawInstanceArgs) -> dict[str, str]:
 
 def firewall_rules(operator_ssh_cidrs: tuple[str, ...], proxied: bool) -> list[hcloud.FirewallRuleArgs]:
     """Inbound rules; Hetzner drops every inbound packet no rule allows."""
-    web_sources = list(ANYWHERE)
+    web_sources = list(CLOUDFLARE_RANGES if proxied else ANYWHERE)
     rules = [
         hcloud.FirewallRuleArgs(
             direction="in", protocol="tcp", port=port, source_ips=web_sources, description=description

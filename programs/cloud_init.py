@@ -22,6 +22,7 @@ ENV_FILE_PATH = f"{INSTANCE_DIR}/.env"
 COMPOSE_FILE_PATH = f"{INSTANCE_DIR}/docker-compose.yml"
 CADDYFILE_PATH = f"{INSTANCE_DIR}/Caddyfile"
 GATEWAY_PORT = 18789
+USER_DATA_LIMIT = 32 * 1024  # bytes Hetzner accepts as user_data
 
 CADDY_IMAGE = "caddy:2.11.4-alpine"
 BROWSER_IMAGE = "chromedp/headless-shell:148.0.7778.97"
@@ -92,7 +93,10 @@ def render_user_data(
     template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
     cloud_config = _fill_strings(template, files)
     body = yaml.dump(cloud_config, Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
-    return "#cloud-config\n" + body
+    user_data = "#cloud-config\n" + body
+    if len(user_data.encode()) > USER_DATA_LIMIT:
+        raise ValueError(f"user_data is {len(user_data.encode())} bytes; Hetzner accepts {USER_DATA_LIMIT}")
+    return user_data
 
 
 def _fill(template_name: str, values: dict[str, str]) -> str:

@@ -255,8 +255,8 @@ class ClawInstanceArgs:
     cloudflare_zone_id: str
     model: str
     llm_base_url: str
-    llm_api_key: pulumi.Input[str]
-    gateway_token: pulumi.Input[str]
+    llm_api_key: pulumi.Input[str] = field(repr=False)
+    gateway_token: pulumi.Input[str] = field(repr=False)
     instance_name: str | None = None
     region: str = tiers.DEFAULT_LOCATION
     proxied: bool = True
@@ -376,7 +376,7 @@ def to_stack_config(**values: Any) -> dict[str, tuple[str, bool]]:
     checked = _validate(values)
     written: dict[str, tuple[str, bool]] = {}
     for key in KEYS:
-        if values.get(key.field) is None:
+        if values.get(key.field) in (None, ""):
             continue
         text = key.encode(checked[key.field])
         if text != "":

@@ -112,3 +112,50 @@ def derive_subdomain(session: Session, user: User) -> str:
             return candidate
     import secrets
     return f"claw-{secrets.token_hex(3)}"
+
+
+def in_flight(instance: Instance) -> bool:
+    return (instance.lease_owner is not None or instance.generation > instance.observed_generation
+            or instance.requested_action is not None)
+
+
+def _busy() -> UserFacingError:
+    return UserFacingError("operation_in_flight", "Your instance is busy with another operation.",
+                           "Wait until it finishes, then try again.", status=409)
+
+
+def request_destroy(session: Session, user: User, instance: Instance, ip: str | None = None) -> Instance:
+    if instance.desired_state == DesiredState.DESTROYED.value:
+        raise UserFacingError("already_destroyed", "This instance is already being removed.",
+                              "Wait for it to finish.", status=409)
+    instance.desired_state = DesiredState.DESTROYED.value
+    instance.generation += 1
+    instance.requested_action = None
+    instance.attempts, instance.next_attempt_at = 0, None
+    instance.status_message = "Waiting to be removed"
+    session.add(InstanceEvent(instance_id=instance.id, kind="status", step="destroying",
+                              message="Removal requested", generation=instance.generation))
+    audit.record(session, "instance.destroy", actor=user, target_type="instance", target_id=instance.id, ip=ip)
+    return instance
+
+
+def request_action(session: Session, user: User, instance: Instance, action: str,
+                   ip: str | None = None) -> Instance:
+    """`restart` reboots the server; `rebuild` replaces it with a fresh one."""
+    if action not in ("restart", "rebuild"):
+        raise UserFacingError("unknown_action", f"Unknown action {action!r}.", "Use restart or rebuild.", status=404)
+    if instance.desired_state != DesiredState.RUNNING.value or instance.status not in (
+            InstanceStatus.READY.value, InstanceStatus.FAILED.value) or in_flight(instance):
+        raise _busy()
+    if instance.status == InstanceStatus.FAILED.value:
+        instance.generation += 1  # a failed instance is simply tried again
+        instance.attempts = 0
+    else:
+        instance.requested_action = action
+    instance.next_attempt_at = None
+    instance.status_message = f"Waiting for a worker to {action} it"
+    session.add(InstanceEvent(instance_id=instance.id, kind="status", step="requested",
+                              message=f"{action.capitalize()} requested", progress=0,
+                              generation=instance.generation))
+    audit.record(session, f"instance.{action}", actor=user, target_type="instance", target_id=instance.id, ip=ip)
+    return instance

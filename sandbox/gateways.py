@@ -125,7 +125,7 @@ class GatewayFleet:
         self.stop_soon(server_id)
         loop = asyncio.get_running_loop()
         self._booting[server_id] = loop.call_later(
-            delay, self._spawn, self._boot(server_id, server_name, address, config))
+            delay, lambda: self._spawn(self._boot(server_id, server_name, address, config)))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

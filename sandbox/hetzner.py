@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import secrets
 import time
 from typing import Any, Callable
 
@@ -171,6 +172,7 @@ class HetznerCloud:
             log.exception("hetzner sandbox handler failed: %s %s", request.method, request.path)
             response = HcloudError(500, "server_error", "internal server error").response()
         response.headers.update(rate_headers)
+        response.headers["X-Correlation-Id"] = secrets.token_hex(8)
         return response
 
     # -- actions ------------------------------------------------------------------------

@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     from webapp.extensions import csrf, limiter, login_manager
     from webapp import auth, dashboard, api, pages
+    from webapp import llm_proxy, trial, x_auth
     from webapp.errors import install_error_handlers
     from webapp.security import install_headers
 
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_headers(app)
     install_error_handlers(app)
     for blueprint in (pages.bp, auth.bp, dashboard.bp, api.bp):
+        app.register_blueprint(blueprint)
+    for blueprint in (x_auth.bp, x_auth.profile_bp, llm_proxy.bp, trial.bp):
         app.register_blueprint(blueprint)
 
     @app.teardown_appcontext

@@ -1,7 +1,7 @@
 """JSON API: health and the customer's instances."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, url_for
+from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 from flask_login import login_required
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -9,6 +9,7 @@ from db.errors import UserFacingError
 from db.models import Instance
 from provisioner import instances
 from webapp import database, dbs, settings
+from webapp.events import event_stream
 from webapp.auth import _json_body, client_ip, current
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -33,6 +34,7 @@ def instance_json(instance: Instance) -> dict:
         "status": instance.status, "statusMessage": instance.status_message,
         "generation": instance.generation, "observedGeneration": instance.observed_generation,
         "url": instance.url, "ipv4": instance.ipv4, "health": instance.health,
+        "inFlight": instances.in_flight(instance), "attempts": instance.attempts,
         "createdAt": instance.created_at.isoformat(),
         "links": {"self": url_for("api.get_instance", instance_id=instance.id)},
     }
@@ -62,3 +64,36 @@ def create_instance():
 @login_required
 def get_instance(instance_id: str):
     return jsonify(instance=instance_json(owned_instance(instance_id)))
+
+
+def _accepted(instance: Instance):
+    dbs().commit()
+    response = jsonify(instance=instance_json(instance),
+                       events=url_for("api.instance_events", instance_id=instance.id))
+    response.headers["Location"] = url_for("api.get_instance", instance_id=instance.id)
+    return response, 202
+
+
+@bp.delete("/instances/<instance_id>")
+@login_required
+def destroy_instance(instance_id: str):
+    return _accepted(instances.request_destroy(dbs(), current(), owned_instance(instance_id), client_ip()))
+
+
+@bp.post("/instances/<instance_id>/<any(restart, rebuild):action>")
+@login_required
+def instance_action(instance_id: str, action: str):
+    instance = owned_instance(instance_id)
+    return _accepted(instances.request_action(dbs(), current(), instance, action, client_ip()))
+
+
+@bp.get("/instances/<instance_id>/events")
+@login_required
+def instance_events(instance_id: str):
+    """Server-sent events: every instance event after Last-Event-ID, until the instance rests."""
+    owned_instance(instance_id)
+    after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+    after = int(after) if after.isdigit() else 0
+    return Response(stream_with_context(event_stream(database(), instance_id, after)),
+                    mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

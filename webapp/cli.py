@@ -104,6 +104,205 @@ def create_admin(email: str, name: str, password_stdin: bool) -> None:
     click.echo(f"{address} is an admin.")
 
 
+def _database():
+    from db.engine import Database
+
+    return Database(_settings().database_url)
+
+
+def _stop_on_signals(on_stop) -> None:
+    """First SIGTERM/SIGINT: finish what runs and exit; a second one: abort waits too."""
+    import signal
+
+    calls = {"n": 0}
+
+    def handler(signum, _frame):
+        calls["n"] += 1
+        click.echo(f"Stopping ({signal.Signals(signum).name}); running operations finish first.", err=True)
+        on_stop(abort=calls["n"] > 1)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@main.command(help="Run reconcilers: claim instances whose observed state lags and converge them.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--scan-interval", default=60.0, show_default=True, help="Seconds between fleet scans (0: off).")
+def worker(concurrency: int, scan_interval: float) -> None:
+    from provisioner.worker import Worker
+
+    _logging()
+    runner = Worker(_settings(), _database(), concurrency=concurrency, scan_interval=scan_interval)
+    _stop_on_signals(lambda abort: runner.shutdown(0, abort=abort))
+    runner.start()
+    click.echo(f"Worker with {concurrency} reconciler(s) on {runner.target.hcloud_endpoint}")
+    runner.wait()
+    click.echo("Worker stopped; no lease or lock left behind.")
+
+
+@main.command(help="Print the fleet's drift and health; mark drifted instances for repair.")
+@click.option("--stack", "only", help="Only this stack.")
+@click.option("--no-mark", is_flag=True, help="Only report; mark nothing for repair.")
+def scan(only: str | None, no_mark: bool) -> None:
+    from provisioner import cloud, fleet
+
+    report = fleet.scan(_database(), _target(), only=only, mark=not no_mark)
+    _print_scan(report)
+    if report.drifted:
+        sys.exit(1)
+
+
+@main.command(help="One convergence pass for cron or CI; exits non-zero while drift is unresolved.")
+@click.option("--stack", "only", help="Only this stack.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+def reconcile(only: str | None, dry_run: bool) -> None:
+    from sqlalchemy import select
+
+    from db.models import Instance
+    from provisioner import fleet, leases
+    from provisioner.reconciler import Reconciler
+
+    _logging()
+    database = _database()
+    target = _target()
+    report = fleet.scan(database, target, only=only, mark=not dry_run)
+    _print_scan(report)
+    with database.sessions() as session:
+        query = select(Instance).where(leases.needs_work())
+        if only:
+            query = query.where(Instance.stack_name == only)
+        queued = session.scalars(query.order_by(Instance.stack_name)).all()
+        for instance in queued:
+            action = instance.requested_action or (
+                "destroy" if instance.desired_state == "destroyed" else "up")
+            click.echo(f"plan  {instance.stack_name:<30} {action}")
+    if dry_run:
+        sys.exit(1 if (report.drifted or queued) else 0)
+    reconciler = Reconciler(_settings(), database)
+    ran = reconciler.drain(only)
+    after = fleet.scan(database, target, only=only, mark=False)
+    with database.sessions() as session:
+        query = select(Instance).where(leases.needs_work() | (Instance.status == "failed"))
+        if only:
+            query = query.where(Instance.stack_name == only)
+        unresolved = session.scalars(query).all()
+        for instance in unresolved:
+            click.echo(f"unresolved  {instance.stack_name:<30} {instance.status}: {instance.status_message}")
+    for finding in after.drifted:
+        click.echo(f"unresolved  {finding.stack_name:<30} {'; '.join(finding.problems)}")
+    click.echo(f"summary  operations={ran} drifted_before={len(report.drifted)} "
+               f"unresolved={len(after.drifted) + len(unresolved)}")
+    sys.exit(1 if (after.drifted or unresolved) else 0)
+
+
+def _sandbox_args(settings: Settings) -> list[str]:
+    return ["--state", str(settings.data_dir / "sandbox" / "state.json"), "--zone", settings.base_domain]
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+              help="Run the sandbox cloud (Hetzner, Cloudflare, X, LLM stand-ins); --help for its options.")
+@click.pass_context
+def sandbox(ctx: click.Context) -> None:
+    from sandbox.cli import main as sandbox_main
+
+    sys.exit(sandbox_main(_sandbox_args(_settings()) + ctx.args))
+
+
+@main.command(help="The whole control plane in one process: the sandbox cloud (unless cloud "
+                   "credentials are set), one worker and the web app.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="PORT", default=8000, show_default=True, type=int)
+def run(host: str, port: int) -> None:
+    import os
+    import threading
+
+    from waitress import create_server
+
+    from db.migrate import upgrade
+    from provisioner.cloud import sandbox_description_path
+    from provisioner.worker import Worker
+    from webapp import create_app
+
+    _logging()
+    settings = _settings()
+    upgrade(settings.database_url)
+    cloud_sandbox = None
+    if not settings.cloud_env.get("HCLOUD_TOKEN"):
+        from sandbox import Sandbox
+
+        cloud_sandbox = Sandbox(settings.data_dir / "sandbox" / "state.json", zone_name=settings.base_domain)
+        cloud_sandbox.start()
+        cloud_sandbox.write_env_file(sandbox_description_path(settings))
+        for key, value in sandbox_web_env(cloud_sandbox.describe()).items():
+            os.environ.setdefault(key, value)
+        settings = _settings()
+        click.echo(f"Sandbox cloud: Hetzner {cloud_sandbox.hcloud_url}, Cloudflare {cloud_sandbox.cloudflare_url}, "
+                   f"zone {cloud_sandbox.zone_name}")
+    database = _database()
+    worker_ = Worker(settings, database, concurrency=2).start()
+    server = create_server(create_app(settings, database), host=host, port=port, threads=16, ident="clawdet")
+    stopping = threading.Event()
+
+    def stop(abort: bool = False) -> None:
+        stopping.set()
+        worker_.shutdown(0, abort=abort)
+        server.close()
+
+    _stop_on_signals(stop)
+    click.echo(f"Clawdet on http://{host}:{port} (database: {_redacted(settings.database_url)})")
+    try:
+        server.run()
+    except (OSError, ValueError):
+        if not stopping.is_set():
+            raise
+    finally:
+        worker_.shutdown()
+        worker_.wait()
+        if cloud_sandbox is not None:
+            cloud_sandbox.stop()
+    click.echo("Clawdet stopped.")
+
+
+def sandbox_web_env(description: dict) -> dict[str, str]:
+    """What the web app reads to use the sandbox's X and LLM upstream (set only when unset)."""
+    return {
+        "X_CLIENT_ID": description["x_client_id"],
+        "X_CLIENT_SECRET": description["x_client_secret"],
+        "X_AUTHORIZE_URL": description["x_authorize_url"],
+        "X_TOKEN_URL": description["x_token_url"],
+        "X_API_BASE_URL": description["x_url"],
+        "LLM_PRIMARY_URL": description["llm_url"],
+        "LLM_PRIMARY_KEY": description["llm_key"],
+    }
+
+
+def _target():
+    from db.errors import UserFacingError
+    from provisioner import cloud
+
+    try:
+        return cloud.resolve(_settings())
+    except UserFacingError as exc:
+        raise click.ClickException(f"{exc.message} {exc.action}") from exc
+
+
+def _print_scan(report) -> None:
+    for finding in report.findings:
+        state = "drift " if finding.action else "ok    "
+        detail = "; ".join(finding.problems) if finding.problems else "healthy"
+        click.echo(f"{state}{finding.stack_name:<30} {detail}" + (f"  -> {finding.action}" if finding.action else ""))
+    for orphan in report.orphans:
+        click.echo(f"orphan {orphan:<30} a managed server no instance claims")
+    click.echo(f"scan  instances={len(report.findings)} drifted={len(report.drifted)} "
+               f"api_calls={report.api_calls} seconds={report.seconds:.2f}")
+
+
+def _logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _redacted(url: str) -> str:
     """A database URL without its password, for logs."""
     from sqlalchemy.engine import make_url

@@ -6,7 +6,10 @@ from flask_login import login_required
 
 from db.errors import UserFacingError
 from programs.tiers import LOCATIONS
-from provisioner import instances
+from db.models import Instance
+from provisioner import credentials, instances
+from provisioner import llm_keys, llm_usage
+from provisioner.reconciler import STEPS
 from webapp import dbs, settings
 from webapp.auth import client_ip, current
 
@@ -15,14 +18,18 @@ bp = Blueprint("dashboard", __name__)
 
 @bp.get("/dashboard")
 @login_required
-def show(error: UserFacingError | None = None, form: dict | None = None):
+def show(error: UserFacingError | None = None, form: dict | None = None, new_llm_key: str | None = None):
     user = current()
     if not user.details_complete:
         return redirect(url_for("auth.details_page"))
     instance = instances.active_instance(dbs(), user)
-    return render_template("dashboard.html", user=user, instance=instance,
-                           tiers=instances.tiers_for(user), regions=LOCATIONS,
-                           error=error, form=form or {}), (error.status if error else 200)
+    response = render_template("dashboard.html", user=user, instance=instance,
+                               tiers=instances.tiers_for(user), regions=LOCATIONS,
+                               usage=llm_usage.month_summary(dbs(), user), new_llm_key=new_llm_key,
+                               error=error, form=form or {}), (error.status if error else 200)
+    if new_llm_key:
+        response = (response[0], response[1], {"Cache-Control": "no-store"})
+    return response
 
 
 @bp.post("/dashboard/instance")
@@ -38,4 +45,39 @@ def create_instance():
     except UserFacingError as exc:
         dbs().rollback()
         return show(error=exc, form=form)
+    return redirect(url_for("dashboard.show"), code=303)
+
+
+@bp.post("/dashboard/instance/llm-key")
+@login_required
+def rotate_llm_key():
+    """Shows the new key once, in this response; it is stored nowhere."""
+    instance = instances.active_instance(dbs(), current())
+    if instance is None:
+        return redirect(url_for("dashboard.show"), code=303)
+    try:
+        key = llm_keys.rotate_llm_key(dbs(), instance, secret=settings().secret_key, actor=current(),
+                                      ip=client_ip())
+        dbs().commit()
+    except UserFacingError as exc:
+        dbs().rollback()
+        return show(error=exc)
+    return show(new_llm_key=key)
+
+
+@bp.post("/dashboard/instance/<instance_id>/<any(destroy, restart, rebuild):action>")
+@login_required
+def instance_action(instance_id: str, action: str):
+    instance = dbs().get(Instance, instance_id)
+    if instance is None or instance.user_id != current().id:
+        raise UserFacingError("not_found", "No such instance.", "Go back to your dashboard.", status=404)
+    try:
+        if action == "destroy":
+            instances.request_destroy(dbs(), current(), instance, client_ip())
+        else:
+            instances.request_action(dbs(), current(), instance, action, client_ip())
+        dbs().commit()
+    except UserFacingError as exc:
+        dbs().rollback()
+        return show(error=exc)
     return redirect(url_for("dashboard.show"), code=303)

@@ -288,3 +288,13 @@ def test_tiers_follow_the_seed_in_the_eu():
     assert tiers.TIERS["pro"].browser is None
     free, pro = tiers.TIERS["free"].gateway, tiers.TIERS["pro"].gateway
     assert free.memory_mb < pro.memory_mb and float(free.cpus) < float(pro.cpus)
+
+
+def test_the_args_never_show_their_secrets():
+    args = load(FakeConfig(to_stack_config(**valid_values())))
+    assert GATEWAY_TOKEN not in repr(args) and LLM_KEY not in repr(args)
+
+
+def test_empty_values_count_as_left_out():
+    written = to_stack_config(**valid_values(region="", ssh_keys=[], instance_name=""))
+    assert not {"clawdet:region", "clawdet:sshKeys", "clawdet:instanceName"} & set(written)

@@ -71,6 +71,7 @@ def mocks():
     pulumi.runtime.set_all_config({}, [])
     yield recording
     pulumi.runtime.set_all_config({}, [])
+    runtime_settings.reset_options()  # leave no mock monitor behind for other tests
 
 
 def instance_args(**overrides) -> ClawInstanceArgs:

@@ -168,11 +168,19 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
-	config, err := json.Marshal(req.GetConfig())
+	// The exec script expects a JSON object and a JSON array, never null.
+	configMap, keys := req.GetConfig(), req.GetConfigSecretKeys()
+	if configMap == nil {
+		configMap = map[string]string{}
+	}
+	if keys == nil {
+		keys = []string{}
+	}
+	config, err := json.Marshal(configMap)
 	if err != nil {
 		return nil, err
 	}
-	secretKeys, err := json.Marshal(req.GetConfigSecretKeys())
+	secretKeys, err := json.Marshal(keys)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,133 @@
+"""The fleet scan: drift detection that doubles as health reconciliation.
+
+A few paginated API calls list every managed server and every DNS record of the zone; every
+gateway's /healthz is probed concurrently. Only the instances whose server, record or gateway
+diverges are marked for repair; the reconciler does the rest.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from db.engine import Database
+from db.models import DesiredState, Instance, InstanceEvent, InstanceStatus, utcnow
+from provisioner import cloud
+from provisioner.health import Probe, probe_all
+from provisioner.notify import LogNotifier, Notifier
+
+
+@dataclass
+class Finding:
+    instance_id: str
+    stack_name: str
+    problems: list[str]
+    action: str | None  # "repair" (up with refresh), "restart" (reboot), None (healthy)
+    probe: Probe | None = None
+
+
+@dataclass
+class ScanReport:
+    findings: list[Finding] = field(default_factory=list)
+    api_calls: int = 0
+    seconds: float = 0.0
+    orphans: list[str] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> list[Finding]:
+        return [f for f in self.findings if f.action]
+
+
+def scan(database: Database, target: cloud.CloudTarget, *, only: str | None = None,
+         mark: bool = True, unhealthy_after: int = 1, notifier: Notifier | None = None) -> ScanReport:
+    started = time.perf_counter()
+    notifier = notifier or LogNotifier()
+    with database.sessions() as session:
+        query = select(Instance).where(Instance.desired_state == DesiredState.RUNNING.value,
+                                       Instance.status == InstanceStatus.READY.value)
+        if only:
+            query = query.where(Instance.stack_name == only)
+        instances = session.scalars(query).all()
+        session.expunge_all()
+
+    hetzner, cloudflare_api = cloud.clients(target)
+    try:
+        servers = {s["labels"].get(cloud.INSTANCE_LABEL): s for s in hetzner.servers()}
+        records: dict[str, list[dict]] = {}
+        for record in cloudflare_api.records(target.zone_id):
+            records.setdefault(record["name"], []).append(record)
+    finally:
+        api_calls = hetzner.calls + cloudflare_api.calls
+        hetzner.close(), cloudflare_api.close()
+
+    urls = {i.id: target.health_url(fqdn=f"{i.subdomain}.{target.base_domain}", ipv4=i.ipv4)
+            for i in instances}
+    probes = probe_all([u for u in urls.values() if u])
+    report = ScanReport(api_calls=api_calls)
+    known_names = {i.stack_name for i in instances}
+    report.orphans = sorted(name for name in servers if name and name not in known_names
+                            and not only)
+    for instance in instances:
+        finding = diagnose(instance, target, servers.get(instance.stack_name),
+                           records.get(f"{instance.subdomain}.{target.base_domain}", []),
+                           probes.get(urls[instance.id]) if urls[instance.id] else None)
+        report.findings.append(finding)
+    if mark:
+        record_findings(database, report, unhealthy_after, notifier)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def diagnose(instance: Instance, target: cloud.CloudTarget, server: dict | None,
+             records: list[dict], probe: Probe | None) -> Finding:
+    problems: list[str] = []
+    infra = False
+    if server is None:
+        problems.append("server is missing")
+        infra = True
+    elif server.get("status") != "running":
+        problems.append(f"server is {server.get('status')}")
+        infra = True
+    a_records = [r for r in records if r.get("type") == "A"]
+    if not a_records:
+        problems.append("DNS record is missing")
+        infra = True
+    else:
+        ipv4 = (server or {}).get("public_net", {}).get("ipv4", {}).get("ip") or instance.ipv4
+        wrong = [r["content"] for r in a_records if r.get("content") != ipv4]
+        if wrong:
+            problems.append(f"DNS record points to {', '.join(wrong)}, not {ipv4}")
+            infra = True
+    if probe is not None and not probe.ok and not infra:
+        problems.append(f"gateway is not answering ({probe.error or probe.status})")
+    action = "repair" if infra else "restart" if problems else None
+    return Finding(instance.id, instance.stack_name, problems, action, probe)
+
+
+def record_findings(database: Database, report: ScanReport, unhealthy_after: int,
+                    notifier: Notifier) -> None:
+    now = utcnow()
+    with database.session() as session:
+        for finding in report.findings:
+            instance = session.get(Instance, finding.instance_id)
+            if instance is None or instance.status != InstanceStatus.READY.value:
+                continue  # changed since we looked; the reconciler owns it now
+            instance.health_checked_at = now
+            if finding.action is None:
+                if instance.health != "healthy":
+                    instance.health, instance.health_changed_at = "healthy", now
+                    notifier.health_changed(session, instance, True)
+                instance.health_failures = 0
+                continue
+            instance.health_failures += 1
+            if instance.health_failures < unhealthy_after:
+                continue
+            if instance.health != "unhealthy":
+                instance.health, instance.health_changed_at = "unhealthy", now
+                notifier.health_changed(session, instance, False)
+            if instance.requested_action is None and instance.lease_owner is None:
+                instance.requested_action = finding.action
+                session.add(InstanceEvent(instance_id=instance.id, kind="error", step="drift",
+                                          message="Found: " + "; ".join(finding.problems),
+                                          generation=instance.generation))

@@ -1,0 +1,341 @@
+"""The reconciler: claim an instance whose observed state lags its desired state, converge its
+stack, and record every step as an instance event the dashboard streams."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pulumi import automation as auto
+from sqlalchemy.orm import Session
+
+from db.engine import Database
+from db.models import DesiredState, Instance, InstanceEvent, InstanceStatus, utcnow
+from db.settings import Settings
+from programs.instance_config import to_stack_config
+from provisioner import cloud, credentials, leases
+from provisioner.health import wait_healthy
+from provisioner.notify import LogNotifier, Notifier
+from provisioner.stacks import Stacks
+
+log = logging.getLogger(__name__)
+
+SERVER_TYPE = "hcloud:index/server:Server"
+FIREWALL_TYPE = "hcloud:index/firewall:Firewall"
+DNS_TYPE = "cloudflare:index/dnsRecord:DnsRecord"
+
+# The named steps of the dashboard's progress bar, in order, with how far along each one is.
+STEPS = (
+    ("requested", "Requested", 0),
+    ("firewall", "Firewall", 20),
+    ("server", "Server", 40),
+    ("dns", "DNS record", 65),
+    ("booting", "Starting the gateway", 80),
+    ("ready", "Ready", 100),
+)
+STEP_OF_TYPE = {FIREWALL_TYPE: "firewall", SERVER_TYPE: "server", DNS_TYPE: "dns"}
+STEP_PROGRESS = {key: progress for key, _, progress in STEPS}
+STEP_WORDS = {"firewall": "the firewall", "server": "your server", "dns": "the DNS record"}
+
+
+@dataclass(frozen=True)
+class ReconcilerConfig:
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 4
+    backoff_base: float = 5.0
+    backoff_cap: float = 300.0
+    ready_deadline: float = 600.0
+
+    def backoff(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.backoff_base * 2 ** (attempts - 1), self.backoff_cap))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Reconciler:
+    def __init__(self, settings: Settings, database: Database, *, config: ReconcilerConfig | None = None,
+                 stacks: Stacks | None = None, notifier: Notifier | None = None, owner: str | None = None):
+        self.settings = settings
+        self.database = database
+        self.config = config or ReconcilerConfig()
+        self.target = stacks.target if stacks else cloud.resolve(settings)
+        self.stacks = stacks or Stacks(settings, self.target)
+        self.notifier = notifier or LogNotifier()
+        self.owner = owner or worker_name()
+        self.stop = threading.Event()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run_once(self, only: str | None = None) -> bool:
+        """Claim and work one due instance; False when there was nothing to do."""
+        with self.database.sessions() as session:
+            claim = leases.claim_next(session, self.owner, self.config.lease, only=only)
+        if claim is None:
+            return False
+        heartbeat = threading.Thread(target=self._heartbeat, args=(claim.instance_id,), daemon=True)
+        done = threading.Event()
+        self._beating = done
+        heartbeat.start()
+        try:
+            self.work(claim)
+        finally:
+            done.set()
+            with self.database.sessions() as session:
+                leases.release(session, claim.instance_id, self.owner)
+        return True
+
+    def drain(self, only: str | None = None) -> int:
+        """Work until nothing is due (or stop is set); how many operations ran."""
+        count = 0
+        while not self.stop.is_set() and self.run_once(only):
+            count += 1
+        return count
+
+    def _heartbeat(self, instance_id: str) -> None:
+        done = self._beating
+        while not done.wait(self.config.lease.total_seconds() / 3):
+            with self.database.sessions() as session:
+                if not leases.renew(session, instance_id, self.owner, self.config.lease):
+                    log.error("lost the lease of %s", instance_id)
+                    return
+
+    # -- one operation ----------------------------------------------------------------------
+
+    def work(self, claim: leases.Claim) -> None:
+        with self.database.sessions() as session:
+            instance = session.get(Instance, claim.instance_id)
+            name, desired, action = instance.stack_name, instance.desired_state, instance.requested_action
+        if claim.taken_over_from:
+            self.event(claim.instance_id, "recovery",
+                       "Picked up where a stopped worker left off", kind="log")
+            self.stacks.clear_stale_lock(name)
+        try:
+            if desired == DesiredState.DESTROYED.value:
+                self.destroy(claim.instance_id)
+            elif action == "restart":
+                self.restart(claim.instance_id)
+            else:
+                self.converge(claim.instance_id, rebuild=action == "rebuild", repair=action == "repair",
+                              sweep=bool(claim.taken_over_from))
+        except Exception as exc:  # every failure is retried or ends cleanly; none kills the worker
+            log.warning("operation on %s failed: %s", name, short_reason(exc))
+            self.failed(claim.instance_id, exc)
+
+    def converge(self, instance_id: str, *, rebuild: bool = False, repair: bool = False,
+                 sweep: bool = False) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            generation = instance.generation
+            first_time = instance.ready_at is None
+            instance.status = InstanceStatus.CREATING.value
+            config = self.stack_config(instance)
+            name = instance.stack_name
+        verb = "Rebuilding" if rebuild else "Repairing" if repair else "Creating" if first_time else "Updating"
+        self.event(instance_id, "requested", f"{verb} your instance", status=InstanceStatus.CREATING)
+        if sweep or repair:
+            self.sweep_orphans(name)
+        outputs = self.stacks.up(name, config, refresh=repair or sweep,
+                                 replace_types=(SERVER_TYPE,) if rebuild else (),
+                                 on_event=self._engine_events(instance_id))
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            instance.server_id, instance.ipv4, instance.ipv6 = outputs.server_id, outputs.ipv4, outputs.ipv6
+            instance.dns_record_id = outputs.dns_record_ids[0] if outputs.dns_record_ids else None
+            instance.url = outputs.url
+        self.event(instance_id, "booting", "Waiting for your gateway to answer", status=InstanceStatus.BOOTING)
+        self.await_health(instance_id, outputs.fqdn, outputs.ipv4)
+        self.mark_ready(instance_id, generation, "Your instance is ready")
+
+    def restart(self, instance_id: str) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            generation, server_id = instance.generation, instance.server_id
+            fqdn, ipv4 = instance.url.removeprefix("https://") if instance.url else None, instance.ipv4
+        if not server_id:
+            return self.converge(instance_id, repair=True)
+        self.event(instance_id, "booting", "Restarting your server", status=InstanceStatus.BOOTING)
+        hetzner, cloudflare_api = cloud.clients(self.target)
+        try:
+            hetzner.server_action(server_id, "reboot")
+        finally:
+            hetzner.close(), cloudflare_api.close()
+        self.await_health(instance_id, fqdn, ipv4)
+        self.mark_ready(instance_id, generation, "Your instance was restarted and is ready")
+
+    def destroy(self, instance_id: str) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            name, generation = instance.stack_name, instance.generation
+        self.event(instance_id, "destroying", "Removing your server and DNS record",
+                   status=InstanceStatus.DESTROYING)
+        self.stacks.destroy(name, on_event=self._engine_events(instance_id, removing=True))
+        self.sweep_orphans(name)
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            if instance.generation == generation:
+                instance.observed_generation = generation
+            instance.requested_action = None
+            instance.attempts, instance.next_attempt_at = 0, None
+            instance.server_id = instance.ipv4 = instance.ipv6 = instance.dns_record_id = None
+            instance.url, instance.health = None, "unknown"
+            instance.destroyed_at = utcnow()
+        self.event(instance_id, "destroyed", "Your instance was removed", status=InstanceStatus.DESTROYED,
+                   progress=100)
+
+    # -- pieces -------------------------------------------------------------------------------
+
+    def stack_config(self, instance: Instance) -> dict[str, tuple[str, bool]]:
+        secret = self.settings.secret_key
+        return to_stack_config(
+            subdomain=instance.subdomain, tier=instance.tier, region=instance.region,
+            user_id=instance.user_id, base_domain=self.target.base_domain,
+            cloudflare_zone_id=self.target.zone_id, model=self.settings.instance_model,
+            llm_base_url=self.settings.llm_proxy_url,
+            llm_api_key=credentials.llm_key(secret, instance.id, instance.llm_key_version),
+            gateway_token=credentials.gateway_token(secret, instance.id, instance.gateway_token_version),
+            ssh_keys=self.settings.hcloud_ssh_keys or None,
+            operator_ssh_cidrs=self.settings.operator_ssh_cidrs or None,
+        )
+
+    def await_health(self, instance_id: str, fqdn: str | None, ipv4: str | None) -> None:
+        url = self.target.health_url(fqdn=fqdn or "", ipv4=ipv4)
+        if url is None:
+            raise RuntimeError("the stack has no address to probe")
+        result = wait_healthy(url, self.config.ready_deadline, stop=self.stop)
+        if not result.ok:
+            raise RuntimeError(f"the gateway did not answer /healthz within {self.config.ready_deadline:.0f}s")
+
+    def mark_ready(self, instance_id: str, generation: int, message: str) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            if instance.generation == generation:
+                instance.observed_generation = generation
+            instance.requested_action = None
+            instance.attempts, instance.next_attempt_at = 0, None
+            first = instance.ready_at is None
+            instance.ready_at = instance.ready_at or utcnow()
+            now = utcnow()
+            if instance.health != "healthy":
+                instance.health_changed_at = now
+            instance.health, instance.health_checked_at, instance.health_failures = "healthy", now, 0
+            if first:
+                self.notifier.instance_ready(session, instance)
+        self.event(instance_id, "ready", message, status=InstanceStatus.READY)
+
+    def failed(self, instance_id: str, error: Exception) -> None:
+        reason = short_reason(error)
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            instance.attempts += 1
+            attempts, name, status = instance.attempts, instance.stack_name, instance.status
+            final = attempts >= self.config.max_attempts
+            if not final:
+                delay = self.config.backoff(attempts)
+                instance.next_attempt_at = utcnow() + delay
+        if not final:
+            self.event(instance_id, "retry",
+                       f"Attempt {attempts} failed ({reason}); trying again in {delay.total_seconds():.0f}s",
+                       kind="error", status=InstanceStatus(status))
+            return
+        self.event(instance_id, "failed", f"Giving up after {attempts} attempts ({reason}); cleaning up",
+                   kind="error")
+        cleanup_error = None
+        with self.database.session() as session:
+            desired = session.get(Instance, instance_id).desired_state
+        if desired == DesiredState.RUNNING.value:
+            try:
+                self.stacks.destroy(name)
+                self.sweep_orphans(name)
+            except Exception as exc:
+                cleanup_error = short_reason(exc)
+                log.error("cleanup of %s failed: %s", name, cleanup_error)
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            instance.observed_generation = instance.generation
+            instance.requested_action = None
+            instance.next_attempt_at = None
+            instance.server_id = instance.ipv4 = instance.ipv6 = instance.dns_record_id = instance.url = None
+            self.notifier.instance_failed(session, instance, reason)
+        message = ("We could not set up your instance. Nothing is left running. "
+                   "Try again from your dashboard; if it fails again, contact support.")
+        if cleanup_error:
+            message = "We could not set up your instance and are cleaning up; our team has been told."
+        self.event(instance_id, "failed", message, status=InstanceStatus.FAILED, kind="error")
+
+    def sweep_orphans(self, name: str) -> list[str]:
+        """Delete cloud resources labelled for this instance that its stack does not hold: what
+        an interrupted `up` created after its last checkpoint, so a retry never duplicates."""
+        known = {str(r.get("id")) for r in self.stacks.resources(name) if r.get("id")}
+        fqdn = f"{name}.{self.target.base_domain}"
+        hetzner, cloudflare_api = cloud.clients(self.target)
+        removed: list[str] = []
+        try:
+            selector = f"{cloud.MANAGED_LABEL},{cloud.INSTANCE_LABEL}={name}"
+            for server in hetzner.servers(selector):
+                if str(server["id"]) not in known:
+                    hetzner.delete_server(server["id"])
+                    removed.append(f"server {server['id']}")
+            for firewall in hetzner.firewalls(selector):
+                if str(firewall["id"]) not in known:
+                    hetzner.delete_firewall(firewall["id"])
+                    removed.append(f"firewall {firewall['id']}")
+            for record in cloudflare_api.records(self.target.zone_id, name=fqdn):
+                if str(record["id"]) not in known:
+                    cloudflare_api.delete_record(self.target.zone_id, record["id"])
+                    removed.append(f"record {record['id']}")
+        finally:
+            hetzner.close(), cloudflare_api.close()
+        if removed:
+            log.warning("removed orphans of %s: %s", name, ", ".join(removed))
+        return removed
+
+    def event(self, instance_id: str, step: str, message: str, *, kind: str = "progress",
+              status: InstanceStatus | None = None, progress: int | None = None) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            if status is not None:
+                instance.status = status.value
+            if kind != "log":
+                instance.status_message = message
+            session.add(InstanceEvent(instance_id=instance_id, kind=kind, step=step, message=message,
+                                      progress=progress if progress is not None else STEP_PROGRESS.get(step),
+                                      generation=instance.generation))
+
+    def _engine_events(self, instance_id: str, removing: bool = False):
+        seen: set[str] = set()
+
+        def on_event(event: auto.EngineEvent) -> None:
+            pre = event.resource_pre_event
+            if pre is None or pre.metadata.op in (auto.OpType.SAME, auto.OpType.READ):
+                return
+            step = STEP_OF_TYPE.get(pre.metadata.type)
+            if step is None or step in seen:
+                return
+            seen.add(step)
+            verb = "Removing" if removing or pre.metadata.op == auto.OpType.DELETE else (
+                "Creating" if pre.metadata.op == auto.OpType.CREATE else "Updating")
+            try:
+                self.event(instance_id, step, f"{verb} {STEP_WORDS[step]}",
+                           progress=None if not removing else None)
+            except Exception:  # progress is best effort; never break the engine's event stream
+                log.exception("could not record engine event")
+
+        return on_event
+
+
+def short_reason(error: BaseException) -> str:
+    """One line a person can read, without engine noise (and never a secret: the engine masks
+    secret values, and we keep only the error line)."""
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"\berror\b", line, re.I)]
+    line = (errors[-1] if errors else lines[-1] if lines else type(error).__name__)
+    line = re.sub(r"^(error:\s*)+", "", line, flags=re.I)
+    return line[:240]

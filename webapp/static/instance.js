@@ -1,0 +1,52 @@
+// Live progress of the instance on the dashboard, from the server-sent events endpoint.
+(function () {
+  "use strict";
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+    });
+  });
+  var card = document.getElementById("instance");
+  if (!card) return;
+  var bar = document.getElementById("instance-bar");
+  var steps = document.querySelectorAll("#instance-steps li");
+  var progressBox = document.getElementById("instance-progress");
+  var statusBadge = document.getElementById("instance-status");
+  var message = document.getElementById("instance-message");
+  var stepOrder = Array.prototype.map.call(steps, function (li) { return li.getAttribute("data-step"); });
+
+  function setProgress(value) {
+    if (value === null || value === undefined) return;
+    bar.style.width = value + "%";
+    bar.parentElement.setAttribute("aria-valuenow", value);
+  }
+  function setStep(step) {
+    var index = stepOrder.indexOf(step);
+    if (index < 0) return;
+    steps.forEach(function (li, i) {
+      li.className = i < index ? "done" : (i === index ? "current" : "");
+    });
+  }
+  setProgress(parseInt(bar.getAttribute("data-progress"), 10) || 0);
+  if (card.getAttribute("data-busy") !== "true") return;
+
+  var source = new EventSource(card.getAttribute("data-events"));
+  source.addEventListener("progress", function (event) {
+    var data = JSON.parse(event.data);
+    message.textContent = data.message;
+    setStep(data.step);
+    setProgress(data.progress);
+  });
+  source.addEventListener("state", function (event) {
+    var data = JSON.parse(event.data);
+    statusBadge.textContent = data.status;
+    statusBadge.className = "badge status-" + data.status;
+    card.setAttribute("data-status", data.status);
+    if (!data.inFlight && ["ready", "failed", "destroyed"].indexOf(data.status) >= 0) {
+      source.close();
+      if (data.status === "ready") { setStep("ready"); setProgress(100); }
+      window.setTimeout(function () { window.location.reload(); }, 600);
+    }
+  });
+  source.onerror = function () { progressBox.classList.add("reconnecting"); };
+})();
