@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--zone", default="clawdet.test", help="Cloudflare zone (base domain)")
     parser.add_argument("--server-network", default="127.10.0.0/16", help="loopback block for fake servers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault injector")
+    parser.add_argument("--hcloud-rate-limit", type=int, default=3600,
+                        help="Hetzner API bucket size (refills one request per second)")
     parser.add_argument("--llm-upstream", action="append", default=[], metavar="NAME",
                         help="start another LLM upstream (repeatable)")
     parser.add_argument("--env-file", type=pathlib.Path, default=None,
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox(
         args.state, boot_delay=args.boot_delay, action_delay=args.action_delay, gateway_port=args.gateway_port,
         port_base=args.port_base, zone_name=args.zone, server_network=args.server_network, seed=args.seed,
-        extra_llm_upstreams=tuple(args.llm_upstream),
+        extra_llm_upstreams=tuple(args.llm_upstream), hcloud_rate_limit=args.hcloud_rate_limit,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -1,9 +1,11 @@
 """Faults on demand: latency, error rates, 429s and "fail the next N calls", per route.
 
 A rule matches on service name (``hetzner``, ``cloudflare``, ``x``, ``llm``, an extra LLM
-upstream's name, ``gateway``), HTTP method and a path pattern (shell-style glob such as
-``/v1/servers*``, or a regular expression when it starts with ``^``). Each service renders the
-failure in its own error format; this module only decides. Randomness comes from one seeded
+upstream's name, ``gateway`` for every fake server's gateway or ``gateway:<server id>`` for
+one), HTTP method and a path pattern (shell-style glob such as ``/v1/servers*``, or a regular
+expression when it starts with ``^``). A matching rule adds its latency, then fails the call
+when it still has ``fail_next`` calls to fail, by ``error_rate`` chance, or always when it names
+only a status. Each service renders the failure in its own error format; this module decides. Randomness comes from one seeded
 generator so a run with the same seed and the same request order fails the same calls.
 """
 
@@ -85,6 +87,8 @@ class FaultInjector:
             raise ValueError("fail_next and latency must not be negative")
         if path is not None and path.startswith("^"):
             re.compile(path)
+        if (status is not None or retry_after is not None) and not error_rate and not fail_next:
+            error_rate = 1.0  # a status alone means: fail every matching call
         if status is None:
             status = 429 if retry_after is not None else 500
         if status == 429 and retry_after is None:

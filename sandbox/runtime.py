@@ -114,6 +114,9 @@ class Sandbox:
         self.host = host
         self.port_base = port_base
         self.zone_name = zone_name.lower().rstrip(".")
+        network = ipaddress.IPv4Network(server_network)
+        if not network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+            raise ValueError("fake servers live on loopback: server_network must be inside 127.0.0.0/8")
         self.server_network = server_network
         self.hcloud_rate_limit = hcloud_rate_limit
         self.server_limit = server_limit
@@ -352,8 +355,10 @@ class Sandbox:
         return self.urls[name] + "/v1"
 
     async def _shutdown(self) -> None:
-        self._hetzner.shutdown()
-        await self._gateways.stop_all()
+        if hasattr(self, "_hetzner"):
+            self._hetzner.shutdown()
+        if hasattr(self, "_gateways"):
+            await self._gateways.stop_all()
         for runner in reversed(self._runners):
             await runner.cleanup()
         await self.store.stop_flusher()

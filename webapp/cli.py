@@ -128,11 +128,20 @@ def _stop_on_signals(on_stop) -> None:
 @main.command(help="Run reconcilers: claim instances whose observed state lags and converge them.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--scan-interval", default=60.0, show_default=True, help="Seconds between fleet scans (0: off).")
-def worker(concurrency: int, scan_interval: float) -> None:
+@click.option("--lease-seconds", default=300, show_default=True, type=click.IntRange(5),
+              help="How long a claim lasts without renewal (a dead worker's work waits this long).")
+@click.option("--ready-deadline", default=600, show_default=True, type=click.IntRange(1),
+              help="Seconds a new gateway has to answer /healthz.")
+def worker(concurrency: int, scan_interval: float, lease_seconds: int, ready_deadline: int) -> None:
+    from datetime import timedelta
+
+    from provisioner.reconciler import ReconcilerConfig
     from provisioner.worker import Worker
 
     _logging()
-    runner = Worker(_settings(), _database(), concurrency=concurrency, scan_interval=scan_interval)
+    config = ReconcilerConfig(lease=timedelta(seconds=lease_seconds), ready_deadline=ready_deadline)
+    runner = Worker(_settings(), _database(), concurrency=concurrency, scan_interval=scan_interval,
+                    config=config)
     _stop_on_signals(lambda abort: runner.shutdown(0, abort=abort))
     runner.start()
     click.echo(f"Worker with {concurrency} reconciler(s) on {runner.target.hcloud_endpoint}")
