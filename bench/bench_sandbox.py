@@ -39,13 +39,19 @@ def cloud_config(token: str) -> str:
 
 
 async def probe(addresses: list[tuple[str, str]], port: int) -> tuple[int, float]:
-    limits = httpx.Limits(max_connections=200)
+    # Every gateway is its own origin: no keep-alive pool, at most 200 requests in flight.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    in_flight = asyncio.Semaphore(200)
     async with httpx.AsyncClient(timeout=10, limits=limits) as http:
+        async def one(ip: str, token: str) -> int:
+            async with in_flight:
+                response = await http.get(f"http://{ip}:{port}/api/status",
+                                          headers={"Authorization": f"Bearer {token}"})
+                return response.status_code
+
         started = time.perf_counter()
-        responses = await asyncio.gather(*(
-            http.get(f"http://{ip}:{port}/api/status", headers={"Authorization": f"Bearer {token}"})
-            for ip, token in addresses))
-        return sum(r.status_code == 200 for r in responses), time.perf_counter() - started
+        statuses = await asyncio.gather(*(one(ip, token) for ip, token in addresses))
+        return statuses.count(200), time.perf_counter() - started
 
 
 def main() -> int:

@@ -249,3 +249,59 @@ class TrialUsage(Base):
     ip_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     messages: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OutboxStatus(str, enum.Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after the last attempt
+
+
+class OutboxEmail(Base):
+    """An email waiting to be sent, or sent: written in the transaction that decided to send it,
+    so a crash never loses or duplicates a decision; a sender loop delivers with retries."""
+
+    __tablename__ = "outbox_emails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # At most one email per key ("welcome:user_x"); NULL for kinds that may repeat.
+    dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_outbox_emails_due", "status", "next_attempt_at"),)
+
+
+class OpsCounter(Base):
+    """Monotonic counters the worker processes record and `/metrics` reads: one row per metric
+    name and label set (labels as sorted `k=v` pairs joined by commas)."""
+
+    __tablename__ = "ops_counters"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(200), primary_key=True, default="")
+    value: Mapped[float] = mapped_column(default=0.0)
+
+
+class OperationRequest(Base):
+    """The request id of the web request that asked for an instance's current operation, so the
+    worker's log lines for that operation carry it."""
+
+    __tablename__ = "operation_requests"
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    generation: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -28,25 +28,24 @@ def _bool(value: str | None, default: bool = False) -> bool:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    database_url: str
-    secret_key: str
+    database_url: str = field(repr=False)
+    secret_key: str = field(repr=False)
     public_url: str
     base_domain: str
     free_beta: bool
     free_beta_cap: int
     ratelimit_storage_uri: str
     pulumi_backend_url: str = ""
-    pulumi_passphrase: str = ""
+    pulumi_passphrase: str = field(default="", repr=False)
     project_dir: Path = REPO_ROOT
     instance_model: str = "grok-4"
     llm_proxy_url: str = ""
     operator_ssh_cidrs: str = ""
     hcloud_ssh_keys: str = ""
-    cloud_env: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, str] = field(default_factory=dict)
+    cloud_env: dict[str, str] = field(default_factory=dict, repr=False)
     # Continue with X (OAuth 2.0 + PKCE). Empty client id: the button is hidden.
     x_client_id: str = ""
-    x_client_secret: str = ""
+    x_client_secret: str = field(default="", repr=False)
     x_redirect_uri: str = ""
     x_authorize_url: str = "https://x.com/i/oauth2/authorize"
     x_api_base_url: str = "https://api.x.com"
@@ -59,6 +58,19 @@ class Settings:
     llm_rate_limit: str = "120 per minute"
     trial_model: str = "grok-3-mini"
     trial_messages: int = 5
+    # Operations: outgoing email (SMTP), health alert debounce, logs.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_from: str = "Clawdet <noreply@clawdet.test>"
+    smtp_starttls: bool = True
+    smtp_timeout: float = 10.0
+    mail_max_attempts: int = 6
+    alert_debounce_minutes: int = 30
+    log_format: str = "json"
+    log_level: str = "INFO"
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -108,7 +120,18 @@ class Settings:
             llm_rate_limit=env.get("LLM_RATE_LIMIT") or "120 per minute",
             trial_model=env.get("TRIAL_MODEL") or "grok-3-mini",
             trial_messages=int(env.get("TRIAL_MESSAGES") or 5),
-            extra={k: v for k, v in env.items() if k.startswith(("CLAWDET_", "X_", "LLM_", "SMTP_"))},
+            smtp_host=env.get("SMTP_HOST") or "",
+            smtp_port=int(env.get("SMTP_PORT") or 587),
+            smtp_user=env.get("SMTP_USER") or "",
+            smtp_password=env.get("SMTP_PASSWORD") or "",
+            smtp_from=env.get("SMTP_FROM") or f"Clawdet <noreply@{env.get('BASE_DOMAIN') or 'clawdet.test'}>",
+            smtp_starttls=_bool(env.get("SMTP_STARTTLS"), True),
+            smtp_timeout=float(env.get("SMTP_TIMEOUT") or 10),
+            mail_max_attempts=int(env.get("MAIL_MAX_ATTEMPTS") or 6),
+            alert_debounce_minutes=int(env.get("ALERT_DEBOUNCE_MINUTES") or 30),
+            log_format=(env.get("LOG_FORMAT") or "json").lower(),
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            metrics_token=env.get("METRICS_TOKEN") or "",
         )
 
 

@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.register_blueprint(blueprint)
     for blueprint in (x_auth.bp, x_auth.profile_bp, llm_proxy.bp, trial.bp):
         app.register_blueprint(blueprint)
+    from webapp import operations; operations.init_app(app)  # noqa: E702 (admin, /metrics, logs)
 
     @app.teardown_appcontext
     def _close_session(_exc):

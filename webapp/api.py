@@ -17,14 +17,11 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 @bp.get("/health")
 def health():
-    checks = {}
-    try:
-        database().ping()
-        checks["database"] = {"ok": True}
-    except SQLAlchemyError as exc:
-        checks["database"] = {"ok": False, "error": type(exc).__name__}
-    ok = all(check["ok"] for check in checks.values())
-    return jsonify(status="ok" if ok else "down", checks=checks), (200 if ok else 503)
+    """The database, the Pulumi state backend and the cloud APIs; 503 names what is down."""
+    from flask import current_app
+
+    from webapp.operations import platform_health_response
+    return platform_health_response(current_app)
 
 
 def instance_json(instance: Instance) -> dict:

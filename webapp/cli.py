@@ -278,7 +278,6 @@ def sandbox_web_env(description: dict) -> dict[str, str]:
         "X_CLIENT_ID": description["x_client_id"],
         "X_CLIENT_SECRET": description["x_client_secret"],
         "X_AUTHORIZE_URL": description["x_authorize_url"],
-        "X_TOKEN_URL": description["x_token_url"],
         "X_API_BASE_URL": description["x_url"],
         "LLM_PRIMARY_URL": description["llm_url"],
         "LLM_PRIMARY_KEY": description["llm_key"],
@@ -317,6 +316,56 @@ def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+# -- operations: email, backups ----------------------------------------------------------------
+
+@main.command("send-mail", help="Queue due emails (welcome, quota warnings) and send every due email once.")
+def send_mail() -> None:
+    from provisioner import mail, mail_triggers
+
+    settings = _settings()
+    database = _database()
+    queued = mail_triggers.queue_due(settings, database)
+    if not settings.smtp_host:
+        raise click.ClickException(f"SMTP_HOST is not set; {queued} email(s) queued, none sent. "
+                                   "Set the SMTP_* variables (.env.example), then run again.")
+    total = mail.DrainReport()
+    while True:
+        report = mail.drain(settings, database)
+        total.sent, total.retried, total.failed = (total.sent + report.sent, total.retried + report.retried,
+                                                   total.failed + report.failed)
+        if not (report.sent or report.failed):
+            break
+    click.echo(f"queued={queued} " + total.line())
+    if total.retried or total.failed:
+        sys.exit(1)
+
+
+@main.command(help="Back up the database and every instance's Pulumi stack into an empty DIR.")
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+def backup(folder: Path) -> None:
+    from db.errors import UserFacingError
+    from provisioner import stack_backup
+
+    try:
+        report = stack_backup.backup(_settings(), _database(), folder)
+    except UserFacingError as exc:
+        raise click.ClickException(f"{exc.message} {exc.action}") from exc
+    click.echo(report.line())
+
+
+@main.command(help="Restore a `clawdet backup` DIR into an empty database and re-import its stacks.")
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def restore(folder: Path) -> None:
+    from db.errors import UserFacingError
+    from provisioner import stack_backup
+
+    try:
+        report = stack_backup.restore(_settings(), _database(), folder)
+    except UserFacingError as exc:
+        raise click.ClickException(f"{exc.message} {exc.action}") from exc
+    click.echo(report.line().replace("backup ", "restored ", 1))
 
 
 if __name__ == "__main__":

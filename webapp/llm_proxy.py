@@ -11,15 +11,15 @@ import logging
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from db.engine import Database
 from db.errors import UserFacingError
-from db.models import DesiredState, Instance, InstanceStatus, User
+from db.models import DesiredState, Instance, InstanceStatus, LlmUsage, User
 from provisioner import credentials, llm_pricing, llm_usage
-from webapp import database, dbs, settings
+from webapp import dbs, settings
 from webapp.extensions import csrf, limiter
 from webapp.llm_upstream import pool
+from webapp.usage_recorder import UsageEntry, UsageRecorder, recorder
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +44,41 @@ class Caller:
     instance_id: str
     payment_method: str | None
     paid: bool
+    month_tokens: int
 
 
 def authenticate() -> Caller:
+    """The instance of the bearer key and its owner's tokens this month, in one query."""
     key = bearer_key()
     refused = UserFacingError("invalid_api_key", "This API key is not valid.",
                               "Use your instance's current key (rotate it from the dashboard).", status=401)
     if not key.startswith(credentials.LLM_KEY_PREFIX):
         raise refused
+    month_tokens = (select(func.coalesce(func.sum(LlmUsage.prompt_tokens + LlmUsage.completion_tokens), 0))
+                    .where(LlmUsage.user_id == User.id, LlmUsage.day >= llm_usage.today().replace(day=1))
+                    .scalar_subquery())
     row = dbs().execute(
         select(Instance.id, Instance.desired_state, Instance.status, User.id, User.disabled,
-               User.payment_method, User.paid)
+               User.payment_method, User.paid, month_tokens)
         .join(User, User.id == Instance.user_id)
         .where(Instance.llm_key_hash == credentials.key_hash(key))).first()
+    dbs().rollback()  # hold no database connection while the upstream works
     if row is None or row[1] == DesiredState.DESTROYED.value or row[2] == InstanceStatus.DESTROYED.value:
         raise refused
     if row[4]:
         raise UserFacingError("account_disabled", "The account of this instance is disabled.",
                               "Contact support.", status=403)
-    return Caller(user_id=row[3], instance_id=row[0], payment_method=row[5], paid=row[6])
+    return Caller(user_id=row[3], instance_id=row[0], payment_method=row[5], paid=row[6],
+                  month_tokens=int(row[7]))
 
 
-def check_quota(caller: Caller) -> int:
-    """Tokens used this month; refuses when the plan's monthly quota is spent."""
+def check_quota(caller: Caller) -> None:
     quota = llm_pricing.monthly_quota(caller.payment_method, caller.paid)
-    used = llm_usage.month_tokens(dbs(), caller.user_id)
-    if quota is not None and used >= quota:
+    if quota is not None and caller.month_tokens >= quota:
         raise UserFacingError(
-            "quota_exceeded", f"This month's token quota is used up ({used:,} of {quota:,} tokens).",
+            "quota_exceeded",
+            f"This month's token quota is used up ({caller.month_tokens:,} of {quota:,} tokens).",
             "Wait for the 1st of next month, or upgrade your plan on the dashboard.", status=429)
-    return used
 
 
 def _chat_body() -> tuple[dict, str, bool]:
@@ -91,10 +96,9 @@ def _chat_body() -> tuple[dict, str, bool]:
 @limiter.limit(lambda: settings().llm_rate_limit, key_func=_rate_key)
 def chat_completions():
     caller = authenticate()
-    used = check_quota(caller)
+    check_quota(caller)
     body, model, stream = _chat_body()
-    dbs().rollback()  # hold no database connection while the upstream works
-    meter = Meter(database(), caller, model, used)
+    meter = Meter(recorder(current_app), caller, model)
     upstream = pool(current_app).open("POST", "/chat/completions", json.dumps(body).encode())
     headers = {name: upstream.headers[name] for name in PASSED_HEADERS if name in upstream.headers}
     if not stream or upstream.status_code != 200:
@@ -133,31 +137,27 @@ def _relay(upstream, meter: "Meter"):
 
 
 class Meter:
-    """Records one request's tokens after the response, in its own transaction."""
+    """Hands one request's tokens to the background recorder once the upstream reported them."""
 
-    def __init__(self, db: Database, caller: Caller, model: str, used_before: int):
-        self.db, self.caller, self.model, self.used_before = db, caller, model, used_before
+    def __init__(self, usage_recorder: UsageRecorder, caller: Caller, model: str):
+        self.usage_recorder, self.caller, self.model = usage_recorder, caller, model
 
     def record(self, usage: dict | None) -> None:
         if usage is None:
             log.warning("llm upstream sent no usage for instance %s model %s", self.caller.instance_id, self.model)
-        prompt = int((usage or {}).get("prompt_tokens") or 0)
-        completion = int((usage or {}).get("completion_tokens") or 0)
-        try:
-            with self.db.session() as session:
-                llm_usage.record(session, user_id=self.caller.user_id, instance_id=self.caller.instance_id,
-                                 model=self.model, prompt_tokens=prompt, completion_tokens=completion)
-                llm_usage.warn_if_near_quota(session, self.caller.user_id, self.caller.payment_method,
-                                             self.caller.paid, self.used_before + prompt + completion)
-        except Exception:  # the answer went out; losing one usage row must not break the stream
-            log.exception("could not record llm usage for instance %s", self.caller.instance_id)
+        usage = usage or {}
+        self.usage_recorder.submit(UsageEntry(
+            user_id=self.caller.user_id, instance_id=self.caller.instance_id,
+            payment_method=self.caller.payment_method, paid=self.caller.paid, model=self.model,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            used_before=self.caller.month_tokens))
 
 
 @bp.get("/models")
 @limiter.limit(lambda: settings().llm_rate_limit, key_func=_rate_key)
 def models():
     authenticate()
-    dbs().rollback()
     upstream = pool(current_app).open("GET", "/models")
     try:
         content = upstream.read()

@@ -48,7 +48,7 @@ def live_server(tmp_path):
                                stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"{base}/api/health", process)
+        wait_until_up(f"{base}/api/auth/csrf", process)
         yield base
     finally:
         process.terminate()

@@ -28,7 +28,7 @@ def control_plane(tmp_path):
                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"{base}/api/health", process, timeout=60)
+        wait_until_up(f"{base}/api/auth/csrf", process, timeout=60)
         yield base
     finally:
         process.terminate()

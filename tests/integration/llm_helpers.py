@@ -77,7 +77,7 @@ class LiveServer:
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen([*command, "web", "--port", str(self.port), "--threads", str(threads)],
                                          env=self.env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_until_up(f"{self.base}/api/health", self.process)
+        wait_until_up(f"{self.base}/api/auth/csrf", self.process)  # /api/health also checks the clouds
         return self
 
     def stop(self) -> None:

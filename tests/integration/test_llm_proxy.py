@@ -50,12 +50,20 @@ def ask(client, key: str, text: str = "hello there proxy", **extra):
     return client.client.post(CHAT, json=body, headers={"Authorization": f"Bearer {key}"})
 
 
-def usage_rows(database) -> list[LlmUsage]:
+def settle(app) -> None:
+    """Usage is written by a background thread; wait for it."""
+    from webapp.usage_recorder import recorder
+
+    recorder(app).flush()
+
+
+def usage_rows(app, database) -> list[LlmUsage]:
+    settle(app)
     with database.session() as s:
         return list(s.scalars(select(LlmUsage)))
 
 
-def test_chat_completion_records_the_upstreams_usage(client, database, customer, llm_sandbox):
+def test_chat_completion_records_the_upstreams_usage(app, client, database, customer, llm_sandbox):
     user_id, instance_id, key = customer
     before = len(llm_sandbox.llm.completions())
     response = ask(client, key, "count these five words")
@@ -64,13 +72,13 @@ def test_chat_completion_records_the_upstreams_usage(client, database, customer,
     assert body["choices"][0]["message"]["content"].startswith("Sandbox reply")
     upstream = llm_sandbox.llm.completions()[before]
     assert body["usage"]["prompt_tokens"] == upstream.prompt_tokens == 4
-    [row] = usage_rows(database)
+    [row] = usage_rows(app, database)
     assert (row.user_id, row.instance_id, row.model, row.day) == (user_id, instance_id, "sandbox-small",
                                                                  llm_usage.today())
     assert (row.prompt_tokens, row.completion_tokens, row.requests) == (
         upstream.prompt_tokens, upstream.completion_tokens, 1)
     ask(client, key, "again")
-    [row] = usage_rows(database)
+    [row] = usage_rows(app, database)
     assert row.requests == 2 and row.prompt_tokens == upstream.prompt_tokens + 1
 
 
@@ -100,12 +108,13 @@ def test_key_of_a_destroyed_instance_is_refused(client, database, customer):
     assert response.status_code == 401 and response.get_json()["error"]["code"] == "invalid_api_key"
 
 
-def test_quota_exceeded_and_warning_at_80_percent(client, database, customer):
+def test_quota_exceeded_and_warning_at_80_percent(app, client, database, customer):
     user_id, instance_id, key = customer
     with database.session() as s:
         llm_usage.record(s, user_id=user_id, instance_id=instance_id, model="sandbox-small",
                          prompt_tokens=79_990, completion_tokens=0)
     assert ask(client, key, "one two three four five six seven eight nine ten").status_code == 200
+    settle(app)
     with database.session() as s:
         warning = s.scalar(select(QuotaWarning))
         assert warning.user_id == user_id and warning.percent == 80 and warning.quota == 100_000
@@ -226,9 +235,15 @@ def test_streams_pass_through_chunk_by_chunk(live, llm_sandbox):
         usage = chunks[-1]["usage"]
         record = llm_sandbox.llm.completions()[-1]
         assert (usage["prompt_tokens"], usage["completion_tokens"]) == (record.prompt_tokens, record.completion_tokens)
-        with database.session() as s:
-            row = s.scalar(select(LlmUsage).where(LlmUsage.instance_id == instance_id))
-            assert (row.prompt_tokens, row.completion_tokens) == (record.prompt_tokens, record.completion_tokens)
+        deadline = time.monotonic() + 10
+        while True:  # written by the server's background recorder just after the stream
+            with database.session() as s:
+                row = s.scalar(select(LlmUsage).where(LlmUsage.instance_id == instance_id))
+            if row is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert row is not None
+        assert (row.prompt_tokens, row.completion_tokens) == (record.prompt_tokens, record.completion_tokens)
         assert llm_sandbox.llm_key not in live.log()
     finally:
         database.dispose()

@@ -1,0 +1,111 @@
+"""The operations side of the web app, installed by `init_app`: request ids and request log
+lines, `/metrics`, the admin console, the platform health checks, and in sandbox mode the
+sandbox mail sink's inbox at `/_sandbox/mail`."""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, Flask, abort, g, jsonify, request
+from sqlalchemy import event
+from structlog.contextvars import bind_contextvars, clear_contextvars
+
+from db.engine import Database
+from db.logs import clean_request_id, current_request_id
+from db.models import InstanceEvent, OperationRequest, utcnow
+from db.settings import Settings
+from provisioner.platform_health import PlatformHealth
+
+log = logging.getLogger("clawdet.http")
+
+sandbox_bp = Blueprint("sandbox_mail", __name__)
+
+
+def init_app(app: Flask) -> None:
+    from webapp import admin, metrics
+
+    settings: Settings = app.extensions["clawdet.settings"]
+    database: Database = app.extensions["clawdet.db"]
+    install_request_ids(app)
+    metrics.install(app, database)
+    app.register_blueprint(admin.bp)
+    app.extensions["clawdet.platform_health"] = PlatformHealth(settings, database)
+    remember_operation_requests(database)
+    if is_sandbox(settings):
+        app.register_blueprint(sandbox_bp)
+
+
+def is_sandbox(settings: Settings) -> bool:
+    return not settings.cloud_env.get("HCLOUD_TOKEN")
+
+
+def install_request_ids(app: Flask) -> None:
+    @app.before_request
+    def _bind_request_id():
+        clear_contextvars()
+        g.request_id = clean_request_id(request.headers.get("X-Request-ID"))
+        g.request_started = time.perf_counter()
+        bind_contextvars(request_id=g.request_id)
+
+    @app.after_request
+    def _echo_request_id(response):
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+            seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
+            log.info("%s %s %s", request.method, request.path, response.status_code,
+                     extra={"status": response.status_code, "seconds": round(seconds, 4)})
+        return response
+
+    @app.teardown_request
+    def _unbind(_exc):
+        clear_contextvars()
+
+
+def remember_operation_requests(database: Database) -> None:
+    """When a web request queues work on an instance (a `status` event), remember its request id,
+    so the worker's log lines for that operation carry it."""
+
+    def before_flush(session, _context, _instances):
+        request_id = current_request_id()
+        if not request_id:
+            return
+        with session.no_autoflush:
+            for obj in list(session.new):
+                if not isinstance(obj, InstanceEvent) or obj.kind != "status" or not obj.instance_id:
+                    continue
+                row = session.get(OperationRequest, obj.instance_id)
+                if row is None:
+                    session.add(OperationRequest(instance_id=obj.instance_id, request_id=request_id,
+                                                 generation=obj.generation, at=utcnow()))
+                else:
+                    row.request_id, row.generation, row.at = request_id, obj.generation, utcnow()
+
+    if not event.contains(database.sessions, "before_flush", before_flush):
+        event.listen(database.sessions, "before_flush", before_flush)
+
+
+def platform_health_response(app: Flask):
+    checks = app.extensions["clawdet.platform_health"].checks()
+    down = [name for name, check in checks.items() if not check.ok]
+    body = {"status": "down" if down else "ok", "down": down,
+            "checks": {name: check.as_dict() for name, check in checks.items()}}
+    return jsonify(body), (503 if down else 200)
+
+
+@sandbox_bp.get("/_sandbox/mail")
+def sandbox_mail():
+    """What the sandbox's SMTP sink received, newest first (sandbox mode only)."""
+    from flask import current_app
+
+    from sandbox.mail_sink import read_messages
+
+    settings: Settings = current_app.extensions["clawdet.settings"]
+    folder = settings.data_dir / "sandbox" / "mail"
+    if not folder.is_dir():
+        return jsonify(messages=[], folder=str(folder))
+    messages = read_messages(folder)
+    to = request.args.get("to")
+    if to:
+        messages = [m for m in messages if to.lower() in m["to"].lower()]
+    return jsonify(messages=list(reversed(messages)), folder=str(folder))
