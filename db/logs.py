@@ -85,7 +85,7 @@ def redact_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[st
 
 def _secrets_of(settings: Any) -> list[str]:
     names = ("secret_key", "pulumi_passphrase", "smtp_password", "llm_primary_key",
-             "llm_fallback_key", "x_client_secret")
+             "llm_fallback_key", "x_client_secret", "metrics_token")
     values = [getattr(settings, name, "") for name in names]
     cloud = getattr(settings, "cloud_env", {}) or {}
     values += [cloud.get("HCLOUD_TOKEN", ""), cloud.get("CLOUDFLARE_API_TOKEN", "")]

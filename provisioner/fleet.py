@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.models import DesiredState, Instance, InstanceEvent, InstanceStatus, utcnow
-from provisioner import cloud
+from provisioner import cloud, ops_metrics
 from provisioner.health import Probe, probe_all
-from provisioner.notify import LogNotifier, Notifier
+from provisioner.notify import Notifier
 
 
 @dataclass
@@ -41,8 +41,8 @@ class ScanReport:
 
 def scan(database: Database, target: cloud.CloudTarget, *, only: str | None = None,
          mark: bool = True, unhealthy_after: int = 1, notifier: Notifier | None = None) -> ScanReport:
+    """`notifier` hears of health changes when `mark` is set (the reconciler's, usually)."""
     started = time.perf_counter()
-    notifier = notifier or LogNotifier()
     with database.sessions() as session:
         query = select(Instance).where(Instance.desired_state == DesiredState.RUNNING.value,
                                        Instance.status == InstanceStatus.READY.value)
@@ -73,9 +73,10 @@ def scan(database: Database, target: cloud.CloudTarget, *, only: str | None = No
                            records.get(f"{instance.subdomain}.{target.base_domain}", []),
                            probes.get(urls[instance.id]) if urls[instance.id] else None)
         report.findings.append(finding)
+    report.seconds = time.perf_counter() - started
     if mark:
         record_findings(database, report, unhealthy_after, notifier)
-    report.seconds = time.perf_counter() - started
+        ops_metrics.observe_scan(database, report)
     return report
 
 
@@ -106,7 +107,7 @@ def diagnose(instance: Instance, target: cloud.CloudTarget, server: dict | None,
 
 
 def record_findings(database: Database, report: ScanReport, unhealthy_after: int,
-                    notifier: Notifier) -> None:
+                    notifier: Notifier | None) -> None:
     now = utcnow()
     with database.session() as session:
         for finding in report.findings:
@@ -117,7 +118,8 @@ def record_findings(database: Database, report: ScanReport, unhealthy_after: int
             if finding.action is None:
                 if instance.health != "healthy":
                     instance.health, instance.health_changed_at = "healthy", now
-                    notifier.health_changed(session, instance, True)
+                    if notifier:
+                        notifier.health_changed(session, instance, True)
                 instance.health_failures = 0
                 continue
             instance.health_failures += 1
@@ -125,7 +127,8 @@ def record_findings(database: Database, report: ScanReport, unhealthy_after: int
                 continue
             if instance.health != "unhealthy":
                 instance.health, instance.health_changed_at = "unhealthy", now
-                notifier.health_changed(session, instance, False)
+                if notifier:
+                    notifier.health_changed(session, instance, False)
             if instance.requested_action is None and instance.lease_owner is None:
                 instance.requested_action = finding.action
                 session.add(InstanceEvent(instance_id=instance.id, kind="error", step="drift",

@@ -1,5 +1,5 @@
 """The free beta's cap: how many accounts hold the free beta plan, against FREE_BETA_CAP.
-Registration asks `free_beta_full` before granting the plan (refuse or waitlist beyond it)."""
+Beyond the cap new accounts are created without a plan: a waitlist the admin console shows."""
 from __future__ import annotations
 
 from sqlalchemy import func, select
@@ -16,3 +16,8 @@ def free_beta_users(session: Session) -> int:
 
 def free_beta_full(session: Session, settings: Settings) -> bool:
     return free_beta_users(session) >= settings.free_beta_cap
+
+
+def grants_free_beta(session: Session, settings: Settings) -> bool:
+    """Whether a new account gets the free beta plan now."""
+    return settings.free_beta and not free_beta_full(session, settings)

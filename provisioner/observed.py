@@ -2,8 +2,7 @@
 asked for it (or a fresh operation id for work the fleet scan found), and its duration and
 outcome go to the worker-side metrics.
 
-The worker wraps each claimed operation in `operation(...)`; `ObservedReconciler` is the
-reconciler with that wrapping, for the worker (and tests) to use.
+The reconciler wraps each claimed operation in `operation(...)`.
 """
 from __future__ import annotations
 
@@ -13,18 +12,25 @@ from contextlib import contextmanager
 from db.engine import Database
 from db.logs import bound, new_request_id
 from db.models import Instance, OperationRequest
-from provisioner import leases, ops_metrics
-from provisioner.reconciler import Reconciler
+from provisioner import ops_metrics
 
 
 def request_id_for(database: Database, instance_id: str) -> tuple[str | None, str | None]:
-    """(request id, stack name) of the instance's current operation."""
+    """(request id, stack name) of the instance's pending operation."""
     with database.sessions() as session:
         instance = session.get(Instance, instance_id)
         asked = session.get(OperationRequest, instance_id)
-        if asked is not None and asked.generation not in (None, instance.generation):
-            asked = None if instance.requested_action is None else asked
         return (asked.request_id if asked else None), (instance.stack_name if instance else None)
+
+
+def _settled(database: Database, instance_id: str) -> None:
+    """Once the asked-for work is done, later work (a drift repair) is nobody's request."""
+    with database.session() as session:
+        instance = session.get(Instance, instance_id)
+        if instance.observed_generation >= instance.generation and instance.requested_action is None:
+            asked = session.get(OperationRequest, instance_id)
+            if asked is not None:
+                session.delete(asked)
 
 
 @contextmanager
@@ -32,11 +38,8 @@ def operation(database: Database, instance_id: str) -> Iterator[str]:
     request_id, stack = request_id_for(database, instance_id)
     request_id = request_id or f"op-{new_request_id()}"
     with bound(request_id=request_id, instance=stack):
-        with ops_metrics.timed_operation(database, instance_id):
-            yield request_id
-
-
-class ObservedReconciler(Reconciler):
-    def work(self, claim: leases.Claim) -> None:
-        with operation(self.database, claim.instance_id):
-            super().work(claim)
+        try:
+            with ops_metrics.timed_operation(database, instance_id):
+                yield request_id
+        finally:
+            _settled(database, instance_id)

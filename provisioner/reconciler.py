@@ -18,9 +18,10 @@ from db.engine import Database
 from db.models import DesiredState, Instance, InstanceEvent, InstanceStatus, utcnow
 from db.settings import Settings
 from programs.instance_config import to_stack_config
-from provisioner import cloud, credentials, leases
+from provisioner import cloud, credentials, leases, observed
+from provisioner.email_notifier import EmailNotifier
 from provisioner.health import wait_healthy
-from provisioner.notify import LogNotifier, Notifier
+from provisioner.notify import Notifier
 from provisioner.stacks import Stacks
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Reconciler:
         self.config = config or ReconcilerConfig()
         self.target = stacks.target if stacks else cloud.resolve(settings)
         self.stacks = stacks or Stacks(settings, self.target)
-        self.notifier = notifier or LogNotifier()
+        self.notifier = notifier or EmailNotifier(settings)
         self.owner = owner or worker_name()
         self.stop = threading.Event()
 
@@ -109,6 +110,11 @@ class Reconciler:
     # -- one operation ----------------------------------------------------------------------
 
     def work(self, claim: leases.Claim) -> None:
+        """One operation, its log lines tagged with the request that asked for it."""
+        with observed.operation(self.database, claim.instance_id):
+            self._work(claim)
+
+    def _work(self, claim: leases.Claim) -> None:
         with self.database.sessions() as session:
             instance = session.get(Instance, claim.instance_id)
             name, desired, action = instance.stack_name, instance.desired_state, instance.requested_action
@@ -222,11 +228,14 @@ class Reconciler:
             first = instance.ready_at is None
             instance.ready_at = instance.ready_at or utcnow()
             now = utcnow()
+            was_down = instance.health == "unhealthy"
             if instance.health != "healthy":
                 instance.health_changed_at = now
             instance.health, instance.health_checked_at, instance.health_failures = "healthy", now, 0
             if first:
                 self.notifier.instance_ready(session, instance)
+            elif was_down:
+                self.notifier.health_changed(session, instance, True)
         self.event(instance_id, "ready", message, status=InstanceStatus.READY)
 
     def failed(self, instance_id: str, error: Exception) -> None:

@@ -32,9 +32,12 @@ class BackupReport:
 
 
 def stack_names(database: Database) -> list[str]:
+    """Instances a worker has touched (a stack may exist) and not yet removed."""
     with database.sessions() as session:
         return list(session.scalars(select(Instance.stack_name).where(
-            Instance.status != InstanceStatus.DESTROYED.value).order_by(Instance.stack_name)))
+            Instance.status != InstanceStatus.DESTROYED.value,
+            (Instance.status != InstanceStatus.PENDING.value) | (Instance.observed_generation > 0)
+            | (Instance.attempts > 0)).order_by(Instance.stack_name)))
 
 
 def _stacks(settings: Settings):

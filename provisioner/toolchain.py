@@ -26,11 +26,14 @@ installation is used and nothing is built. Go's module and build caches stay at 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,9 +58,10 @@ PROVIDER_MODULES = {
 }
 CORE_BINARIES = ("pulumi", "pulumi-language-python", "pulumi-language-python-exec",
                  "pulumi-resource-pulumi-python")
-INSTALL_HELP = ("Install the Pulumi CLI {version} (https://www.pulumi.com/docs/install/, e.g. "
+INSTALL_HELP = ("Either install the Pulumi CLI {version} (https://www.pulumi.com/docs/install/, e.g. "
                 "`curl -fsSL https://get.pulumi.com | sh -s -- --version {version}`) so that `pulumi` "
-                "is on PATH, or install Go >= 1.25 so that it can be built from the Go module proxy.")
+                "is on PATH, and its provider plugins with {plugins}; or install Go >= 1.25 so that "
+                "the CLI can be built from the Go module proxy.")
 
 DOWNLOAD_TIMEOUT = 900  # seconds for one attempt of a download step
 BUILD_TIMEOUT = 3600  # seconds for one `go build` (run with GOPROXY=off: no network)
@@ -130,9 +134,9 @@ class Toolchain:
 
     def require_plugins(self, *names: str) -> None:
         """Raise with instructions when a provider plugin the caller needs is not installed."""
-        missing = [n for n in names if not self.has_plugin(n)]
+        missing = {n: self.versions[n] for n in names if not self.has_plugin(n)}
         if missing:
-            raise ToolchainError("; ".join(_plugin_help(n, self.versions[n]) for n in missing))
+            raise ToolchainError(_plugin_help(missing))
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment to run the engine with (``base`` defaults to os.environ)."""
@@ -150,25 +154,24 @@ class Toolchain:
         return env
 
 
-def _plugin_help(name: str, version: str) -> str:
-    return (f"provider plugin {name} {version} is not installed. The Go module proxy does not serve "
-            f"{PROVIDER_MODULES[name]}, so it cannot be built offline. Supply it by one of: "
-            f"`pulumi plugin install resource {name} {version}` on a machine with internet access "
-            f"(it lands in ~/.pulumi/plugins, taken from there by the next ensure), or the release "
-            f"archive pulumi-resource-{name}-v{version}-linux-amd64.tar.gz (or the binary) in the "
-            f"directory named by CLAWDET_PLUGIN_DIR; then run `make toolchain` again")
+def _plugin_help(missing: Mapping[str, str]) -> str:
+    listed = ", ".join(f"{name} {version}" for name, version in missing.items())
+    modules = ", ".join(PROVIDER_MODULES[name] for name in missing)
+    return (f"provider plugins not installed: {listed}. They are not built from source: the Go "
+            f"module proxy this project reaches does not serve {modules}. To supply them, either run "
+            f"`pulumi plugin install resource NAME VERSION` on a machine with internet access (they "
+            f"land in ~/.pulumi/plugins, where the next `make toolchain` takes them from), or put the "
+            f"release archives pulumi-resource-NAME-vVERSION-linux-amd64.tar.gz (or bare binaries "
+            f"named pulumi-resource-NAME-vVERSION) in a directory named by CLAWDET_PLUGIN_DIR and "
+            f"run `make toolchain` again.")
 
 
 def find() -> Toolchain | None:
     """The toolchain for the current pins if it is ready (built, or found on PATH); never builds."""
     versions = pins()
     home = cache_root() / cache_key(versions)
-    manifest = home / "manifest.json"
-    if manifest.is_file():
-        data = json.loads(manifest.read_text())
-        bin_dir = Path(data["bin_dir"]) if data["source"] == "path" else home / "bin"
-        if all(os.access(bin_dir / b, os.X_OK) for b in CORE_BINARIES):
-            return Toolchain(bin_dir, home / "home", versions, data["source"])
+    if (home / "manifest.json").is_file() and all(os.access(home / "bin" / b, os.X_OK) for b in CORE_BINARIES):
+        return Toolchain(home / "bin", home / "home", versions, "built")
     bin_dir = _official_install(versions["pulumi"])
     if bin_dir:
         return Toolchain(bin_dir, home / "home", versions, "path")
@@ -176,7 +179,8 @@ def find() -> Toolchain | None:
 
 
 def _official_install(version: str) -> Path | None:
-    """The directory of a `pulumi` on PATH at exactly ``version`` with its Python host beside it."""
+    """The directory of a `pulumi` on PATH at exactly ``version`` with its Python host beside it
+    (the layout of the official installer, ~/.pulumi/bin)."""
     found = shutil.which("pulumi")
     if not found:
         return None
@@ -202,27 +206,39 @@ def ensure(log: Log = print) -> Toolchain:
     and return it. Idempotent: with everything in place it only checks, in seconds."""
     versions = pins()
     cache = cache_root() / cache_key(versions)
-    tc = find()
-    if tc is not None:
-        log(f"toolchain: using {tc.source} toolchain in {tc.bin_dir}")
-    else:
-        tc = _prepare_core(versions, cache, log)
-    _install_plugins(tc, log)
+    with _lock(cache):  # one build at a time; a second caller waits, then reuses it
+        tc = find()
+        if tc is not None:
+            what = "the cached build" if tc.source == "built" else "the Pulumi CLI on PATH"
+            log(f"toolchain: reusing {what} in {tc.bin_dir}")
+        else:
+            tc = _prepare_core(versions, cache, log)
+        _install_plugins(tc, log)
     _verify(tc, log)
     return tc
 
 
-def _prepare_core(versions: dict[str, str], cache: Path, log: Log) -> Toolchain:
+@contextlib.contextmanager
+def _lock(cache: Path):
     cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prepare_core(versions: dict[str, str], cache: Path, log: Log) -> Toolchain:
     official = _official_install(versions["pulumi"])
     if official:
         log(f"toolchain: using the Pulumi CLI v{versions['pulumi']} on PATH ({official}); nothing to build")
-        _write_manifest(cache, {"source": "path", "bin_dir": str(official), "versions": versions})
         return Toolchain(official, cache / "home", versions, "path")
     go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
     if not go:
         raise ToolchainError(f"No Pulumi CLI v{versions['pulumi']} on PATH and no Go to build it. "
-                             + INSTALL_HELP.format(version=versions["pulumi"]))
+                             + INSTALL_HELP.format(version=versions["pulumi"], plugins=" and ".join(
+                                 f"`pulumi plugin install resource {n} {versions[n]}`" for n in PROVIDERS)))
     stale = cache / "bin"
     if stale.exists():  # a bin/ without a manifest: an interrupted move; build again
         shutil.rmtree(stale)
@@ -304,6 +320,8 @@ def _build_core(go_bin: Path, versions: dict[str, str], cache: Path, log: Log) -
     go_version = go.run(["env", "GOVERSION"], timeout=60, offline=True, what="go env").strip()
     log(f"toolchain: building Pulumi {version} with {go_version} ({os.cpu_count()} cores); "
         f"a cold build takes about 10 minutes")
+    for leftover in cache.parent.glob(f".build-{cache.name}-*"):  # from a build that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=f".build-{cache.name}-", dir=cache.parent))
     timings: dict[str, float] = {}
     try:
@@ -358,11 +376,12 @@ def _build_core(go_bin: Path, versions: dict[str, str], cache: Path, log: Log) -
 
 
 def _install_plugins(tc: Toolchain, log: Log) -> None:
+    unavailable = {}
     for name in tc.missing_plugins:
         version = tc.versions[name]
         source = _plugin_source(name, version)
         if source is None:
-            log(f"toolchain: WARNING {_plugin_help(name, version)}")
+            unavailable[name] = version
             continue
         log(f"toolchain: installing provider plugin {name} {version} from {source}")
         out = subprocess.run([str(tc.pulumi), "plugin", "install", "resource", name, version,
@@ -371,6 +390,8 @@ def _install_plugins(tc: Toolchain, log: Log) -> None:
         if out.returncode != 0 or not tc.has_plugin(name):
             raise ToolchainError(f"installing plugin {name} {version} from {source} failed: "
                                  f"{(out.stderr or out.stdout).strip()}")
+    if unavailable:
+        log(f"toolchain: WARNING {_plugin_help(unavailable)}")
 
 
 def _plugin_source(name: str, version: str) -> Path | None:
@@ -404,8 +425,9 @@ def _verify(tc: Toolchain, log: Log) -> None:
     if got != want:
         raise ToolchainError(f"{tc.pulumi} reports version {got!r}, expected {want}")
     host = tc.bin_dir / "pulumi-language-python"
-    host_version = subprocess.run([str(host), "-version"], capture_output=True, text=True,
-                                  timeout=60).stdout.strip() if tc.source == "built" else want
+    host_version = (subprocess.run([str(host), "-version"], capture_output=True, text=True,
+                                   timeout=60).stdout.strip()
+                    if tc.source == "built" else "(shipped with the CLI)")
     listed = json.loads(subprocess.run([str(tc.pulumi), "plugin", "ls", "--json"], env=env,
                                        capture_output=True, text=True, timeout=120).stdout or "[]")
     plugins = {(p["name"], p["version"]) for p in listed if p.get("kind") == "resource"}
@@ -426,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m provisioner.toolchain", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["ensure", "status"])
     args = parser.parse_args(argv)
+    # On SIGTERM unwind like on Ctrl-C: subprocess.run then kills `go`, and the temp dir goes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if args.command == "ensure":
             tc = ensure()

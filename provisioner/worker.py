@@ -8,6 +8,7 @@ import threading
 from db.engine import Database
 from db.settings import Settings
 from provisioner import fleet
+from provisioner.mail import MailSender
 from provisioner.reconciler import Reconciler, ReconcilerConfig, worker_name
 from provisioner.stacks import Stacks
 
@@ -29,6 +30,7 @@ class Worker:
         self.notifier = first.notifier
         self.poll_interval = poll_interval
         self.scan_interval = scan_interval
+        self.mail = MailSender(settings, database)
         self.threads: list[threading.Thread] = []
 
     def start(self) -> "Worker":
@@ -40,6 +42,7 @@ class Worker:
             thread = threading.Thread(target=self._scan_loop, name="fleet-scan", daemon=True)
             thread.start()
             self.threads.append(thread)
+        self.mail.start()
         return self
 
     def _loop(self, reconciler: Reconciler) -> None:
@@ -65,6 +68,7 @@ class Worker:
         """Claim nothing new; wait for running operations to finish and release their leases.
         `abort` also cuts short a wait for a gateway (the operation is retried later)."""
         self.stop.set()
+        self.mail.shutdown(timeout)
         if abort:
             for reconciler in self.reconcilers:
                 reconciler.stop.set()

@@ -35,10 +35,7 @@ class GatewayConfig:
 
 def decode_write_file(entry: dict) -> str:
     content = entry.get("content", "")
-    if isinstance(content, bytes):
-        raw = content
-    else:
-        raw = str(content).encode("utf-8")
+    raw = content if isinstance(content, bytes) else str(content).encode("utf-8")
     encoding = str(entry.get("encoding") or "text/plain").lower()
     steps = encoding.replace("+", " ").split()
     if any(step in ("b64", "base64") for step in steps):

@@ -15,7 +15,8 @@ import json
 import logging
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -352,7 +353,8 @@ class Cloudflare:
                 continue
             if other["type"] == candidate["type"] and other["content"] == candidate["content"]:
                 raise CloudflareError(400, 81058, "An identical record already exists.")
-            if "CNAME" in (other["type"], candidate["type"]) and {other["type"], candidate["type"]} & {"A", "AAAA", "CNAME"}:
+            types = {other["type"], candidate["type"]}
+            if "CNAME" in types and types <= {"A", "AAAA", "CNAME"}:
                 raise CloudflareError(400, 81053, "An A, AAAA, or CNAME record with that host already exists.")
 
     async def create_record(self, request: web.Request) -> web.Response:
@@ -423,28 +425,42 @@ class Cloudflare:
         chunk, info = self._page(request, records, 100, 5000000)
         return envelope([self.view(r) for r in chunk], result_info=info)
 
+    _MATCHERS: dict[str, Callable[[str, str], bool]] = {
+        "": lambda have, want: have == want,
+        ".exact": lambda have, want: have == want,
+        ".contains": lambda have, want: want in have,
+        ".startswith": lambda have, want: have.startswith(want),
+        ".endswith": lambda have, want: have.endswith(want),
+    }
+
     def _record_filters(self, query: Any, zone: dict[str, Any]) -> list[Callable[[dict[str, Any]], bool]]:
+        """One predicate per filter in the query; names compare case-insensitively, as at Cloudflare."""
         conditions: list[Callable[[dict[str, Any]], bool]] = []
         for field in ("name", "content", "comment"):
-            for suffix, test in (("", lambda a, b: a == b), (".exact", lambda a, b: a == b),
-                                 (".contains", lambda a, b: b in a), (".startswith", lambda a, b: a.startswith(b)),
-                                 (".endswith", lambda a, b: a.endswith(b))):
-                key = field + suffix
-                if key not in query:
+            for suffix, matches in self._MATCHERS.items():
+                if field + suffix not in query:
                     continue
-                wanted = query[key]
+                wanted = query[field + suffix]
                 if field == "name":
                     wanted = wanted.lower().rstrip(".")
-                    if suffix in ("", ".exact") and wanted == "@":
+                    if wanted == "@":
                         wanted = zone["name"]
-                conditions.append(lambda r, f=field, w=wanted, t=test: t((r.get(f) or "").lower()
-                                                                         if f == "name" else (r.get(f) or ""), w))
+
+                def condition(record: dict[str, Any], field: str = field, wanted: str = wanted,
+                              matches: Callable[[str, str], bool] = matches) -> bool:
+                    have = record.get(field) or ""
+                    return matches(have.lower() if field == "name" else have, wanted)
+
+                conditions.append(condition)
         if "type" in query:
-            conditions.append(lambda r, t=query["type"].upper(): r["type"] == t)
+            wanted_type = query["type"].upper()
+            conditions.append(lambda record: record["type"] == wanted_type)
         if "proxied" in query:
-            conditions.append(lambda r, p=query["proxied"].lower() == "true": r["proxied"] == p)
+            wanted_proxied = query["proxied"].lower() == "true"
+            conditions.append(lambda record: record["proxied"] == wanted_proxied)
         if "tag" in query:
-            conditions.append(lambda r, t=query["tag"]: t in r.get("tags", []))
+            wanted_tag = query["tag"]
+            conditions.append(lambda record: wanted_tag in record.get("tags", []))
         return conditions
 
     # -- out-of-band changes (drift) ------------------------------------------------------

@@ -28,13 +28,14 @@ async def _json(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(raw) if raw.strip() else {}
     except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": "body is not JSON"}), content_type="application/json")
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body is not JSON"}),
+                                 content_type="application/json") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text=json.dumps({"error": "body must be an object"}), content_type="application/json")
     return body
 
 
-def build_control_app(sandbox: "Sandbox") -> web.Application:
+def build_control_app(sandbox: Sandbox) -> web.Application:
     hetzner = sandbox._hetzner
     cloudflare = sandbox._cloudflare
     x = sandbox._x

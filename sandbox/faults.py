@@ -5,8 +5,9 @@ upstream's name, ``gateway`` for every fake server's gateway or ``gateway:<serve
 one), HTTP method and a path pattern (shell-style glob such as ``/v1/servers*``, or a regular
 expression when it starts with ``^``). A matching rule adds its latency, then fails the call
 when it still has ``fail_next`` calls to fail, by ``error_rate`` chance, or always when it names
-only a status. Each service renders the failure in its own error format; this module decides. Randomness comes from one seeded
-generator so a run with the same seed and the same request order fails the same calls.
+only a status. Each service renders the failure in its own error format; this module decides.
+Randomness comes from one seeded generator, so a run with the same seed and the same request
+order fails the same calls.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
 
 class Gateway:
     def __init__(self, server_id: int, server_name: str, address: str, port: int, config: GatewayConfig,
-                 fleet: "GatewayFleet") -> None:
+                 fleet: GatewayFleet) -> None:
         self.server_id = server_id
         self.server_name = server_name
         self.address = address

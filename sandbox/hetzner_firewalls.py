@@ -12,8 +12,20 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .hetzner_common import (
-    MISSING, NOT_LIST, NOT_MAPPING, NOT_STRING, FieldErrors, HcloudError, is_integer, label_filter,
-    list_actions, not_found, paginate, path_id, read_body, sort_items,
+    MISSING,
+    NOT_LIST,
+    NOT_MAPPING,
+    NOT_STRING,
+    FieldErrors,
+    HcloudError,
+    is_integer,
+    label_filter,
+    list_actions,
+    not_found,
+    paginate,
+    path_id,
+    read_body,
+    sort_items,
 )
 from .http_common import json_response
 from .label_selector import InvalidSelector, label_errors, parse_selector
@@ -29,7 +41,7 @@ _SSH_KEY = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk
 
 
 class FirewallService:
-    def __init__(self, cloud: "HetznerCloud") -> None:
+    def __init__(self, cloud: HetznerCloud) -> None:
         self.cloud = cloud
         self.store = cloud.store
         self.firewalls: dict[str, dict[str, Any]] = cloud.store.section("firewalls")

@@ -15,9 +15,24 @@ from . import hetzner_catalog as catalog
 from .addresses import ipv6_network_for
 from .cloud_init import parse_gateway_config
 from .hetzner_common import (
-    MISSING, NOT_BOOLEAN, NOT_INTEGER, NOT_LIST, NOT_MAPPING, NOT_STRING, FieldErrors, HcloudError,
-    invalid_input, is_hostname, is_integer, label_filter, list_actions, locked, not_found, paginate,
-    path_id, read_body, sort_items,
+    MISSING,
+    NOT_BOOLEAN,
+    NOT_INTEGER,
+    NOT_LIST,
+    NOT_MAPPING,
+    NOT_STRING,
+    FieldErrors,
+    HcloudError,
+    is_hostname,
+    is_integer,
+    label_filter,
+    list_actions,
+    locked,
+    not_found,
+    paginate,
+    path_id,
+    read_body,
+    sort_items,
 )
 from .http_common import json_response
 from .label_selector import label_errors
@@ -38,7 +53,7 @@ POWER_COMMANDS = {
 
 
 class ServerService:
-    def __init__(self, cloud: "HetznerCloud") -> None:
+    def __init__(self, cloud: HetznerCloud) -> None:
         self.cloud = cloud
         self.store = cloud.store
         self.servers: dict[str, dict[str, Any]] = cloud.store.section("servers")

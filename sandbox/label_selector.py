@@ -7,7 +7,7 @@ Selector grammar (comma = AND): ``k``, ``!k``, ``k=v``, ``k==v``, ``k!=v``,
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 Labels = dict[str, str]
 Predicate = Callable[[Labels], bool]

@@ -19,7 +19,8 @@ import pathlib
 import secrets
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -41,7 +42,7 @@ _SERVICE_ORDER = ("hetzner", "cloudflare", "x", PRIMARY_LLM, "control")
 class Drift:
     """Out-of-band changes, as if someone used the provider's console behind our back."""
 
-    def __init__(self, sandbox: "Sandbox") -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox = sandbox
 
     def delete_server(self, server_id: int) -> None:
@@ -68,7 +69,7 @@ class Drift:
 class XUsers:
     """Chooses who approves on the fake X authorize page."""
 
-    def __init__(self, sandbox: "Sandbox") -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox = sandbox
 
     def add_user(self, username: str, name: str | None = None, user_id: str | None = None) -> dict[str, Any]:
@@ -245,14 +246,14 @@ class Sandbox:
         return path
 
     # -- lifecycle ------------------------------------------------------------------------
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         if self._thread is not None:
             raise RuntimeError("sandbox already started")
         self._loop = asyncio.new_event_loop()

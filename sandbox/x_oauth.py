@@ -338,9 +338,9 @@ class XOAuth:
         requested = set(filter(None, request.query.get("user.fields", "").split(",")))
         unknown = requested - USER_FIELDS
         if unknown:
-            return json_response({"errors": [{"parameters": {"user.fields": sorted(unknown)},
-                                              "message": f"The `user.fields` query parameter value "
-                                                         f"[{sorted(unknown)[0]}] is not one of {sorted(USER_FIELDS)}"}],
+            message = (f"The `user.fields` query parameter value [{sorted(unknown)[0]}] is not one of "
+                       f"{sorted(USER_FIELDS)}")
+            return json_response({"errors": [{"parameters": {"user.fields": sorted(unknown)}, "message": message}],
                                   "title": "Invalid Request", "detail": "One or more parameters to your request "
                                   "was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"},
                                  status=400)

@@ -7,6 +7,7 @@ from flask_wtf.csrf import generate_csrf
 
 from db.errors import UserFacingError
 from db.models import User
+from provisioner.free_beta import grants_free_beta
 from webapp import accounts, dbs, settings
 from webapp.extensions import limiter, login_manager
 from webapp.security import safe_next
@@ -85,7 +86,7 @@ def signup_page():
         form = request.form
         try:
             user = accounts.register(dbs(), name=form.get("name"), email=form.get("email"),
-                                     password=form.get("password"), free_beta=settings().free_beta,
+                                     password=form.get("password"), free_beta=grants_free_beta(dbs(), settings()),
                                      ip=client_ip())
             dbs().commit()
             _sign_in(user)
@@ -160,7 +161,7 @@ def csrf_token():
 def register_json():
     body = _json_body()
     user = accounts.register(dbs(), name=body.get("name"), email=body.get("email"),
-                             password=body.get("password"), free_beta=settings().free_beta,
+                             password=body.get("password"), free_beta=grants_free_beta(dbs(), settings()),
                              ip=client_ip())
     dbs().commit()
     _sign_in(user)

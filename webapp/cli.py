@@ -27,6 +27,7 @@ def web(host: str, port: int, threads: int) -> None:
 
     from webapp import create_app
 
+    _logging()
     settings = _settings()
     app = create_app(settings)
     click.echo(f"Clawdet web on http://{host}:{port} (database: {_redacted(settings.database_url)})")
@@ -155,7 +156,11 @@ def worker(concurrency: int, scan_interval: float, lease_seconds: int, ready_dea
 def scan(only: str | None, no_mark: bool) -> None:
     from provisioner import cloud, fleet
 
-    report = fleet.scan(_database(), _target(), only=only, mark=not no_mark)
+    from provisioner.email_notifier import EmailNotifier
+
+    _logging()
+    report = fleet.scan(_database(), _target(), only=only, mark=not no_mark,
+                        notifier=EmailNotifier(_settings()))
     _print_scan(report)
     if report.drifted:
         sys.exit(1)
@@ -174,7 +179,8 @@ def reconcile(only: str | None, dry_run: bool) -> None:
     _logging()
     database = _database()
     target = _target()
-    report = fleet.scan(database, target, only=only, mark=not dry_run)
+    reconciler = Reconciler(_settings(), database)
+    report = fleet.scan(database, target, only=only, mark=not dry_run, notifier=reconciler.notifier)
     _print_scan(report)
     with database.sessions() as session:
         query = select(Instance).where(leases.needs_work())
@@ -187,7 +193,6 @@ def reconcile(only: str | None, dry_run: bool) -> None:
             click.echo(f"plan  {instance.stack_name:<30} {action}")
     if dry_run:
         sys.exit(1 if (report.drifted or queued) else 0)
-    reconciler = Reconciler(_settings(), database)
     ran = reconciler.drain(only)
     after = fleet.scan(database, target, only=only, mark=False)
     with database.sessions() as session:
@@ -235,7 +240,14 @@ def run(host: str, port: int) -> None:
     _logging()
     settings = _settings()
     upgrade(settings.database_url)
-    cloud_sandbox = None
+    cloud_sandbox = mail_sink = None
+    if not settings.smtp_host:
+        from sandbox.mail_sink import MailSink
+
+        mail_sink = MailSink(settings.data_dir / "sandbox" / "mail").start()
+        for key, value in mail_sink.env().items():
+            os.environ.setdefault(key, value)
+        settings = _settings()
     if not settings.cloud_env.get("HCLOUD_TOKEN"):
         from sandbox import Sandbox
 
@@ -269,6 +281,8 @@ def run(host: str, port: int) -> None:
         worker_.wait()
         if cloud_sandbox is not None:
             cloud_sandbox.stop()
+        if mail_sink is not None:
+            mail_sink.stop()
     click.echo("Clawdet stopped.")
 
 
@@ -306,9 +320,10 @@ def _print_scan(report) -> None:
 
 
 def _logging() -> None:
-    import logging
+    """JSON lines with secrets masked at the logger (LOG_FORMAT=console for a terminal)."""
+    from db.logs import configure
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(_settings())
 
 
 def _redacted(url: str) -> str:

@@ -65,24 +65,25 @@ def install_request_ids(app: Flask) -> None:
 def remember_operation_requests(database: Database) -> None:
     """When a web request queues work on an instance (a `status` event), remember its request id,
     so the worker's log lines for that operation carry it."""
+    if not event.contains(database.sessions, "before_flush", _remember_request_id):
+        event.listen(database.sessions, "before_flush", _remember_request_id)
 
-    def before_flush(session, _context, _instances):
-        request_id = current_request_id()
-        if not request_id:
-            return
-        with session.no_autoflush:
-            for obj in list(session.new):
-                if not isinstance(obj, InstanceEvent) or obj.kind != "status" or not obj.instance_id:
-                    continue
-                row = session.get(OperationRequest, obj.instance_id)
-                if row is None:
-                    session.add(OperationRequest(instance_id=obj.instance_id, request_id=request_id,
-                                                 generation=obj.generation, at=utcnow()))
-                else:
-                    row.request_id, row.generation, row.at = request_id, obj.generation, utcnow()
 
-    if not event.contains(database.sessions, "before_flush", before_flush):
-        event.listen(database.sessions, "before_flush", before_flush)
+def _remember_request_id(session, _context, _instances) -> None:
+    request_id = current_request_id()
+    if not request_id:
+        return
+    asked = {obj.instance_id: obj.generation for obj in session.new
+             if isinstance(obj, InstanceEvent) and obj.kind == "status" and obj.instance_id}
+    pending = {obj.instance_id: obj for obj in session.new if isinstance(obj, OperationRequest)}
+    with session.no_autoflush:
+        for instance_id, generation in asked.items():
+            row = pending.get(instance_id) or session.get(OperationRequest, instance_id)
+            if row is None:
+                session.add(OperationRequest(instance_id=instance_id, request_id=request_id,
+                                             generation=generation, at=utcnow()))
+            else:
+                row.request_id, row.generation, row.at = request_id, generation, utcnow()
 
 
 def platform_health_response(app: Flask):

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from db import audit
 from db.errors import UserFacingError
 from db.models import User
+from provisioner.free_beta import grants_free_beta
 from webapp import dbs, settings, x_client
 from webapp.auth import _sign_in, client_ip, current, next_page
 from webapp.security import safe_next
@@ -113,7 +114,7 @@ def _sign_in_with(profile: x_client.XProfile, next_url: str):
     created = user is None
     if user is None:
         user = User(name=profile.name)
-        if settings().free_beta:
+        if grants_free_beta(dbs(), settings()):
             user.mark_free_beta()
         db.add(user)
     elif user.disabled:

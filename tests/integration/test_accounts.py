@@ -200,3 +200,15 @@ def test_health_reports_database(client):
     assert body["checks"]["database"]["ok"] is True
     # No cloud runs for this app, so the cloud checks are down (tests/integration/test_ops_health.py).
     assert response.status_code == (503 if body["down"] else 200)
+
+
+def test_free_beta_cap_puts_later_accounts_on_the_waitlist(settings, database):
+    import dataclasses
+
+    from tests.conftest import JsonClient
+    from webapp import create_app
+
+    capped = create_app(dataclasses.replace(settings, free_beta_cap=1), database)
+    first = register(JsonClient(capped.test_client()), email="one@example.com", details=False)
+    second = register(JsonClient(capped.test_client()), email="two@example.com", details=False)
+    assert first["paid"] is True and second["paid"] is False

@@ -160,3 +160,36 @@ def test_no_sandbox_mail_page_with_a_real_cloud(settings, database):
 
     real = dataclasses.replace(settings, cloud_env={"HCLOUD_TOKEN": "x" * 64})
     assert create_app(real, database).test_client().get("/_sandbox/mail").status_code == 404
+
+
+def test_send_mail_command_drains_the_outbox(client, database, settings, mail_sink, monkeypatch):
+    from click.testing import CliRunner
+
+    from webapp.cli import main
+
+    register(client, email="cli-mail@example.com")
+    for key, value in {"DATABASE_URL": database.url, "CLAWDET_DATA_DIR": str(settings.data_dir),
+                       "SMTP_HOST": "", "SMTP_PORT": str(mail_sink.port), "SMTP_STARTTLS": "false"}.items():
+        monkeypatch.setenv(key, value)
+    unconfigured = CliRunner().invoke(main, ["send-mail"])
+    assert unconfigured.exit_code == 1 and "SMTP_HOST is not set; 1 email(s) queued" in unconfigured.output
+    monkeypatch.setenv("SMTP_HOST", mail_sink.host)
+    done = CliRunner().invoke(main, ["send-mail"])
+    assert done.exit_code == 0, done.output
+    assert "queued=0 mail  sent=1" in done.output
+    assert [m["to"] for m in mail_sink.messages()] == ["cli-mail@example.com"]
+
+
+def test_the_worker_mail_loop_queues_and_sends_until_stopped(client, database, settings, mail_sink):
+    import time
+
+    sender = mail.MailSender(with_sink(settings, mail_sink), database, interval=0.1).start()
+    try:
+        register(client, email="loop@example.com")
+        deadline = time.monotonic() + 10
+        while not mail_sink.messages() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sender.shutdown(5)
+    assert not sender.thread.is_alive()
+    assert [m["kind"] for m in mail_sink.messages()] == ["welcome"]

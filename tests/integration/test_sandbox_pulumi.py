@@ -8,6 +8,7 @@ CLOUDFLARE_BASE_URL. Skipped until `make toolchain` has the CLI and both plugins
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -70,20 +71,19 @@ def stack(sandbox, tmp_path: Path):
         runtime:
           name: python
           options:
+            toolchain: pip
             virtualenv: {Path(sys.executable).parent.parent}
         """))
     backend = tmp_path / "state"
     backend.mkdir()
-    env = toolchain.env({
+    env = {
+        **toolchain.env({"PATH": os.environ.get("PATH", "")}),
         "PULUMI_BACKEND_URL": f"file://{backend}",
         "PULUMI_CONFIG_PASSPHRASE": "sandbox-test-passphrase",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        **sandbox.provider_env(),
-    })
+        **sandbox.provider_env(),  # the only thing that points the providers at the sandbox
+    }
     workspace = auto.LocalWorkspace(
-        work_dir=str(project), env_vars=env,
+        work_dir=str(project), pulumi_home=env.get("PULUMI_HOME"), env_vars=env,
         pulumi_command=auto.PulumiCommand(root=str(toolchain.root)), secrets_provider="passphrase")
     created = auto.Stack.create("dev", workspace)
     created.set_config("name", auto.ConfigValue("claw-pulumi"))

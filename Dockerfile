@@ -1,0 +1,51 @@
+# The Clawdet control plane: one image for the web app, the workers and the operator CLI.
+#   docker build -t clawdet .
+# pg_dump/pg_restore (for `clawdet backup`) come from Debian bookworm's postgresql-client (15):
+# keep the database server at 15 (compose.yaml does) or install a matching client.
+FROM python:3.11-slim-bookworm
+
+ARG PULUMI_VERSION=3.259.0
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PULUMI_SKIP_UPDATE_CHECK=true \
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true \
+    XDG_CACHE_HOME=/opt/clawdet/cache \
+    CLAWDET_DATA_DIR=/data \
+    LOG_FORMAT=json
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl postgresql-client tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && curl -fsSL --retry 3 --max-time 300 https://get.pulumi.com/releases/sdk/pulumi-v${PULUMI_VERSION}-linux-x64.tar.gz \
+    | tar -xz -C /usr/local/lib \
+ && ln -s /usr/local/lib/pulumi/* /usr/local/bin/ \
+ && useradd --system --create-home --home-dir /home/clawdet --uid 10001 clawdet
+
+WORKDIR /app
+# Dependencies first (cached while only the code changes).
+COPY pyproject.toml README.md ./
+RUN python -m venv .venv \
+ && .venv/bin/pip install --no-cache-dir --upgrade pip \
+ && .venv/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && .venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+
+COPY Pulumi.yaml ./
+COPY programs ./programs
+COPY cloud-init ./cloud-init
+COPY db ./db
+COPY provisioner ./provisioner
+COPY webapp ./webapp
+COPY sandbox ./sandbox
+RUN .venv/bin/pip install --no-cache-dir --no-deps . \
+ && .venv/bin/python -m provisioner.toolchain ensure \
+ && mkdir -p /data /app/stacks \
+ && chown -R clawdet:clawdet /data /app/stacks /opt/clawdet
+
+USER clawdet
+ENV PATH=/app/.venv/bin:$PATH
+VOLUME ["/data", "/app/stacks"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+  CMD curl -fsS http://127.0.0.1:8000/api/health || exit 1
+ENTRYPOINT ["tini", "--"]
+CMD ["clawdet", "web", "--host", "0.0.0.0"]
