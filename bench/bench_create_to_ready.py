@@ -11,37 +11,19 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from db.engine import Database  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
 from db.models import Instance  # noqa: E402
-from db.settings import Settings  # noqa: E402
 from provisioner.worker import Worker  # noqa: E402
-from sandbox import Sandbox  # noqa: E402
-from tests.integration.provisioning import FAST, new_instance, project_copy  # noqa: E402
+from tests.integration.provisioning import FAST, new_instance, zero_delay_control_plane  # noqa: E402
 
 
 def run(count: int, workers: int) -> list[float]:
-    with tempfile.TemporaryDirectory() as tmp_name, \
-            Sandbox(Path(tmp_name) / "sandbox" / "state.json", boot_delay=0, action_delay=0) as box:
-        tmp = Path(tmp_name)
-        url = f"sqlite:///{tmp / 'bench.db'}"
-        upgrade(url)
-        database = Database(url)
-        settings = Settings.from_env({
-            "CLAWDET_DATA_DIR": str(tmp / "data"), "DATABASE_URL": url, "SECRET_KEY": "bench",
-            "PULUMI_CONFIG_PASSPHRASE": "bench", "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
-            "CLAWDET_PROJECT_DIR": str(project_copy(tmp / "project")), "BASE_DOMAIN": box.zone_name,
-            "HCLOUD_TOKEN": box.hcloud_token, "HCLOUD_ENDPOINT": box.hcloud_url,
-            "CLOUDFLARE_API_TOKEN": box.cloudflare_token, "CLOUDFLARE_BASE_URL": box.cloudflare_url,
-            "CLOUDFLARE_ZONE_ID": box.zone_id,
-            "HEALTH_URL_TEMPLATE": f"http://{{ipv4}}:{box.gateway_port}/healthz"}, dotenv=False)
+    with zero_delay_control_plane() as (box, database, settings):
         worker = Worker(settings, database, concurrency=workers, poll_interval=0.05, scan_interval=0,
                         config=FAST)
         started = time.perf_counter()

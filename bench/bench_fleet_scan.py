@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,16 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from db.engine import Database  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
 from db.models import Instance, InstanceStatus, User, utcnow  # noqa: E402
-from db.settings import Settings  # noqa: E402
 from provisioner import cloud, fleet  # noqa: E402
 from provisioner.reconciler import Reconciler  # noqa: E402
-from sandbox import Sandbox  # noqa: E402
-from tests.integration.provisioning import FAST, new_instance, project_copy  # noqa: E402
+from tests.integration.provisioning import FAST, new_instance, zero_delay_control_plane  # noqa: E402
 
 
-def seed_fleet(box: Sandbox, database: Database, count: int) -> None:
+def seed_fleet(box, database: Database, count: int) -> None:
     hetzner = httpx.Client(base_url=box.hcloud_url, headers={"Authorization": f"Bearer {box.hcloud_token}"},
                            timeout=30)
     flare = httpx.Client(base_url=box.cloudflare_url, timeout=30,
@@ -62,24 +58,10 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--refresh-sample", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp_name, \
-            Sandbox(Path(tmp_name) / "sandbox" / "state.json", boot_delay=0, action_delay=0) as box:
-        tmp = Path(tmp_name)
-        url = f"sqlite:///{tmp / 'bench.db'}"
-        upgrade(url)
-        database = Database(url)
+    with zero_delay_control_plane() as (box, database, settings):
         started = time.perf_counter()
         seed_fleet(box, database, args.instances)
         print(f"seeded {args.instances} servers, records and gateways in {time.perf_counter() - started:.1f}s")
-        description = box.describe()
-        env = {"CLAWDET_DATA_DIR": str(tmp / "data"), "DATABASE_URL": url, "SECRET_KEY": "bench",
-               "PULUMI_CONFIG_PASSPHRASE": "bench", "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
-               "CLAWDET_PROJECT_DIR": str(project_copy(tmp / "project")), "BASE_DOMAIN": box.zone_name,
-               "HCLOUD_TOKEN": box.hcloud_token, "HCLOUD_ENDPOINT": box.hcloud_url,
-               "CLOUDFLARE_API_TOKEN": box.cloudflare_token, "CLOUDFLARE_BASE_URL": box.cloudflare_url,
-               "CLOUDFLARE_ZONE_ID": box.zone_id,
-               "HEALTH_URL_TEMPLATE": f"http://{{ipv4}}:{description['gateway_port']}/healthz"}
-        settings = Settings.from_env(env, dotenv=False)
         target = cloud.resolve(settings)
         fleet.scan(database, target, mark=False)  # warm-up
         times, calls = [], 0

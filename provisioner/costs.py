@@ -3,7 +3,7 @@ and LLM tokens × the model's price (provisioner/llm_pricing.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, or_, select

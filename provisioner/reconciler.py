@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pulumi import automation as auto
-from sqlalchemy.orm import Session
 
 from db.engine import Database
 from db.models import DesiredState, Instance, InstanceEvent, InstanceStatus, utcnow

@@ -14,6 +14,8 @@ from db.engine import Database
 from db.migrate import upgrade
 from db.settings import Settings, normalise_database_url
 
+pytest_plugins = ["tests.integration.provisioning", "tests.sandbox_fixtures", "tests.integration.ops_helpers"]
+
 TEMPLATE_DB = "clawdet_test_template"
 
 

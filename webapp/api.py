@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 from flask_login import login_required
-from sqlalchemy.exc import SQLAlchemyError
 
 from db.errors import UserFacingError
 from db.models import Instance

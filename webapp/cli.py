@@ -154,7 +154,7 @@ def worker(concurrency: int, scan_interval: float, lease_seconds: int, ready_dea
 @click.option("--stack", "only", help="Only this stack.")
 @click.option("--no-mark", is_flag=True, help="Only report; mark nothing for repair.")
 def scan(only: str | None, no_mark: bool) -> None:
-    from provisioner import cloud, fleet
+    from provisioner import fleet
 
     from provisioner.email_notifier import EmailNotifier
 

@@ -5,10 +5,9 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from db.errors import UserFacingError
-from programs.tiers import LOCATIONS
 from db.models import Instance
-from provisioner import credentials, instances
-from provisioner import llm_keys, llm_usage
+from programs.tiers import LOCATIONS
+from provisioner import credentials, instances, llm_keys, llm_usage
 from provisioner.reconciler import STEPS
 from webapp import dbs, settings
 from webapp.auth import client_ip, current
@@ -23,7 +22,11 @@ def show(error: UserFacingError | None = None, form: dict | None = None, new_llm
     if not user.details_complete:
         return redirect(url_for("auth.details_page"))
     instance = instances.active_instance(dbs(), user)
-    response = render_template("dashboard.html", user=user, instance=instance,
+    token = None
+    if instance is not None and instance.status == "ready":
+        token = credentials.gateway_token(settings().secret_key, instance.id, instance.gateway_token_version)
+    response = render_template("dashboard.html", user=user, instance=instance, gateway_token=token,
+                               busy=instance is not None and instances.in_flight(instance), steps=STEPS,
                                tiers=instances.tiers_for(user), regions=LOCATIONS,
                                usage=llm_usage.month_summary(dbs(), user), new_llm_key=new_llm_key,
                                error=error, form=form or {}), (error.status if error else 200)

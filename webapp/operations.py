@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, Flask, abort, g, jsonify, request
+from flask import Blueprint, Flask, g, jsonify, request
 from sqlalchemy import event
 from structlog.contextvars import bind_contextvars, clear_contextvars
 

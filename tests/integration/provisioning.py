@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from db.engine import Database
+from db.migrate import upgrade
 from db.models import Instance, User, utcnow
 from db.settings import Settings
 from provisioner import toolchain
@@ -63,25 +67,44 @@ def prov_settings(prov_env) -> Settings:
     return Settings.from_env(prov_env, dotenv=False)
 
 
-@pytest.fixture
-def prov_env(tmp_path, cloud_sandbox, pg_url) -> dict[str, str]:
-    require_toolchain()
-    description = cloud_sandbox.describe()
+def sandbox_env(box, tmp: Path, database_url: str) -> dict[str, str]:
+    """Settings for a control plane on `box`: its own data dir, state backend and project copy."""
+    description = box.describe()
     return {
-        "CLAWDET_DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": pg_url,
-        "SECRET_KEY": "provisioning-test-" + secrets.token_hex(8),
+        "CLAWDET_DATA_DIR": str(tmp / "data"),
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-" + secrets.token_hex(8),
         "PULUMI_CONFIG_PASSPHRASE": "test-passphrase",
-        "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}",
-        "CLAWDET_PROJECT_DIR": str(project_copy(tmp_path / "project")),
+        "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
+        "CLAWDET_PROJECT_DIR": str(project_copy(tmp / "project")),
         "BASE_DOMAIN": description["zone_name"],
-        "HCLOUD_TOKEN": description["hcloud_token"],
-        "HCLOUD_ENDPOINT": description["hcloud_url"],
-        "CLOUDFLARE_API_TOKEN": description["cloudflare_token"],
-        "CLOUDFLARE_BASE_URL": description["cloudflare_url"],
+        **box.provider_env(),
         "CLOUDFLARE_ZONE_ID": description["zone_id"],
         "HEALTH_URL_TEMPLATE": f"http://{{ipv4}}:{description['gateway_port']}/healthz",
     }
+
+
+@contextmanager
+def zero_delay_control_plane() -> Iterator[tuple[object, Database, Settings]]:
+    """For benchmarks: a sandbox with no boot, action or API delay, SQLite and settings."""
+    from sandbox import Sandbox
+
+    with tempfile.TemporaryDirectory() as tmp_name, \
+            Sandbox(Path(tmp_name) / "sandbox" / "state.json", boot_delay=0, action_delay=0) as box:
+        tmp = Path(tmp_name)
+        url = f"sqlite:///{tmp / 'bench.db'}"
+        upgrade(url)
+        database = Database(url)
+        try:
+            yield box, database, Settings.from_env(sandbox_env(box, tmp, url), dotenv=False)
+        finally:
+            database.dispose()
+
+
+@pytest.fixture
+def prov_env(tmp_path, cloud_sandbox, pg_url) -> dict[str, str]:
+    require_toolchain()
+    return sandbox_env(cloud_sandbox, tmp_path, pg_url)
 
 
 @pytest.fixture

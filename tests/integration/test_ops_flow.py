@@ -17,13 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from db import logs
 from db.engine import Database
 from db.models import Instance
-from provisioner import credentials, fleet, mail, mail_triggers, ops_metrics
+from provisioner import credentials, fleet, mail, mail_triggers
 from provisioner.email_notifier import EmailNotifier
 from provisioner.reconciler import Reconciler
 from sandbox.mail_sink import MailSink
-from tests.integration.provisioning import (  # noqa: F401 (fixtures)
-    FAST, cloud_sandbox, instance, pg_url, prov_db, prov_env, prov_settings,
-)
+from tests.integration.provisioning import FAST, instance
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
 
@@ -156,7 +154,6 @@ def test_a_final_failure_emails_what_to_do(observed, ops_settings, prov_db, clou
 def test_backup_wipe_restore_brings_stacks_back(observed, ops_settings, prov_db, cloud_sandbox, tmp_path,
                                                 postgres_template):
     from provisioner import stack_backup
-    from tests.conftest import new_postgres_database
 
     instance_id = signup(prov_db, ops_settings, "kept", "kept password")
     assert observed.drain() == 1

@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 
 from db.settings import Settings
-from tests.sandbox_fixtures import sandbox  # noqa: F401 (fixture)
 from webapp import create_app
 
 

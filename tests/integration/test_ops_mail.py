@@ -11,7 +11,7 @@ from provisioner import llm_usage, mail, mail_triggers
 from provisioner.email_notifier import EmailNotifier
 from provisioner.instances import request_instance
 from tests.conftest import register
-from tests.integration.ops_helpers import mail_sink, with_sink  # noqa: F401 (fixture)
+from tests.integration.ops_helpers import with_sink
 
 
 def _outbox(database) -> list[OutboxEmail]:

@@ -6,10 +6,7 @@ import pytest
 from db.models import Instance
 from provisioner import fleet
 from provisioner.instances import request_destroy
-from tests.integration.provisioning import (  # noqa: F401 (fixtures)
-    cloud_sandbox, instance, new_instance, pg_url, prov_db, prov_settings, reconciler, records_named,
-    servers_named,
-)
+from tests.integration.provisioning import instance, new_instance, records_named, servers_named
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
 

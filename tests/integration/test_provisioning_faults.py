@@ -10,10 +10,7 @@ from sqlalchemy import select
 
 from db.models import Instance, InstanceEvent
 from provisioner.worker import Worker
-from tests.integration.provisioning import (  # noqa: F401 (fixtures)
-    FAST, REPO, cloud_sandbox, instance, new_instance, pg_url, prov_db, prov_env, prov_settings,
-    records_named, servers_named,
-)
+from tests.integration.provisioning import FAST, REPO, instance, new_instance, records_named, servers_named
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
 

@@ -6,7 +6,6 @@ import cloudflare
 import httpx
 import pytest
 
-from tests.sandbox_fixtures import cloudflare_client, sandbox  # noqa: F401 - fixtures
 
 
 def error_codes(exc: cloudflare.APIStatusError) -> list[int]:

@@ -17,7 +17,7 @@ from hcloud import APIException
 from hcloud.images import Image
 from hcloud.server_types import ServerType
 
-from tests.sandbox_fixtures import cloud_config, cloudflare_client, hcloud_client, sandbox, start_sandbox  # noqa: F401
+from tests.sandbox_fixtures import cloud_config, start_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 

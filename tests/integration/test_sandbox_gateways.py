@@ -15,7 +15,7 @@ from hcloud.images import Image
 from hcloud.server_types import ServerType
 
 from sandbox.cloud_init import parse_gateway_config
-from tests.sandbox_fixtures import cloud_config, hcloud_client, sandbox, start_sandbox  # noqa: F401
+from tests.sandbox_fixtures import cloud_config, start_sandbox
 
 
 def gateway(ip: str, port: int = 18789) -> str:

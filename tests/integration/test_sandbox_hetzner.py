@@ -12,7 +12,7 @@ from hcloud.server_types import ServerType
 from hcloud.servers import Server
 from hcloud.ssh_keys import SSHKey
 
-from tests.sandbox_fixtures import cloud_config, hcloud_client, sandbox  # noqa: F401 - fixtures
+from tests.sandbox_fixtures import cloud_config
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ0c2FuZGJveGtleWZvcnRlc3Rpbmdvbmx5MTIzNA== test@sandbox"
 

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from tests.sandbox_fixtures import sandbox, start_sandbox  # noqa: F401 - fixtures
+from tests.sandbox_fixtures import start_sandbox
 
 MESSAGES = [{"role": "system", "content": "You are terse."},
             {"role": "user", "content": "hello there sandbox"}]

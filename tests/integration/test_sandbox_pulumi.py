@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.sandbox_fixtures import cloud_config, sandbox  # noqa: F401 - fixture
+from tests.sandbox_fixtures import cloud_config
 
 pytestmark = pytest.mark.engine
 
@@ -44,17 +44,17 @@ pulumi.export("record_id", record.id)
 '''
 
 
-def toolchain_or_skip():
+def toolchain_or_fail():
     try:
         from provisioner import toolchain
     except ImportError as exc:
-        pytest.skip(f"provisioner.toolchain is not available: {exc}")
+        pytest.fail(f"provisioner.toolchain is not available: {exc}")
     found = toolchain.find()
     if found is None:
-        pytest.skip("the Pulumi toolchain is not built (make toolchain)")
+        pytest.fail("the Pulumi toolchain is not built (make toolchain)")
     missing = [name for name in ("hcloud", "cloudflare") if not found.has_plugin(name)]
     if missing:
-        pytest.skip(f"provider plugins not installed: {', '.join(missing)} (see make toolchain)")
+        pytest.fail(f"provider plugins not installed: {', '.join(missing)} (see make toolchain)")
     return found
 
 
@@ -62,7 +62,7 @@ def toolchain_or_skip():
 def stack(sandbox, tmp_path: Path):
     from pulumi import automation as auto
 
-    toolchain = toolchain_or_skip()
+    toolchain = toolchain_or_fail()
     project = tmp_path / "project"
     project.mkdir()
     (project / "__main__.py").write_text(textwrap.dedent(PROGRAM))

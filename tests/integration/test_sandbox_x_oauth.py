@@ -14,7 +14,7 @@ import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 
-from tests.sandbox_fixtures import sandbox, start_sandbox  # noqa: F401 - fixtures
+from tests.sandbox_fixtures import start_sandbox
 
 REDIRECT = "http://127.0.0.1:8000/auth/x/callback"
 SCOPE = "tweet.read users.read offline.access"
