@@ -42,6 +42,8 @@ import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from provisioner import standin_build
+
 HERE = Path(__file__).resolve().parent
 PYPROJECT = HERE.parent / "pyproject.toml"
 LANGHOST_SOURCE = HERE / "toolchain_go" / "pulumi-language-python"
@@ -50,9 +52,8 @@ RECIPE = 1  # bump when the build steps change, so that old caches are not reuse
 SDK_MODULE = "github.com/pulumi/pulumi/sdk/v3"
 PKG_MODULE = "github.com/pulumi/pulumi/pkg/v3"
 VERSION_VAR = SDK_MODULE + "/go/common/version.Version"
-PROVIDERS = ("command", "hcloud", "cloudflare")
+PROVIDERS = ("hcloud", "cloudflare")
 PROVIDER_MODULES = {
-    "command": "github.com/pulumi/pulumi-command/provider",
     "hcloud": "github.com/pulumi/pulumi-hcloud/provider",
     "cloudflare": "github.com/pulumi/pulumi-cloudflare/provider/v6",
 }
@@ -78,7 +79,7 @@ class ToolchainError(RuntimeError):
 
 
 def pins(pyproject: Path = PYPROJECT) -> dict[str, str]:
-    """The exact versions of the Python SDKs: {"pulumi": "3.259.0", "command": "1.2.1", ...}."""
+    """The exact versions of the Python SDKs: {"pulumi": "3.259.0", "hcloud": "1.39.1", ...}."""
     deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
     found = {}
     for dep in deps:
@@ -214,6 +215,11 @@ def ensure(log: Log = print) -> Toolchain:
         else:
             tc = _prepare_core(versions, cache, log)
         _install_plugins(tc, log)
+        if tc.missing_plugins and os.environ.get("CLAWDET_NO_STANDINS") != "1":
+            try:
+                standin_build.ensure_standins(tc, log)
+            except standin_build.StandinBuildError as exc:
+                log(f"toolchain: WARNING offline stand-in plugins not built: {exc}")
     _verify(tc, log)
     return tc
 
@@ -386,8 +392,9 @@ def _install_plugins(tc: Toolchain, log: Log) -> None:
             if not tc.has_plugin(name):
                 unavailable[name] = version
             continue
-        if tc.has_plugin(name) and installed.stat().st_mtime >= _newest_mtime(source):
-            continue
+        if (tc.has_plugin(name) and not standin_build.is_standin(tc, name)
+                and installed.stat().st_mtime >= _newest_mtime(source)):
+            continue  # a stand-in always gives way to a real plugin
         log(f"toolchain: installing provider plugin {name} {version} from {source}")
         out = subprocess.run([str(tc.pulumi), "plugin", "install", "resource", name, version,
                               "--file", str(source), "--reinstall"],
@@ -449,7 +456,8 @@ def _verify(tc: Toolchain, log: Log) -> None:
     for name in PROVIDERS:
         version = tc.versions[name]
         if (name, version) in plugins:
-            log(f"  {tc.plugin_dir(name) / f'pulumi-resource-{name}'}  v{version}")
+            standin = "  (offline stand-in)" if standin_build.is_standin(tc, name) else ""
+            log(f"  {tc.plugin_dir(name) / f'pulumi-resource-{name}'}  v{version}{standin}")
         else:
             log(f"  pulumi-resource-{name}  MISSING (v{version})")
     log(f"  PULUMI_HOME={tc.pulumi_home}")
