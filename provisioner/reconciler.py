@@ -139,14 +139,17 @@ class Reconciler:
             instance = session.get(Instance, instance_id)
             generation = instance.generation
             first_time = instance.ready_at is None
+            sweep = sweep or instance.attempts > 0  # an earlier attempt may have left half a create
             instance.status = InstanceStatus.CREATING.value
             config = self.stack_config(instance)
             name = instance.stack_name
         verb = "Rebuilding" if rebuild else "Repairing" if repair else "Creating" if first_time else "Updating"
         self.event(instance_id, "requested", f"{verb} your instance", status=InstanceStatus.CREATING)
+        if sweep:
+            self.stacks.refresh(name, clear_pending_creates=True)
         if sweep or repair:
             self.sweep_orphans(name)
-        outputs = self.stacks.up(name, config, refresh=repair or sweep,
+        outputs = self.stacks.up(name, config, refresh=repair,
                                  replace_types=(SERVER_TYPE,) if rebuild else (),
                                  on_event=self._engine_events(instance_id))
         with self.database.session() as session:
@@ -259,6 +262,7 @@ class Reconciler:
             desired = session.get(Instance, instance_id).desired_state
         if desired == DesiredState.RUNNING.value:
             try:
+                self.stacks.refresh(name, clear_pending_creates=True)
                 self.stacks.destroy(name)
                 self.sweep_orphans(name)
             except Exception as exc:
@@ -280,22 +284,22 @@ class Reconciler:
     def sweep_orphans(self, name: str) -> list[str]:
         """Delete cloud resources labelled for this instance that its stack does not hold: what
         an interrupted `up` created after its last checkpoint, so a retry never duplicates."""
-        known = {str(r.get("id")) for r in self.stacks.resources(name) if r.get("id")}
+        known = {(r.get("type"), str(r.get("id"))) for r in self.stacks.resources(name) if r.get("id")}
         fqdn = f"{name}.{self.target.base_domain}"
         hetzner, cloudflare_api = cloud.clients(self.target)
         removed: list[str] = []
         try:
             selector = f"{cloud.MANAGED_LABEL},{cloud.INSTANCE_LABEL}={name}"
             for server in hetzner.servers(selector):
-                if str(server["id"]) not in known:
+                if (SERVER_TYPE, str(server["id"])) not in known:
                     hetzner.delete_server(server["id"])
                     removed.append(f"server {server['id']}")
             for firewall in hetzner.firewalls(selector):
-                if str(firewall["id"]) not in known:
+                if (FIREWALL_TYPE, str(firewall["id"])) not in known:
                     hetzner.delete_firewall(firewall["id"])
                     removed.append(f"firewall {firewall['id']}")
             for record in cloudflare_api.records(self.target.zone_id, name=fqdn):
-                if str(record["id"]) not in known:
+                if (DNS_TYPE, str(record["id"])) not in known:
                     cloudflare_api.delete_record(self.target.zone_id, record["id"])
                     removed.append(f"record {record['id']}")
         finally:
@@ -338,12 +342,15 @@ class Reconciler:
         return on_event
 
 
+GENERIC = re.compile(r"^(error:\s*)?(update|destroy|refresh|preview) failed$", re.I)
+
+
 def short_reason(error: BaseException) -> str:
     """One line a person can read, without engine noise (and never a secret: the engine masks
     secret values, and we keep only the error line)."""
     text = str(error)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if re.search(r"\berror\b", line, re.I)]
+    errors = [line for line in lines if re.search(r"\berror\b", line, re.I) and not GENERIC.match(line)]
     line = (errors[-1] if errors else lines[-1] if lines else type(error).__name__)
-    line = re.sub(r"^(error:\s*)+", "", line, flags=re.I)
+    line = re.sub(r"^((stderr|stdout):\s*)?(error:\s*)+", "", line, flags=re.I)
     return line[:240]

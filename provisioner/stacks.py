@@ -115,10 +115,12 @@ class Stacks:
         result = stack.preview(refresh=refresh, color="never")
         return dict(result.change_summary)
 
-    def refresh(self, name: str) -> None:
+    def refresh(self, name: str, *, clear_pending_creates: bool = False) -> None:
+        """`clear_pending_creates` drops creates an interrupted update left pending (the sweep
+        of orphans then deletes what they made in the cloud)."""
         stack = self.existing(name)
         if stack is not None:
-            stack.refresh(color="never")
+            stack.refresh(color="never", clear_pending_creates=clear_pending_creates or None)
 
     def outputs(self, name: str) -> StackOutputs | None:
         stack = self.existing(name)
