@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -41,7 +42,15 @@ async def probe_all_async(urls: list[str], *, concurrency: int = 200,
 
 
 def probe_all(urls: list[str], **kwargs) -> dict[str, Probe]:
-    return asyncio.run(probe_all_async(urls, **kwargs)) if urls else {}
+    """Probe from synchronous code; from inside a running event loop, on a thread of its own."""
+    if not urls:
+        return {}
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(probe_all_async(urls, **kwargs))
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, probe_all_async(urls, **kwargs)).result()
 
 
 def probe(url: str, timeout: float = PROBE_TIMEOUT) -> Probe:
