@@ -56,8 +56,10 @@ def live_server(tmp_path):
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module: Playwright's sync API keeps an event loop running in this thread until it
+    stops, and later tests that call asyncio.run() need it gone."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
