@@ -131,7 +131,7 @@ class Reconciler:
                               sweep=bool(claim.taken_over_from))
         except Exception as exc:  # every failure is retried or ends cleanly; none kills the worker
             log.warning("operation on %s failed: %s", name, short_reason(exc))
-            self.failed(claim.instance_id, exc)
+            self.failed(claim.instance_id, exc, claim.generation)
 
     def converge(self, instance_id: str, *, rebuild: bool = False, repair: bool = False,
                  sweep: bool = False) -> None:
@@ -240,7 +240,9 @@ class Reconciler:
                 self.notifier.health_changed(session, instance, True)
         self.event(instance_id, "ready", message, status=InstanceStatus.READY)
 
-    def failed(self, instance_id: str, error: Exception) -> None:
+    def failed(self, instance_id: str, error: Exception, generation: int) -> None:
+        """Retry later, or after the last attempt clean up and tell the owner. `generation` is
+        the one that was worked: a newer one (say, a destroy asked for meanwhile) stays queued."""
         reason = short_reason(error)
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
@@ -260,7 +262,8 @@ class Reconciler:
         cleanup_error = None
         with self.database.session() as session:
             desired = session.get(Instance, instance_id).desired_state
-        if desired == DesiredState.RUNNING.value:
+        creating = desired == DesiredState.RUNNING.value
+        if creating:
             try:
                 self.stacks.refresh(name, clear_pending_creates=True)
                 self.stacks.destroy(name)
@@ -270,15 +273,19 @@ class Reconciler:
                 log.error("cleanup of %s failed: %s", name, cleanup_error)
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
-            instance.observed_generation = instance.generation
+            instance.observed_generation = max(instance.observed_generation, generation)
             instance.requested_action = None
             instance.next_attempt_at = None
-            instance.server_id = instance.ipv4 = instance.ipv6 = instance.dns_record_id = instance.url = None
+            if creating:
+                instance.server_id = instance.ipv4 = instance.ipv6 = instance.dns_record_id = instance.url = None
             self.notifier.instance_failed(session, instance, reason)
-        message = ("We could not set up your instance. Nothing is left running. "
-                   "Try again from your dashboard; if it fails again, contact support.")
-        if cleanup_error:
+        if not creating:
+            message = "We could not remove your instance yet; our team has been told and will finish it."
+        elif cleanup_error:
             message = "We could not set up your instance and are cleaning up; our team has been told."
+        else:
+            message = ("We could not set up your instance. Nothing is left running. "
+                       "Try again from your dashboard; if it fails again, contact support.")
         self.event(instance_id, "failed", message, status=InstanceStatus.FAILED, kind="error")
 
     def sweep_orphans(self, name: str) -> list[str]:
