@@ -35,6 +35,7 @@ class Settings:
     free_beta: bool
     free_beta_cap: int
     ratelimit_storage_uri: str
+    trusted_proxies: int = 0
     pulumi_backend_url: str = ""
     pulumi_passphrase: str = field(default="", repr=False)
     project_dir: Path = REPO_ROOT
@@ -97,6 +98,7 @@ class Settings:
             free_beta=_bool(env.get("FREE_BETA"), True),
             free_beta_cap=int(env.get("FREE_BETA_CAP") or 50),
             ratelimit_storage_uri=env.get("RATELIMIT_STORAGE_URI") or "memory://",
+            trusted_proxies=int(env.get("TRUSTED_PROXIES") or 0),
             pulumi_backend_url=env.get("PULUMI_BACKEND_URL") or f"file://{data_dir / 'pulumi-state'}",
             pulumi_passphrase=env.get("PULUMI_CONFIG_PASSPHRASE")
             or _installation_secret(data_dir, "pulumi_passphrase"),

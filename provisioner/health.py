@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -62,13 +63,14 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT) -> Probe:
         return Probe(url, False, None, time.perf_counter() - started, type(exc).__name__)
 
 
-def wait_healthy(url: str, deadline_seconds: float, *, stop=None) -> Probe:
+def wait_healthy(url: str, deadline_seconds: float, *,
+                 cancelled: Callable[[], bool] = lambda: False) -> Probe:
     """Poll until /healthz answers 200 or the deadline passes (interval grows to 5 s)."""
     end = time.monotonic() + deadline_seconds
     interval = 0.25
     while True:
         result = probe(url)
-        if result.ok or time.monotonic() >= end or (stop is not None and stop.is_set()):
+        if result.ok or time.monotonic() >= end or cancelled():
             return result
         time.sleep(min(interval, max(0.0, end - time.monotonic())))
         interval = min(interval * 1.6, 5.0)

@@ -43,6 +43,8 @@ def request_instance(session: Session, user: User, *, secret: str, subdomain: st
     if not user.details_complete:
         raise UserFacingError("details_required", "Confirm your email and accept the terms first.",
                               "Finish the details step.", status=403)
+    # One request per user at a time (PostgreSQL); SQLite serialises writers anyway.
+    session.execute(select(User.id).where(User.id == user.id).with_for_update())
     if active_instance(session, user) is not None:
         raise UserFacingError("instance_exists", "You already have an instance.",
                               "Open it from your dashboard, or destroy it before creating another.",
@@ -60,22 +62,26 @@ def request_instance(session: Session, user: User, *, secret: str, subdomain: st
     if previous is not None and not (previous.user_id == user.id
                                      and previous.status == InstanceStatus.DESTROYED.value):
         raise _subdomain_taken(name)
-    instance = previous or Instance(user_id=user.id, subdomain=name, stack_name=name, generation=0)
+    instance = previous or Instance(user_id=user.id, subdomain=name, stack_name=name, generation=1)
     instance.tier, instance.region = tier, region
     instance.desired_state = DesiredState.RUNNING.value
     instance.status = InstanceStatus.PENDING.value
     instance.status_message = "Waiting for a worker"
-    instance.generation += 1
     instance.attempts, instance.next_attempt_at = 0, None
     instance.destroyed_at = None
+    if previous is not None:  # a new life under an old name: nothing of the old one carries over
+        instance.ready_at = None
+        instance.llm_key_version += 1
+        instance.gateway_token_version += 1
     session.add(instance)
     try:
         session.flush()
     except IntegrityError as exc:
         session.rollback()
         raise _subdomain_taken(name) from exc
-    if instance.llm_key_hash is None:
-        credentials.assign_llm_key(instance, secret)
+    if previous is not None:
+        bump_generation(session, instance)
+    credentials.assign_llm_key(instance, secret)
     session.add(InstanceEvent(instance_id=instance.id, kind="status", step="requested",
                               message=f"Instance {name} requested ({tier}, {region})",
                               progress=0, generation=instance.generation))
@@ -114,6 +120,14 @@ def derive_subdomain(session: Session, user: User) -> str:
     return f"claw-{secrets.token_hex(3)}"
 
 
+def bump_generation(session: Session, instance: Instance) -> int:
+    """A new desired state, counted in SQL: two requests at once both count (a `+= 1` on a
+    loaded row would lose one, and with it perhaps a destroy)."""
+    instance.generation = Instance.generation + 1
+    session.flush()
+    return instance.generation
+
+
 def in_flight(instance: Instance) -> bool:
     return (instance.lease_owner is not None or instance.generation > instance.observed_generation
             or instance.requested_action is not None)
@@ -129,7 +143,7 @@ def request_destroy(session: Session, user: User, instance: Instance, ip: str | 
         raise UserFacingError("already_destroyed", "This instance is already being removed.",
                               "Wait for it to finish.", status=409)
     instance.desired_state = DesiredState.DESTROYED.value
-    instance.generation += 1
+    bump_generation(session, instance)
     instance.requested_action = None
     instance.attempts, instance.next_attempt_at = 0, None
     instance.status_message = "Waiting to be removed"
@@ -148,7 +162,7 @@ def request_action(session: Session, user: User, instance: Instance, action: str
             InstanceStatus.READY.value, InstanceStatus.FAILED.value) or in_flight(instance):
         raise _busy()
     if instance.status == InstanceStatus.FAILED.value:
-        instance.generation += 1  # a failed instance is simply tried again
+        bump_generation(session, instance)  # a failed instance is simply tried again
         instance.attempts = 0
     else:
         instance.requested_action = action

@@ -8,6 +8,7 @@ from db import audit
 from db.errors import UserFacingError
 from db.models import Instance, InstanceEvent, User
 from provisioner import credentials
+from provisioner.instances import bump_generation
 
 
 def rotate_llm_key(session: Session, instance: Instance, *, secret: str, actor: User,
@@ -18,7 +19,7 @@ def rotate_llm_key(session: Session, instance: Instance, *, secret: str, actor: 
                               "Create a new instance first.", status=409)
     instance.llm_key_version += 1
     key = credentials.assign_llm_key(instance, secret)
-    instance.generation += 1
+    bump_generation(session, instance)
     session.add(InstanceEvent(instance_id=instance.id, kind="status", step="llm_key_rotated",
                               message=f"LLM key rotated to version {instance.llm_key_version}",
                               generation=instance.generation))

@@ -40,6 +40,7 @@ STEPS = (
 )
 STEP_OF_TYPE = {FIREWALL_TYPE: "firewall", SERVER_TYPE: "server", DNS_TYPE: "dns"}
 STEP_PROGRESS = {key: progress for key, _, progress in STEPS}
+DESTROY_RETRY = timedelta(hours=1)  # a destroy is never given up: servers left running cost money
 STEP_WORDS = {"firewall": "the firewall", "server": "your server", "dns": "the DNS record"}
 
 
@@ -70,6 +71,7 @@ class Reconciler:
         self.notifier = notifier or EmailNotifier(settings)
         self.owner = owner or worker_name()
         self.stop = threading.Event()
+        self.lease_lost = threading.Event()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -79,9 +81,8 @@ class Reconciler:
             claim = leases.claim_next(session, self.owner, self.config.lease, only=only)
         if claim is None:
             return False
-        heartbeat = threading.Thread(target=self._heartbeat, args=(claim.instance_id,), daemon=True)
-        done = threading.Event()
-        self._beating = done
+        done, self.lease_lost = threading.Event(), threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(claim.instance_id, done), daemon=True)
         heartbeat.start()
         try:
             self.work(claim)
@@ -98,13 +99,29 @@ class Reconciler:
             count += 1
         return count
 
-    def _heartbeat(self, instance_id: str) -> None:
-        done = self._beating
+    def _heartbeat(self, instance_id: str, done: threading.Event) -> None:
+        """Renew the lease while the operation runs; a database blip is retried, a lease taken
+        by another worker fences this one (it writes no final state and stops waiting)."""
         while not done.wait(self.config.lease.total_seconds() / 3):
-            with self.database.sessions() as session:
-                if not leases.renew(session, instance_id, self.owner, self.config.lease):
-                    log.error("lost the lease of %s", instance_id)
-                    return
+            try:
+                with self.database.sessions() as session:
+                    renewed = leases.renew(session, instance_id, self.owner, self.config.lease)
+            except Exception:
+                log.exception("could not renew the lease of %s; trying again", instance_id)
+                continue
+            if not renewed:
+                log.error("lost the lease of %s; this worker stops writing to it", instance_id)
+                self.lease_lost.set()
+                return
+
+    def _cancelled(self) -> bool:
+        return self.stop.is_set() or self.lease_lost.is_set()
+
+    def _own(self, instance: Instance) -> bool:
+        if instance.lease_owner == self.owner:
+            return True
+        log.error("instance %s is leased by %s now; not writing its outcome", instance.id, instance.lease_owner)
+        return False
 
     # -- one operation ----------------------------------------------------------------------
 
@@ -117,6 +134,8 @@ class Reconciler:
         with self.database.sessions() as session:
             instance = session.get(Instance, claim.instance_id)
             name, desired, action = instance.stack_name, instance.desired_state, instance.requested_action
+            if instance.generation > instance.observed_generation and action == "restart":
+                action = None  # new desired state (say, a rotated key): converge, which also restarts
         if claim.taken_over_from:
             self.event(claim.instance_id, "recovery",
                        "Picked up where a stopped worker left off", kind="log")
@@ -129,6 +148,8 @@ class Reconciler:
             else:
                 self.converge(claim.instance_id, rebuild=action == "rebuild", repair=action == "repair",
                               sweep=bool(claim.taken_over_from))
+        except Interrupted:
+            log.warning("operation on %s interrupted; it runs again later", name)
         except Exception as exc:  # every failure is retried or ends cleanly; none kills the worker
             log.warning("operation on %s failed: %s", name, short_reason(exc))
             self.failed(claim.instance_id, exc, claim.generation)
@@ -187,6 +208,8 @@ class Reconciler:
         self.sweep_orphans(name)
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
+            if not self._own(instance):
+                raise Interrupted()
             if instance.generation == generation:
                 instance.observed_generation = generation
             instance.requested_action = None
@@ -216,13 +239,17 @@ class Reconciler:
         url = self.target.health_url(fqdn=fqdn or "", ipv4=ipv4)
         if url is None:
             raise RuntimeError("the stack has no address to probe")
-        result = wait_healthy(url, self.config.ready_deadline, stop=self.stop)
+        result = wait_healthy(url, self.config.ready_deadline, cancelled=self._cancelled)
+        if not result.ok and self._cancelled():
+            raise Interrupted()
         if not result.ok:
             raise RuntimeError(f"the gateway did not answer /healthz within {self.config.ready_deadline:.0f}s")
 
     def mark_ready(self, instance_id: str, generation: int, message: str) -> None:
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
+            if not self._own(instance):
+                raise Interrupted()
             if instance.generation == generation:
                 instance.observed_generation = generation
             instance.requested_action = None
@@ -241,29 +268,36 @@ class Reconciler:
         self.event(instance_id, "ready", message, status=InstanceStatus.READY)
 
     def failed(self, instance_id: str, error: Exception, generation: int) -> None:
-        """Retry later, or after the last attempt clean up and tell the owner. `generation` is
-        the one that was worked: a newer one (say, a destroy asked for meanwhile) stays queued."""
+        """Retry with backoff; after the last attempt settle it by what was being done:
+        - a first create: destroy what was made (and any orphan), tell the owner to try again;
+        - an instance that once was ready: keep its server (a failed repair must never delete a
+          customer's data), mark it failed for a rebuild or an operator;
+        - a destroy: never give up; keep trying hourly and shout in the logs.
+        `generation` is the one worked; a newer one (a destroy asked for meanwhile) stays queued."""
         reason = short_reason(error)
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
+            if not self._own(instance):
+                return
             instance.attempts += 1
             attempts, name, status = instance.attempts, instance.stack_name, instance.status
+            destroying = instance.desired_state == DesiredState.DESTROYED.value
+            first_create = not destroying and instance.ready_at is None
             final = attempts >= self.config.max_attempts
-            if not final:
-                delay = self.config.backoff(attempts)
+            delay = DESTROY_RETRY if final and destroying else self.config.backoff(attempts)
+            if not final or destroying:
                 instance.next_attempt_at = utcnow() + delay
-        if not final:
+        if final and destroying:
+            log.error("destroy of %s keeps failing (%s attempts): %s", name, attempts, reason)
+        if not final or destroying:
             self.event(instance_id, "retry",
                        f"Attempt {attempts} failed ({reason}); trying again in {delay.total_seconds():.0f}s",
                        kind="error", status=InstanceStatus(status))
             return
-        self.event(instance_id, "failed", f"Giving up after {attempts} attempts ({reason}); cleaning up",
-                   kind="error")
         cleanup_error = None
-        with self.database.session() as session:
-            desired = session.get(Instance, instance_id).desired_state
-        creating = desired == DesiredState.RUNNING.value
-        if creating:
+        if first_create:
+            self.event(instance_id, "failed", f"Giving up after {attempts} attempts ({reason}); cleaning up",
+                       kind="error")
             try:
                 self.stacks.refresh(name, clear_pending_creates=True)
                 self.stacks.destroy(name)
@@ -276,11 +310,12 @@ class Reconciler:
             instance.observed_generation = max(instance.observed_generation, generation)
             instance.requested_action = None
             instance.next_attempt_at = None
-            if creating:
+            if first_create and not cleanup_error:
                 instance.server_id = instance.ipv4 = instance.ipv6 = instance.dns_record_id = instance.url = None
             self.notifier.instance_failed(session, instance, reason)
-        if not creating:
-            message = "We could not remove your instance yet; our team has been told and will finish it."
+        if not first_create:
+            message = ("We could not repair your instance; its server is kept as it is. "
+                       "Try Rebuild from your dashboard, or contact support.")
         elif cleanup_error:
             message = "We could not set up your instance and are cleaning up; our team has been told."
         else:
@@ -347,6 +382,10 @@ class Reconciler:
                 log.exception("could not record engine event")
 
         return on_event
+
+
+class Interrupted(Exception):
+    """The worker is stopping or lost its lease: not a failure, no attempt is counted."""
 
 
 GENERIC = re.compile(r"^(error:\s*)?(update|destroy|refresh|preview) failed$", re.I)

@@ -39,6 +39,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from webapp.errors import install_error_handlers
     from webapp.security import install_headers
 
+    if settings.trusted_proxies:  # client IPs (rate limits, trial chat) from X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)

@@ -24,6 +24,7 @@ from db.models import (
 from provisioner import costs, free_beta, instances, leases
 from webapp import dbs, settings
 from webapp.auth import client_ip, current
+from webapp.security import safe_next
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE = 50
@@ -36,7 +37,7 @@ def _admins_only():
 
 
 def _back(default: str):
-    return redirect(request.form.get("next") or default)
+    return redirect(safe_next(request.form.get("next"), default))
 
 
 def _user(user_id: str) -> User:
@@ -190,7 +191,7 @@ def force_reconcile(instance_id: str):
     if instance.desired_state == DesiredState.RUNNING.value and instance.status != InstanceStatus.FAILED.value:
         instance.requested_action = instance.requested_action or "repair"
     else:
-        instance.generation += 1  # a failed or removed-but-lagging instance is worked again
+        instances.bump_generation(dbs(), instance)  # a failed or lagging instance is worked again
     instance.attempts, instance.next_attempt_at = 0, None
     dbs().add(InstanceEvent(instance_id=instance.id, kind="status", step="requested",
                             message="Reconcile requested by an admin", progress=0,

@@ -30,7 +30,7 @@ def show(error: UserFacingError | None = None, form: dict | None = None, new_llm
                                tiers=instances.tiers_for(user), regions=LOCATIONS,
                                usage=llm_usage.month_summary(dbs(), user), new_llm_key=new_llm_key,
                                error=error, form=form or {}), (error.status if error else 200)
-    if new_llm_key:
+    if new_llm_key or token:  # a page with a secret on it is never cached
         response = (response[0], response[1], {"Cache-Control": "no-store"})
     return response
 

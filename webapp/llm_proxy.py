@@ -27,6 +27,15 @@ bp = Blueprint("llm_proxy", __name__, url_prefix="/llm/v1")
 csrf.exempt(bp)  # machine clients with a bearer key; there is no cookie to ride on
 
 PASSED_HEADERS = ("Content-Type", "Cache-Control", "x-request-id")
+# The caller's own mistakes pass through as the upstream words them; anything else is ours to
+# word, since an upstream's error body may name the platform's key or its account.
+CLIENT_ERRORS = {400, 404, 413, 422}
+
+
+def upstream_failed(status: int) -> UserFacingError:
+    log.warning("llm upstream answered HTTP %d", status)
+    return UserFacingError("upstream_error", "The language model could not answer this request.",
+                           "Try again in a minute.", status=502)
 
 
 def bearer_key() -> str:
@@ -108,6 +117,8 @@ def chat_completions():
             upstream.close()
         if upstream.status_code == 200:
             meter.record(_usage_of(content))
+        elif upstream.status_code not in CLIENT_ERRORS:
+            raise upstream_failed(upstream.status_code)
         return Response(content, status=upstream.status_code, headers=headers)
     headers["X-Accel-Buffering"] = "no"
     return Response(_relay(upstream, meter), status=200, headers=headers)
@@ -163,4 +174,6 @@ def models():
         content = upstream.read()
     finally:
         upstream.close()
+    if upstream.status_code != 200:
+        raise upstream_failed(upstream.status_code)
     return Response(content, status=upstream.status_code, headers={"Content-Type": "application/json"})

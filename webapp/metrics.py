@@ -8,6 +8,8 @@ processes on any number of machines report one consistent picture.
 """
 from __future__ import annotations
 
+import hmac
+
 import time
 from collections import defaultdict
 
@@ -132,7 +134,8 @@ def metrics():
 
     from webapp import settings
     token = settings().metrics_token
-    if token and request.headers.get("Authorization") != f"Bearer {token}":
+    if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                         f"Bearer {token}".encode()):
         return Response("metrics need the bearer token of METRICS_TOKEN\n", status=401, mimetype="text/plain")
     registry = CollectorRegistry(auto_describe=False)
     for metric in (HTTP_REQUESTS, HTTP_SECONDS, current_app.extensions["clawdet.metrics"]):

@@ -66,3 +66,19 @@ def test_backoff_keeps_an_instance_out_of_the_queue(database):
         session.execute(update(Instance).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
         session.commit()
         assert leases.claim_next(session, "w", LEASE).instance_id == instance_id
+
+
+def test_generation_bumps_from_two_requests_both_count(database):
+    from provisioner.instances import bump_generation
+
+    [instance_id] = make_instances(database, 1)
+    first, second = database.sessions(), database.sessions()
+    a, b = first.get(Instance, instance_id), second.get(Instance, instance_id)
+    assert a.generation == b.generation == 1
+    bump_generation(first, a)
+    first.commit()
+    bump_generation(second, b)  # loaded before the first commit: a `+= 1` would write 2 again
+    second.commit()
+    first.close(), second.close()
+    with database.sessions() as session:
+        assert session.get(Instance, instance_id).generation == 3

@@ -119,3 +119,29 @@ def test_final_failure_cleans_up_and_tells_the_user(reconciler, prov_db, prov_se
     with prov_db.sessions() as session:
         messages = [e.message for e in session.get(Instance, instance_id).events]
     assert any("trying again" in m for m in messages) and any("Giving up" in m for m in messages)
+
+
+def test_a_failing_repair_never_deletes_a_live_server(prov_settings, prov_db, cloud_sandbox):
+    from dataclasses import replace
+
+    from provisioner.instances import request_action
+    from provisioner.reconciler import Reconciler
+    from tests.integration.provisioning import FAST
+
+    reconciler = Reconciler(prov_settings, prov_db, config=replace(FAST, max_attempts=2, backoff_base=0.1))
+    instance_id = new_instance(prov_db, prov_settings, "keepme")
+    reconciler.drain()
+    server_id = instance(prov_db, instance_id).server_id
+    cloud_sandbox.faults.add(service="hetzner", method="POST", path="/v1/servers/*/actions/reboot", status=500)
+    with prov_db.session() as session:
+        row = session.get(Instance, instance_id)
+        request_action(session, row.user, row, "restart")
+    import time
+    deadline = time.monotonic() + 120
+    while instance(prov_db, instance_id).status != "failed" and time.monotonic() < deadline:
+        if not reconciler.run_once():
+            time.sleep(0.1)
+    failed = instance(prov_db, instance_id)
+    assert failed.status == "failed" and "kept" in failed.status_message
+    assert [str(s["id"]) for s in servers_named(cloud_sandbox, "keepme")] == [server_id]
+    assert failed.server_id == server_id
