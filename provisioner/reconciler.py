@@ -375,9 +375,8 @@ class Reconciler:
             seen.add(step)
             verb = "Removing" if removing or pre.metadata.op == auto.OpType.DELETE else (
                 "Creating" if pre.metadata.op == auto.OpType.CREATE else "Updating")
-            try:
-                self.event(instance_id, step, f"{verb} {STEP_WORDS[step]}",
-                           progress=None if not removing else None)
+            try:  # a removal is no step of the progress bar towards ready
+                self.event(instance_id, f"remove-{step}" if removing else step, f"{verb} {STEP_WORDS[step]}")
             except Exception:  # progress is best effort; never break the engine's event stream
                 log.exception("could not record engine event")
 
