@@ -145,3 +145,35 @@ def test_a_failing_repair_never_deletes_a_live_server(prov_settings, prov_db, cl
     assert failed.status == "failed" and "kept" in failed.status_message
     assert [str(s["id"]) for s in servers_named(cloud_sandbox, "keepme")] == [server_id]
     assert failed.server_id == server_id
+
+
+def test_reconcile_and_scan_commands_for_cron_and_ci(reconciler, prov_db, prov_env, prov_settings, cloud_sandbox):
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.provisioning import REPO
+
+    def clawdet(*args):
+        return subprocess.run([sys.executable, "-m", "webapp.cli", *args], cwd=REPO, env={**os.environ, **prov_env},
+                              capture_output=True, text=True, timeout=300)
+
+    instance_id = new_instance(prov_db, prov_settings, "gitops")
+    pending = clawdet("reconcile", "--dry-run")
+    assert pending.returncode == 1 and "plan  gitops" in pending.stdout and " up" in pending.stdout
+    assert instance(prov_db, instance_id).status == "pending"  # a dry run changes nothing
+
+    converged = clawdet("reconcile", "--stack", "gitops")
+    assert converged.returncode == 0, converged.stdout + converged.stderr
+    assert "summary  operations=1" in converged.stdout and "unresolved=0" in converged.stdout
+    assert instance(prov_db, instance_id).status == "ready"
+    assert clawdet("scan").returncode == 0
+
+    cloud_sandbox.drift.set_dns_content(instance(prov_db, instance_id).dns_record_id, "127.99.0.1")
+    drifted = clawdet("reconcile", "--dry-run")
+    assert drifted.returncode == 1 and "drift gitops" in drifted.stdout.replace("  ", " ")
+    repaired = clawdet("reconcile")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "drifted_before=1" in repaired.stdout and "unresolved=0" in repaired.stdout
+    [record] = [r for r in records_named(cloud_sandbox, "gitops.clawdet.test") if r["type"] == "A"]
+    assert record["content"] == instance(prov_db, instance_id).ipv4
