@@ -1,13 +1,18 @@
 """The Flask web app: signup, the dashboard, the JSON API."""
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
 from db.engine import Database
 from db.settings import Settings
+
+T = TypeVar("T")
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None,
@@ -62,6 +67,20 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             session.close()
 
     return app
+
+
+_making = threading.Lock()
+
+
+def per_app(app: Flask, key: str, make: Callable[[], T]) -> T:
+    """One `make()` per app, made on first use (threads of one app share it)."""
+    existing = app.extensions.get(key)
+    if existing is None:
+        with _making:
+            existing = app.extensions.get(key)
+            if existing is None:
+                existing = app.extensions[key] = make()
+    return existing
 
 
 def settings() -> Settings:

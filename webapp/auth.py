@@ -172,12 +172,8 @@ def register_json():
 @limiter.limit(LOGIN_LIMIT)
 def login_json():
     body = _json_body()
-    try:
-        user = accounts.authenticate(dbs(), email=body.get("email"), password=body.get("password"),
-                                     ip=client_ip())
-    except UserFacingError:
-        dbs().rollback()
-        raise
+    user = accounts.authenticate(dbs(), email=body.get("email"), password=body.get("password"),
+                                 ip=client_ip())
     dbs().commit()
     _sign_in(user)
     return jsonify(user=me_json(user), next=next_page(user), csrfToken=generate_csrf())

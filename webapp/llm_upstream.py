@@ -8,7 +8,6 @@ errors and log lines name the upstream ("primary", "fallback"), never its key.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 import httpx
@@ -67,16 +66,8 @@ class UpstreamPool:
         self.client.close()
 
 
-_creating = threading.Lock()
-
-
 def pool(app) -> UpstreamPool:
     """One pool (and connection pool) per app."""
-    existing = app.extensions.get("clawdet.llm_upstreams")
-    if existing is None:
-        with _creating:
-            existing = app.extensions.get("clawdet.llm_upstreams")
-            if existing is None:
-                existing = UpstreamPool(app.extensions["clawdet.settings"])
-                app.extensions["clawdet.llm_upstreams"] = existing
-    return existing
+    from webapp import per_app
+
+    return per_app(app, "clawdet.llm_upstreams", lambda: UpstreamPool(app.extensions["clawdet.settings"]))

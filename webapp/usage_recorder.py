@@ -75,15 +75,7 @@ class UsageRecorder:
                                              entry.used_before + entry.prompt_tokens + entry.completion_tokens)
 
 
-_creating = threading.Lock()
-
-
 def recorder(app) -> UsageRecorder:
-    existing = app.extensions.get("clawdet.usage_recorder")
-    if existing is None:
-        with _creating:
-            existing = app.extensions.get("clawdet.usage_recorder")
-            if existing is None:
-                existing = UsageRecorder(app.extensions["clawdet.db"])
-                app.extensions["clawdet.usage_recorder"] = existing
-    return existing
+    from webapp import per_app
+
+    return per_app(app, "clawdet.usage_recorder", lambda: UsageRecorder(app.extensions["clawdet.db"]))
