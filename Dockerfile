@@ -32,12 +32,13 @@ RUN python -m venv .venv \
 COPY Pulumi.yaml ./
 COPY programs ./programs
 COPY cloud-init ./cloud-init
+COPY toolchain ./toolchain
 COPY db ./db
-COPY provisioner ./provisioner
+COPY clawdet ./clawdet
 COPY webapp ./webapp
 COPY sandbox ./sandbox
 RUN .venv/bin/pip install --no-cache-dir --no-deps . \
- && .venv/bin/python -m provisioner.toolchain ensure \
+ && .venv/bin/python -m toolchain ensure \
  && mkdir -p /data /app/stacks \
  && chown -R clawdet:clawdet /data /app/stacks /opt/clawdet
 

@@ -22,7 +22,7 @@ $(STAMP):
 	rm -f $(VENV)/.installed-* && touch $@
 
 toolchain: venv
-	$(PY) -m provisioner.toolchain ensure
+	$(PY) -m toolchain ensure
 
 system-deps:
 	bash tests/system-deps.sh

@@ -7,6 +7,7 @@ real engine and plugins. With the sandbox's boot, action and API delays at zero,
 is the control plane's own overhead: the engine, the plugins, config writes, health polling.
 Target: create->ready overhead <= 8 s per instance.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -17,15 +18,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from db.models import Instance  # noqa: E402
-from provisioner.worker import Worker  # noqa: E402
-from tests.integration.provisioning import FAST, new_instance, zero_delay_control_plane  # noqa: E402
+from clawdet.reconciler.worker import Worker
+from db.models import Instance
+from tests.integration.provisioning import FAST, new_instance, zero_delay_control_plane
 
 
 def run(count: int, workers: int) -> list[float]:
-    with zero_delay_control_plane() as (box, database, settings):
-        worker = Worker(settings, database, concurrency=workers, poll_interval=0.05, scan_interval=0,
-                        config=FAST)
+    with zero_delay_control_plane() as (_box, database, settings):
+        worker = Worker(
+            settings, database, concurrency=workers, poll_interval=0.05, scan_interval=0, config=FAST
+        )
         started = time.perf_counter()
         ids = [new_instance(database, settings, f"bench{n}") for n in range(count)]
         worker.start()
@@ -49,8 +51,10 @@ def main() -> None:
     print(f"1 instance, 1 worker: create->ready {one[0]:.1f}s")
     ten = run(10, 2)
     wall = ten[-1]
-    print(f"10 instances, 2 workers: all ready in {wall:.1f}s; per instance {wall / 10:.1f}s of wall time, "
-          f"median time to ready {statistics.median(ten):.1f}s (target <= 8 s overhead per instance)")
+    print(
+        f"10 instances, 2 workers: all ready in {wall:.1f}s; per instance {wall / 10:.1f}s of wall time, "
+        f"median time to ready {statistics.median(ten):.1f}s (target <= 8 s overhead per instance)"
+    )
     print(f"ratio: 10 instances with 2 workers take {wall / one[0]:.1f}x one instance")
 
 

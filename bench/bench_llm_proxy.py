@@ -6,6 +6,7 @@ milliseconds and the ratios. Target: at most 3 ms added at p50. Not a test.
 
     .venv/bin/python bench/bench_llm_proxy.py [--requests 300] [--concurrency 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,18 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from db.engine import Database  # noqa: E402
-from db.models import PaymentMethod, User, utcnow  # noqa: E402
-from provisioner import credentials, instances  # noqa: E402
-from sandbox import Sandbox  # noqa: E402
+from clawdet.instances import credentials
+from clawdet.instances import requests as instances
+from db.engine import Database
+from db.models import PaymentMethod, User, utcnow
+from sandbox import Sandbox
 
 SECRET = "bench-secret"
-BODY = {"model": "sandbox-small", "stream": True,
-        "messages": [{"role": "user", "content": "a short benchmark prompt of eight words"}]}
+BODY = {
+    "model": "sandbox-small",
+    "stream": True,
+    "messages": [{"role": "user", "content": "a short benchmark prompt of eight words"}],
+}
 
 
 def free_port() -> int:
@@ -43,13 +48,24 @@ def free_port() -> int:
 def start_web(data: Path, box: Sandbox, threads: int) -> tuple[subprocess.Popen, str, str]:
     port = free_port()
     url = f"sqlite:///{data / 'clawdet.db'}"
-    env = {**os.environ, "CLAWDET_DATA_DIR": str(data), "DATABASE_URL": url, "SECRET_KEY": SECRET,
-           "LLM_PRIMARY_URL": box.llm_url, "LLM_PRIMARY_KEY": box.llm_key,
-           "LLM_RATE_LIMIT": "1000000 per minute"}
-    command = [sys.executable, "-m", "webapp.cli"]
+    env = {
+        **os.environ,
+        "CLAWDET_DATA_DIR": str(data),
+        "DATABASE_URL": url,
+        "SECRET_KEY": SECRET,
+        "LLM_PRIMARY_URL": box.llm_url,
+        "LLM_PRIMARY_KEY": box.llm_key,
+        "LLM_RATE_LIMIT": "1000000 per minute",
+    }
+    command = [sys.executable, "-m", "clawdet.cli"]
     subprocess.run([*command, "db", "upgrade"], env=env, cwd=REPO, check=True, capture_output=True)
-    process = subprocess.Popen([*command, "web", "--port", str(port), "--threads", str(threads)], env=env,
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "web", "--port", str(port), "--threads", str(threads)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(150):
         try:
@@ -63,8 +79,13 @@ def start_web(data: Path, box: Sandbox, threads: int) -> tuple[subprocess.Popen,
 def instance_key(database_url: str) -> str:
     database = Database(database_url)
     with database.session() as s:
-        user = User(email="bench@example.com", name="Bench", terms_accepted_at=utcnow(), paid=True,
-                    payment_method=PaymentMethod.STRIPE.value)
+        user = User(
+            email="bench@example.com",
+            name="Bench",
+            terms_accepted_at=utcnow(),
+            paid=True,
+            payment_method=PaymentMethod.STRIPE.value,
+        )
         s.add(user)
         s.flush()
         instance = instances.request_instance(s, user, secret=SECRET)
@@ -103,7 +124,7 @@ async def run(url: str, key: str, total: int, concurrency: int) -> tuple[list[fl
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -118,19 +139,31 @@ def main() -> None:
         try:
             key = instance_key(database_url)
             print(f"streamed chat completions, {args.requests} per run; waitress threads={args.threads}")
-            print(f"{'concurrency':>11} {'path':>7} {'p50 ms':>8} {'p99 ms':>8} {'ttfb p50':>9} {'ttfb p99':>9}")
+            print(
+                f"{'concurrency':>11} {'path':>7} {'p50 ms':>8} {'p99 ms':>8} {'ttfb p50':>9} {'ttfb p99':>9}"
+            )
             for concurrency in (1, args.concurrency):
-                direct, direct_first = asyncio.run(run(box.llm_url + "/chat/completions", box.llm_key,
-                                                       args.requests, concurrency))
-                proxied, proxied_first = asyncio.run(run(base + "/llm/v1/chat/completions", key,
-                                                         args.requests, concurrency))
-                for name, whole, first in (("direct", direct, direct_first), ("proxy", proxied, proxied_first)):
-                    print(f"{concurrency:>11} {name:>7} {pct(whole, 50):8.2f} {pct(whole, 99):8.2f} "
-                          f"{pct(first, 50):9.2f} {pct(first, 99):9.2f}")
+                direct, direct_first = asyncio.run(
+                    run(box.llm_url + "/chat/completions", box.llm_key, args.requests, concurrency)
+                )
+                proxied, proxied_first = asyncio.run(
+                    run(base + "/llm/v1/chat/completions", key, args.requests, concurrency)
+                )
+                for name, whole, first in (
+                    ("direct", direct, direct_first),
+                    ("proxy", proxied, proxied_first),
+                ):
+                    print(
+                        f"{concurrency:>11} {name:>7} {pct(whole, 50):8.2f} {pct(whole, 99):8.2f} "
+                        f"{pct(first, 50):9.2f} {pct(first, 99):9.2f}"
+                    )
                 added = pct(proxied, 50) - pct(direct, 50)
-                print(f"{'':>11} added p50 {added:+.2f} ms (ratio {pct(proxied, 50) / pct(direct, 50):.2f}x), "
-                      f"p99 {pct(proxied, 99) - pct(direct, 99):+.2f} ms "
-                      f"(ratio {pct(proxied, 99) / pct(direct, 99):.2f}x); mean {statistics.mean(proxied):.2f} ms")
+                print(
+                    f"{'':>11} added p50 {added:+.2f} ms (ratio {pct(proxied, 50) / pct(direct, 50):.2f}x), "
+                    f"p99 {pct(proxied, 99) - pct(direct, 99):+.2f} ms "
+                    f"(ratio {pct(proxied, 99) / pct(direct, 99):.2f}x); "
+                    f"mean {statistics.mean(proxied):.2f} ms"
+                )
         finally:
             process.terminate()
             process.wait(timeout=10)

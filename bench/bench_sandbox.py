@@ -34,8 +34,10 @@ def process_figures(pid: int) -> tuple[float, int]:
 
 
 def cloud_config(token: str) -> str:
-    return ("#cloud-config\nwrite_files:\n  - path: /opt/openclaw/gateway.env\n    content: |\n"
-            f"      OPENCLAW_GATEWAY_TOKEN={token}\n")
+    return (
+        "#cloud-config\nwrite_files:\n  - path: /opt/openclaw/gateway.env\n    content: |\n"
+        f"      OPENCLAW_GATEWAY_TOKEN={token}\n"
+    )
 
 
 async def probe(addresses: list[tuple[str, str]], port: int) -> tuple[int, float]:
@@ -43,10 +45,12 @@ async def probe(addresses: list[tuple[str, str]], port: int) -> tuple[int, float
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
     in_flight = asyncio.Semaphore(200)
     async with httpx.AsyncClient(timeout=10, limits=limits) as http:
+
         async def one(ip: str, token: str) -> int:
             async with in_flight:
-                response = await http.get(f"http://{ip}:{port}/api/status",
-                                          headers={"Authorization": f"Bearer {token}"})
+                response = await http.get(
+                    f"http://{ip}:{port}/api/status", headers={"Authorization": f"Bearer {token}"}
+                )
                 return response.status_code
 
         started = time.perf_counter()
@@ -61,9 +65,25 @@ def main() -> int:
     state_dir = pathlib.Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
     state = state_dir / "state.json"
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--state", str(state), "--boot-delay", "0.2", "--action-delay", "0.05",
-         "--server-network", "127.210.0.0/16", "--hcloud-rate-limit", "100000"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--state",
+            str(state),
+            "--boot-delay",
+            "0.2",
+            "--action-delay",
+            "0.05",
+            "--server-network",
+            "127.210.0.0/16",
+            "--hcloud-rate-limit",
+            "100000",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+    )
     try:
         description_path = state.with_name("sandbox.json")
         while not description_path.exists():
@@ -72,13 +92,19 @@ def main() -> int:
             time.sleep(0.05)
         description = json.loads(description_path.read_text())
         rss_idle, fds_idle = process_figures(sandbox.pid)
-        client = Client(token=description["hcloud_token"], api_endpoint=description["hcloud_url"], poll_interval=0.2)
+        client = Client(
+            token=description["hcloud_token"], api_endpoint=description["hcloud_url"], poll_interval=0.2
+        )
 
         started = time.perf_counter()
         for index in range(args.servers):
-            client.servers.create(name=f"bench-{index}", server_type=ServerType(name="cx22"),
-                                  image=Image(name="ubuntu-24.04"), labels={"bench": "yes"},
-                                  user_data=cloud_config(f"token-{index}"))
+            client.servers.create(
+                name=f"bench-{index}",
+                server_type=ServerType(name="cx22"),
+                image=Image(name="ubuntu-24.04"),
+                labels={"bench": "yes"},
+                user_data=cloud_config(f"token-{index}"),
+            )
         created = time.perf_counter() - started
 
         control = description["control_url"]
@@ -101,12 +127,19 @@ def main() -> int:
         rss_after, fds_after = process_figures(sandbox.pid)
 
         print(f"servers                      {args.servers}")
-        print(f"create (SDK, sequential)     {created:.2f} s  ({created / args.servers * 1000:.1f} ms/server)")
+        print(
+            f"create (SDK, sequential)     {created:.2f} s  ({created / args.servers * 1000:.1f} ms/server)"
+        )
         print(f"all gateways listening after {all_up:.2f} s")
         print(f"list by label ({len(servers)} servers, {-(-len(servers) // 50)} pages) {listed:.2f} s")
-        print(f"probe every gateway (concurrent /api/status) {answered}/{len(addresses)} OK in {probe_seconds:.2f} s")
+        print(
+            f"probe every gateway (concurrent /api/status) {answered}/{len(addresses)} OK "
+            f"in {probe_seconds:.2f} s"
+        )
         print(f"delete all                   {deleted:.2f} s")
-        print(f"sandbox RSS idle / full / after delete   {rss_idle:.0f} / {rss_full:.0f} / {rss_after:.0f} MiB")
+        print(
+            f"sandbox RSS idle / full / after delete   {rss_idle:.0f} / {rss_full:.0f} / {rss_after:.0f} MiB"
+        )
         print(f"sandbox open fds idle / full / after     {fds_idle} / {fds_full} / {fds_after}")
         print(f"memory per server+gateway    {(rss_full - rss_idle) * 1024 / args.servers:.0f} KiB")
         return 0 if answered == args.servers else 1

@@ -1,4 +1,5 @@
 """Engine and session factory for SQLite (the embedded default) and PostgreSQL."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -1,4 +1,5 @@
 """Apply Alembic migrations from code: `clawdet db upgrade` and `make run` call `upgrade()`."""
+
 from __future__ import annotations
 
 from pathlib import Path

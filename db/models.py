@@ -1,16 +1,17 @@
 """The control plane's tables. Times are stored in UTC and always come back timezone-aware."""
+
 from __future__ import annotations
 
 import enum
 import secrets
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Date,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -24,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id(prefix: str) -> str:
@@ -42,10 +43,10 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; use timezone-aware UTC")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 NAMING = {
@@ -71,21 +72,6 @@ class PaymentMethod(str, enum.Enum):
     FREE_BETA = "free_beta"
     STRIPE = "stripe"
     PAYPAL = "paypal"
-
-
-class DesiredState(str, enum.Enum):
-    RUNNING = "running"
-    DESTROYED = "destroyed"
-
-
-class InstanceStatus(str, enum.Enum):
-    PENDING = "pending"
-    CREATING = "creating"
-    BOOTING = "booting"
-    READY = "ready"
-    FAILED = "failed"
-    DESTROYING = "destroying"
-    DESTROYED = "destroyed"
 
 
 class Tier(str, enum.Enum):
@@ -118,7 +104,7 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    instances: Mapped[list["Instance"]] = relationship(back_populates="user")
+    instances: Mapped[list[Instance]] = relationship(back_populates="user")
 
     @property
     def is_admin(self) -> bool:
@@ -143,8 +129,10 @@ class Instance(Base):
     subdomain: Mapped[str] = mapped_column(String(63), unique=True)
     tier: Mapped[str] = mapped_column(String(16), default=Tier.FREE.value)
     region: Mapped[str] = mapped_column(String(16), default="hel1")
-    desired_state: Mapped[str] = mapped_column(String(16), default=DesiredState.RUNNING.value)
-    status: Mapped[str] = mapped_column(String(16), default=InstanceStatus.PENDING.value)
+    # The values of desired_state, status, health, requested_action and events' kind are the enums
+    # of clawdet/instances/lifecycle.py, the one module that writes them.
+    desired_state: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     status_message: Mapped[str] = mapped_column(Text, default="Waiting for a worker")
     requested_action: Mapped[str | None] = mapped_column(String(16))
     generation: Mapped[int] = mapped_column(Integer, default=1)
@@ -171,7 +159,7 @@ class Instance(Base):
     destroyed_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="instances")
-    events: Mapped[list["InstanceEvent"]] = relationship(
+    events: Mapped[list[InstanceEvent]] = relationship(
         back_populates="instance", cascade="all, delete-orphan", order_by="InstanceEvent.id"
     )
 
@@ -179,7 +167,7 @@ class Instance(Base):
 
     @property
     def is_active(self) -> bool:
-        return self.desired_state == DesiredState.RUNNING.value
+        return self.desired_state == "running"
 
 
 class InstanceEvent(Base):

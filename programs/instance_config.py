@@ -95,8 +95,10 @@ def _model(value: str) -> str:
 
 def _url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or not re.fullmatch(
-        rf"[{_ENV_SAFE}%?&@!*,;]+", value
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not re.fullmatch(rf"[{_ENV_SAFE}%?&@!*,;]+", value)
     ):
         raise ValueError(f"{value!r} is not an http(s) URL (without spaces, quotes, '$' or '#')")
     return value
@@ -186,43 +188,118 @@ class ConfigKey:
 
 
 KEYS: tuple[ConfigKey, ...] = (
-    ConfigKey("subdomain", "subdomain", "the instance answers at https://<subdomain>.<baseDomain>",
-              required=True, check=naming.validate_subdomain),
-    ConfigKey("instanceName", "instance_name",
-              "server and firewall name and the clawdet-instance label (default: the subdomain)",
-              check=naming.validate_hostname_label),
-    ConfigKey("tier", "tier", "free, pro or enterprise: server type and container limits",
-              required=True, allowed=tiers.TIER_NAMES),
-    ConfigKey("region", "region", "Hetzner location of the server", default=tiers.DEFAULT_LOCATION,
-              allowed=tiers.LOCATIONS),
-    ConfigKey("userId", "user_id", "the owner's user id (the clawdet-user label)",
-              required=True, check=_label_value),
-    ConfigKey("baseDomain", "base_domain", "the Cloudflare zone the instance's name lives in",
-              required=True, check=naming.validate_domain),
-    ConfigKey("cloudflareZoneId", "cloudflare_zone_id", "the Cloudflare zone id of baseDomain",
-              required=True, check=_zone_id),
-    ConfigKey("proxied", "proxied",
-              "record proxied by Cloudflare (then 80/443 accept only Cloudflare's addresses)",
-              kind="bool", default=True),
-    ConfigKey("ipv6", "ipv6", "give the server an IPv6 address and publish an AAAA record",
-              kind="bool", default=True),
-    ConfigKey("serverImage", "server_image", "Hetzner image of the server",
-              default=DEFAULT_SERVER_IMAGE, check=_server_image),
-    ConfigKey("sshKeys", "ssh_keys", "Hetzner SSH key ids or names for root (comma-separated)",
-              kind="list", default=(), check=_ssh_key),
-    ConfigKey("operatorSshCidrs", "operator_ssh_cidrs",
-              "networks allowed to reach port 22 (comma-separated CIDRs; none: SSH closed)",
-              kind="list", default=(), check=_cidr),
-    ConfigKey("openclawImage", "openclaw_image", "OpenClaw gateway container image, pinned",
-              default=DEFAULT_OPENCLAW_IMAGE, check=_pinned_image),
-    ConfigKey("model", "model", "the model the gateway asks the LLM proxy for",
-              required=True, check=_model),
-    ConfigKey("llmBaseUrl", "llm_base_url", "this instance's URL of the platform's LLM proxy",
-              required=True, check=_url),
-    ConfigKey("llmApiKey", "llm_api_key", "this instance's own LLM proxy key (never the upstream key)",
-              required=True, secret=True, check=_secret_token(16)),
-    ConfigKey("gatewayToken", "gateway_token", "the token clients present to the gateway",
-              required=True, secret=True, check=_secret_token(32)),
+    ConfigKey(
+        "subdomain",
+        "subdomain",
+        "the instance answers at https://<subdomain>.<baseDomain>",
+        required=True,
+        check=naming.validate_subdomain,
+    ),
+    ConfigKey(
+        "instanceName",
+        "instance_name",
+        "server and firewall name and the clawdet-instance label (default: the subdomain)",
+        check=naming.validate_hostname_label,
+    ),
+    ConfigKey(
+        "tier",
+        "tier",
+        "free, pro or enterprise: server type and container limits",
+        required=True,
+        allowed=tiers.TIER_NAMES,
+    ),
+    ConfigKey(
+        "region",
+        "region",
+        "Hetzner location of the server",
+        default=tiers.DEFAULT_LOCATION,
+        allowed=tiers.LOCATIONS,
+    ),
+    ConfigKey(
+        "userId", "user_id", "the owner's user id (the clawdet-user label)", required=True, check=_label_value
+    ),
+    ConfigKey(
+        "baseDomain",
+        "base_domain",
+        "the Cloudflare zone the instance's name lives in",
+        required=True,
+        check=naming.validate_domain,
+    ),
+    ConfigKey(
+        "cloudflareZoneId",
+        "cloudflare_zone_id",
+        "the Cloudflare zone id of baseDomain",
+        required=True,
+        check=_zone_id,
+    ),
+    ConfigKey(
+        "proxied",
+        "proxied",
+        "record proxied by Cloudflare (then 80/443 accept only Cloudflare's addresses)",
+        kind="bool",
+        default=True,
+    ),
+    ConfigKey(
+        "ipv6",
+        "ipv6",
+        "give the server an IPv6 address and publish an AAAA record",
+        kind="bool",
+        default=True,
+    ),
+    ConfigKey(
+        "serverImage",
+        "server_image",
+        "Hetzner image of the server",
+        default=DEFAULT_SERVER_IMAGE,
+        check=_server_image,
+    ),
+    ConfigKey(
+        "sshKeys",
+        "ssh_keys",
+        "Hetzner SSH key ids or names for root (comma-separated)",
+        kind="list",
+        default=(),
+        check=_ssh_key,
+    ),
+    ConfigKey(
+        "operatorSshCidrs",
+        "operator_ssh_cidrs",
+        "networks allowed to reach port 22 (comma-separated CIDRs; none: SSH closed)",
+        kind="list",
+        default=(),
+        check=_cidr,
+    ),
+    ConfigKey(
+        "openclawImage",
+        "openclaw_image",
+        "OpenClaw gateway container image, pinned",
+        default=DEFAULT_OPENCLAW_IMAGE,
+        check=_pinned_image,
+    ),
+    ConfigKey("model", "model", "the model the gateway asks the LLM proxy for", required=True, check=_model),
+    ConfigKey(
+        "llmBaseUrl",
+        "llm_base_url",
+        "this instance's URL of the platform's LLM proxy",
+        required=True,
+        check=_url,
+    ),
+    ConfigKey(
+        "llmApiKey",
+        "llm_api_key",
+        "this instance's own LLM proxy key (never the upstream key)",
+        required=True,
+        secret=True,
+        check=_secret_token(16),
+    ),
+    ConfigKey(
+        "gatewayToken",
+        "gateway_token",
+        "the token clients present to the gateway",
+        required=True,
+        secret=True,
+        check=_secret_token(32),
+    ),
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 FULL_NAMES = tuple(key.full_name for key in KEYS)
@@ -307,10 +384,7 @@ def _validate(values: Mapping[str, Any]) -> dict[str, Any]:
 def _missing(key: ConfigKey) -> str:
     flag = " --secret" if key.secret else ""
     allowed = f" (allowed values: {', '.join(key.allowed)})" if key.allowed else ""
-    return (
-        f"is required: {key.doc}{allowed}. "
-        f"Set it with `pulumi config set{flag} {key.full_name} VALUE`"
-    )
+    return f"is required: {key.doc}{allowed}. Set it with `pulumi config set{flag} {key.full_name} VALUE`"
 
 
 # --- reading (the program) and writing (the provisioner) ---------------------------------------
@@ -364,7 +438,10 @@ def to_stack_config(**values: Any) -> dict[str, tuple[str, bool]]:
     unknown = sorted(set(values) - set(KEYS_BY_FIELD))
     if unknown:
         raise StackConfigError(
-            {name: f"is not a stack config field; known fields: {', '.join(KEYS_BY_FIELD)}" for name in unknown}
+            {
+                name: f"is not a stack config field; known fields: {', '.join(KEYS_BY_FIELD)}"
+                for name in unknown
+            }
         )
     not_text = [
         KEYS_BY_FIELD[name].full_name
@@ -372,7 +449,7 @@ def to_stack_config(**values: Any) -> dict[str, tuple[str, bool]]:
         if KEYS_BY_FIELD[name].secret and value is not None and not isinstance(value, str)
     ]
     if not_text:
-        raise StackConfigError({name: "must be given as plain text to be written" for name in not_text})
+        raise StackConfigError(dict.fromkeys(not_text, "must be given as plain text to be written"))
     checked = _validate(values)
     written: dict[str, tuple[str, bool]] = {}
     for key in KEYS:

@@ -16,23 +16,44 @@ DEFAULT_STATE = pathlib.Path(os.environ.get("CLAWDET_DATA_DIR", "data")) / "sand
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="clawdet sandbox", description=__doc__)
-    parser.add_argument("--state", type=pathlib.Path, default=DEFAULT_STATE,
-                        help=f"state file (default: {DEFAULT_STATE}); sandbox.json is written beside it")
+    parser.add_argument(
+        "--state",
+        type=pathlib.Path,
+        default=DEFAULT_STATE,
+        help=f"state file (default: {DEFAULT_STATE}); sandbox.json is written beside it",
+    )
     parser.add_argument("--boot-delay", type=float, default=1.0, help="seconds from power-on to gateway up")
     parser.add_argument("--action-delay", type=float, default=0.2, help="seconds an action stays running")
     parser.add_argument("--gateway-port", type=int, default=18789)
-    parser.add_argument("--port-base", type=int, default=0,
-                        help="fixed ports: hetzner=BASE, cloudflare=BASE+1, x=BASE+2, llm=BASE+3, "
-                             "control=BASE+4 (default: ephemeral)")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=0,
+        help="fixed ports: hetzner=BASE, cloudflare=BASE+1, x=BASE+2, llm=BASE+3, "
+        "control=BASE+4 (default: ephemeral)",
+    )
     parser.add_argument("--zone", default="clawdet.test", help="Cloudflare zone (base domain)")
     parser.add_argument("--server-network", default="127.10.0.0/16", help="loopback block for fake servers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault injector")
-    parser.add_argument("--hcloud-rate-limit", type=int, default=3600,
-                        help="Hetzner API bucket size (refills one request per second)")
-    parser.add_argument("--llm-upstream", action="append", default=[], metavar="NAME",
-                        help="start another LLM upstream (repeatable)")
-    parser.add_argument("--env-file", type=pathlib.Path, default=None,
-                        help="where to write the JSON description (default: sandbox.json beside the state)")
+    parser.add_argument(
+        "--hcloud-rate-limit",
+        type=int,
+        default=3600,
+        help="Hetzner API bucket size (refills one request per second)",
+    )
+    parser.add_argument(
+        "--llm-upstream",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="start another LLM upstream (repeatable)",
+    )
+    parser.add_argument(
+        "--env-file",
+        type=pathlib.Path,
+        default=None,
+        help="where to write the JSON description (default: sandbox.json beside the state)",
+    )
     return parser.parse_args(argv)
 
 
@@ -40,9 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(levelname)s %(message)s")
     sandbox = Sandbox(
-        args.state, boot_delay=args.boot_delay, action_delay=args.action_delay, gateway_port=args.gateway_port,
-        port_base=args.port_base, zone_name=args.zone, server_network=args.server_network, seed=args.seed,
-        extra_llm_upstreams=tuple(args.llm_upstream), hcloud_rate_limit=args.hcloud_rate_limit,
+        args.state,
+        boot_delay=args.boot_delay,
+        action_delay=args.action_delay,
+        gateway_port=args.gateway_port,
+        port_base=args.port_base,
+        zone_name=args.zone,
+        server_network=args.server_network,
+        seed=args.seed,
+        extra_llm_upstreams=tuple(args.llm_upstream),
+        hcloud_rate_limit=args.hcloud_rate_limit,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -53,7 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.write_env_file(env_file)
         description = sandbox.describe()
         print("Clawdet sandbox is up")
-        for key in ("hcloud_url", "cloudflare_url", "zone_name", "zone_id", "x_url", "llm_url", "control_url"):
+        for key in (
+            "hcloud_url",
+            "cloudflare_url",
+            "zone_name",
+            "zone_id",
+            "x_url",
+            "llm_url",
+            "control_url",
+        ):
             print(f"  {key:<15} {description[key]}")
         print(f"  {'gateways':<15} <server ipv4>:{args.gateway_port} in {args.server_network}")
         print(f"  {'credentials':<15} {env_file}")

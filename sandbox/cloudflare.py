@@ -44,14 +44,24 @@ class CloudflareError(Exception):
         return envelope_error(self.status, [(self.code, self.message)], headers)
 
 
-def envelope_error(status: int, errors: list[tuple[int, str]], headers: dict[str, str] | None = None) -> web.Response:
-    body = {"success": False, "errors": [{"code": code, "message": message} for code, message in errors],
-            "messages": [], "result": None}
+def envelope_error(
+    status: int, errors: list[tuple[int, str]], headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {
+        "success": False,
+        "errors": [{"code": code, "message": message} for code, message in errors],
+        "messages": [],
+        "result": None,
+    }
     return json_response(body, status=status, headers=headers)
 
 
-def envelope(result: Any, status: int = 200, result_info: dict[str, Any] | None = None,
-             messages: list[dict[str, Any]] | None = None) -> web.Response:
+def envelope(
+    result: Any,
+    status: int = 200,
+    result_info: dict[str, Any] | None = None,
+    messages: list[dict[str, Any]] | None = None,
+) -> web.Response:
     body: dict[str, Any] = {"success": True, "errors": [], "messages": messages or [], "result": result}
     if result_info is not None:
         body["result_info"] = result_info
@@ -63,12 +73,13 @@ def record_not_found() -> CloudflareError:
 
 
 def _stable_id(*parts: object) -> str:
-    return hashlib.md5(":".join(str(p) for p in parts).encode()).hexdigest()  # noqa: S324 - ids, not security
+    return hashlib.md5(":".join(str(p) for p in parts).encode()).hexdigest()
 
 
 class Cloudflare:
-    def __init__(self, store: StateStore, faults: FaultInjector, journal: RequestJournal, *,
-                 token: str, zone_name: str) -> None:
+    def __init__(
+        self, store: StateStore, faults: FaultInjector, journal: RequestJournal, *, token: str, zone_name: str
+    ) -> None:
         self.store = store
         self.faults = faults
         self.journal = journal
@@ -97,24 +108,39 @@ class Cloudflare:
                 "created_on": now,
                 "modified_on": now,
                 "activated_on": now,
-                "meta": {"step": 4, "custom_certificate_quota": 0, "page_rule_quota": 3,
-                         "phishing_detected": False},
+                "meta": {
+                    "step": 4,
+                    "custom_certificate_quota": 0,
+                    "page_rule_quota": 3,
+                    "phishing_detected": False,
+                },
                 "owner": {"id": None, "type": "user", "email": None},
                 "account": {"id": self.account_id, "name": "Clawdet sandbox account"},
                 "permissions": ["#dns_records:edit", "#dns_records:read", "#zone:read"],
-                "plan": {"id": "0feeeeeeeeeeeeeeeeeeeeeeeeeeeeee", "name": "Free Website", "price": 0,
-                         "currency": "USD", "frequency": "", "is_subscribed": False, "can_subscribe": False,
-                         "legacy_id": "free", "legacy_discount": False, "externally_managed": False},
+                "plan": {
+                    "id": "0feeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+                    "name": "Free Website",
+                    "price": 0,
+                    "currency": "USD",
+                    "frequency": "",
+                    "is_subscribed": False,
+                    "can_subscribe": False,
+                    "legacy_id": "free",
+                    "legacy_discount": False,
+                    "externally_managed": False,
+                },
             }
             self.store.mark_dirty()
         return zone_id
 
     # -- application --------------------------------------------------------------------
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[
-            fault_and_journal_middleware("cloudflare", self.faults, self.journal, self._fault_response),
-            self._api_middleware,
-        ])
+        app = web.Application(
+            middlewares=[
+                fault_and_journal_middleware("cloudflare", self.faults, self.journal, self._fault_response),
+                self._api_middleware,
+            ]
+        )
         routes: list[tuple[str, str, Callable[..., Any]]] = [
             ("GET", "/user/tokens/verify", self.verify_token),
             ("GET", "/zones", self.list_zones),
@@ -134,8 +160,12 @@ class Cloudflare:
     def _fault_response(status: int, retry_after: float | None) -> web.Response:
         headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else None
         if status == 429:
-            return envelope_error(429, [(971, "Please wait and consider throttling your request speed")], headers)
-        return envelope_error(status, [(10000 if status < 500 else 10001, f"injected fault ({status})")], headers)
+            return envelope_error(
+                429, [(971, "Please wait and consider throttling your request speed")], headers
+            )
+        return envelope_error(
+            status, [(10000 if status < 500 else 10001, f"injected fault ({status})")], headers
+        )
 
     @web.middleware
     async def _api_middleware(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
@@ -147,10 +177,23 @@ class Cloudflare:
         scheme, _, presented = header.partition(" ")
         presented = presented.strip()
         if scheme != "Bearer" or not re.fullmatch(r"[A-Za-z0-9_-]{40}", presented):
-            return json_response({"success": False, "errors": [{
-                "code": 6003, "message": "Invalid request headers",
-                "error_chain": [{"code": 6111, "message": "Invalid format for Authorization header"}]}],
-                "messages": [], "result": None}, status=400)
+            return json_response(
+                {
+                    "success": False,
+                    "errors": [
+                        {
+                            "code": 6003,
+                            "message": "Invalid request headers",
+                            "error_chain": [
+                                {"code": 6111, "message": "Invalid format for Authorization header"}
+                            ],
+                        }
+                    ],
+                    "messages": [],
+                    "result": None,
+                },
+                status=400,
+            )
         if not hmac.compare_digest(presented, self.token):
             if request.path.endswith("/user/tokens/verify"):
                 return envelope_error(401, [(1000, "Invalid API Token")])
@@ -160,9 +203,14 @@ class Cloudflare:
         except CloudflareError as error:
             return error.response()
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-            return envelope_error(404, [(7003, f"Could not route to {request.path}, perhaps your object "
-                                               "identifier is invalid?"), (7000, "No route for that URI")])
-        except Exception:  # noqa: BLE001 - Cloudflare answers an envelope, not a traceback
+            return envelope_error(
+                404,
+                [
+                    (7003, f"Could not route to {request.path}, perhaps your object identifier is invalid?"),
+                    (7000, "No route for that URI"),
+                ],
+            )
+        except Exception:
             log.exception("cloudflare sandbox handler failed: %s %s", request.method, request.path)
             return envelope_error(500, [(10001, "Internal server error")])
 
@@ -170,8 +218,9 @@ class Cloudflare:
     def _zone(self, request: web.Request) -> dict[str, Any]:
         zone_id = request.match_info["zone_id"]
         if not _ID.match(zone_id):
-            raise CloudflareError(404, 7003, f"Could not route to {request.path}, perhaps your object "
-                                             "identifier is invalid?")
+            raise CloudflareError(
+                404, 7003, f"Could not route to {request.path}, perhaps your object identifier is invalid?"
+            )
         zone = self.zones.get(zone_id)
         if zone is None:
             # A token only sees the zones it was granted; an unknown zone looks like a foreign one.
@@ -197,8 +246,9 @@ class Cloudflare:
         return body
 
     @staticmethod
-    def _page(request: web.Request, items: list[Any], default_per_page: int, max_per_page: int
-              ) -> tuple[list[Any], dict[str, Any]]:
+    def _page(
+        request: web.Request, items: list[Any], default_per_page: int, max_per_page: int
+    ) -> tuple[list[Any], dict[str, Any]]:
         try:
             page = int(request.query.get("page", "1"))
             per_page = int(request.query.get("per_page", str(default_per_page)))
@@ -208,15 +258,22 @@ class Cloudflare:
             raise CloudflareError(400, 1004, "page and per_page must be positive")
         per_page = min(per_page, max_per_page)
         start = (page - 1) * per_page
-        chunk = items[start:start + per_page]
+        chunk = items[start : start + per_page]
         total_pages = max(1, math.ceil(len(items) / per_page)) if items else 0
-        return chunk, {"page": page, "per_page": per_page, "count": len(chunk),
-                       "total_count": len(items), "total_pages": total_pages}
+        return chunk, {
+            "page": page,
+            "per_page": per_page,
+            "count": len(chunk),
+            "total_count": len(items),
+            "total_pages": total_pages,
+        }
 
     # -- tokens and zones ---------------------------------------------------------------
     async def verify_token(self, request: web.Request) -> web.Response:
-        return envelope({"id": self.token_id, "status": "active"},
-                        messages=[{"code": 10000, "message": "This API Token is valid and active", "type": None}])
+        return envelope(
+            {"id": self.token_id, "status": "active"},
+            messages=[{"code": 10000, "message": "This API Token is valid and active", "type": None}],
+        )
 
     async def list_zones(self, request: web.Request) -> web.Response:
         zones = sorted(self.zones.values(), key=lambda z: z["name"])
@@ -269,7 +326,9 @@ class Cloudflare:
             return name
         return f"{name}.{zone_name}"
 
-    def _validated(self, body: dict[str, Any], zone: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+    def _validated(
+        self, body: dict[str, Any], zone: dict[str, Any], base: dict[str, Any] | None
+    ) -> dict[str, Any]:
         """The record ``body`` describes (fields missing from it come from ``base``)."""
         merged = dict(base or {})
         for key in ("name", "type", "content", "ttl", "proxied", "comment", "tags", "priority", "settings"):
@@ -277,9 +336,11 @@ class Cloudflare:
                 merged[key] = body[key]
         record_type = merged.get("type")
         if not isinstance(record_type, str) or record_type.upper() not in RECORD_TYPES:
-            raise CloudflareError(400, 9004 if record_type is None else 9000,
-                                  "DNS record type is invalid." if record_type is not None
-                                  else "Record type is required.")
+            raise CloudflareError(
+                400,
+                9004 if record_type is None else 9000,
+                "DNS record type is invalid." if record_type is not None else "Record type is required.",
+            )
         record_type = record_type.upper()
         name = merged.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -294,8 +355,14 @@ class Cloudflare:
         ttl = merged.get("ttl", 1)
         if ttl is None:
             ttl = 1
-        if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or (ttl != 1 and not 30 <= ttl <= 86400):
-            raise CloudflareError(400, 9021, "Invalid TTL. Must be between 60 and 86400 seconds, or 1 for Automatic.")
+        if (
+            not isinstance(ttl, (int, float))
+            or isinstance(ttl, bool)
+            or (ttl != 1 and not 30 <= ttl <= 86400)
+        ):
+            raise CloudflareError(
+                400, 9021, "Invalid TTL. Must be between 60 and 86400 seconds, or 1 for Automatic."
+            )
         proxied = merged.get("proxied", False)
         if proxied is None:
             proxied = False
@@ -334,15 +401,22 @@ class Cloudflare:
             try:
                 ipaddress.IPv4Address(content or "")
             except ValueError:
-                raise CloudflareError(400, 9005, "Content for A record must be a valid IPv4 address.") from None
+                raise CloudflareError(
+                    400, 9005, "Content for A record must be a valid IPv4 address."
+                ) from None
         elif record_type == "AAAA":
             try:
                 ipaddress.IPv6Address(content or "")
             except ValueError:
-                raise CloudflareError(400, 9006, "Content for AAAA record must be a valid IPv6 address.") from None
+                raise CloudflareError(
+                    400, 9006, "Content for AAAA record must be a valid IPv6 address."
+                ) from None
         elif record_type == "CNAME":
-            if not content or " " in content or not all(_LABEL.match(part) for part in
-                                                        content.lower().rstrip(".").split(".")):
+            if (
+                not content
+                or " " in content
+                or not all(_LABEL.match(part) for part in content.lower().rstrip(".").split("."))
+            ):
                 raise CloudflareError(400, 9007, "Content for CNAME record is invalid.")
         elif not content:
             raise CloudflareError(400, 9008, f"Content for {record_type} record is invalid.")
@@ -355,7 +429,9 @@ class Cloudflare:
                 raise CloudflareError(400, 81058, "An identical record already exists.")
             types = {other["type"], candidate["type"]}
             if "CNAME" in types and types <= {"A", "AAAA", "CNAME"}:
-                raise CloudflareError(400, 81053, "An A, AAAA, or CNAME record with that host already exists.")
+                raise CloudflareError(
+                    400, 81053, "An A, AAAA, or CNAME record with that host already exists."
+                )
 
     async def create_record(self, request: web.Request) -> web.Response:
         zone = self._zone(request)
@@ -385,13 +461,27 @@ class Cloudflare:
         zone = self._zone(request)
         record = self._record(request, zone)
         body = await self._body(request)
-        base = {key: record[key] for key in ("name", "type", "content", "ttl", "proxied", "comment",
-                                             "tags", "priority", "settings")}
+        base = {
+            key: record[key]
+            for key in (
+                "name",
+                "type",
+                "content",
+                "ttl",
+                "proxied",
+                "comment",
+                "tags",
+                "priority",
+                "settings",
+            )
+        }
         if "proxied" in body and "ttl" not in body and body["proxied"] is False and record["proxied"]:
             base["ttl"] = 1
         return self._update(record, zone, self._validated(body, zone, base=base))
 
-    def _update(self, record: dict[str, Any], zone: dict[str, Any], candidate: dict[str, Any]) -> web.Response:
+    def _update(
+        self, record: dict[str, Any], zone: dict[str, Any], candidate: dict[str, Any]
+    ) -> web.Response:
         self._check_conflicts(candidate, zone["id"], ignore_id=record["id"])
         now = cloudflare_time()
         if candidate["comment"] != record.get("comment"):
@@ -420,8 +510,10 @@ class Cloudflare:
         order = query.get("order")
         if order is not None and order not in _ORDER_FIELDS:
             raise CloudflareError(400, 1004, f"Invalid order field {order}")
-        records.sort(key=lambda r: (r[order] if order else r["created_on"], r["id"]),
-                     reverse=query.get("direction") == "desc")
+        records.sort(
+            key=lambda r: (r[order] if order else r["created_on"], r["id"]),
+            reverse=query.get("direction") == "desc",
+        )
         chunk, info = self._page(request, records, 100, 5000000)
         return envelope([self.view(r) for r in chunk], result_info=info)
 
@@ -446,8 +538,12 @@ class Cloudflare:
                     if wanted == "@":
                         wanted = zone["name"]
 
-                def condition(record: dict[str, Any], field: str = field, wanted: str = wanted,
-                              matches: Callable[[str, str], bool] = matches) -> bool:
+                def condition(
+                    record: dict[str, Any],
+                    field: str = field,
+                    wanted: str = wanted,
+                    matches: Callable[[str, str], bool] = matches,
+                ) -> bool:
                     have = record.get(field) or ""
                     return matches(have.lower() if field == "name" else have, wanted)
 
@@ -467,8 +563,11 @@ class Cloudflare:
     def find_records(self, name: str | None = None, record_type: str | None = None) -> list[dict[str, Any]]:
         zone = self.zones[self.zone_id]
         fqdn = self._fqdn(name, zone) if name else None
-        return [self.view(r) for r in self.records.values()
-                if (fqdn is None or r["name"] == fqdn) and (record_type is None or r["type"] == record_type)]
+        return [
+            self.view(r)
+            for r in self.records.values()
+            if (fqdn is None or r["name"] == fqdn) and (record_type is None or r["type"] == record_type)
+        ]
 
     def drift_set_content(self, record_id: str, content: str) -> dict[str, Any]:
         record = self.records.get(record_id)
@@ -487,6 +586,8 @@ class Cloudflare:
     def inventory(self) -> dict[str, Any]:
         return {
             "zones": [{"id": z["id"], "name": z["name"]} for z in self.zones.values()],
-            "dns_records": [dict(self.view(r), zone_id=r["zone_id"])
-                            for r in sorted(self.records.values(), key=lambda r: r["created_on"])],
+            "dns_records": [
+                dict(self.view(r), zone_id=r["zone_id"])
+                for r in sorted(self.records.values(), key=lambda r: r["created_on"])
+            ],
         }

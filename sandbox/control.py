@@ -15,8 +15,16 @@ from .http_common import json_response
 if TYPE_CHECKING:
     from .runtime import Sandbox
 
-FAULT_FIELDS = {"service": str, "method": str, "path": str, "error_rate": float, "status": int,
-                "latency": float, "retry_after": float, "fail_next": int}
+FAULT_FIELDS = {
+    "service": str,
+    "method": str,
+    "path": str,
+    "error_rate": float,
+    "status": int,
+    "latency": float,
+    "retry_after": float,
+    "fail_next": int,
+}
 
 
 def _bad_request(message: str) -> web.Response:
@@ -28,10 +36,13 @@ async def _json(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(raw) if raw.strip() else {}
     except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": "body is not JSON"}),
-                                 content_type="application/json") from None
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "body is not JSON"}), content_type="application/json"
+        ) from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "body must be an object"}), content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "body must be an object"}), content_type="application/json"
+        )
     return body
 
 
@@ -65,7 +76,9 @@ def build_control_app(sandbox: Sandbox) -> web.Application:
         if unknown:
             return _bad_request(f"unknown fields: {sorted(unknown)}")
         try:
-            arguments = {key: (FAULT_FIELDS[key](value) if value is not None else None) for key, value in body.items()}
+            arguments = {
+                key: (FAULT_FIELDS[key](value) if value is not None else None) for key, value in body.items()
+            }
             rule = sandbox.faults.add(**arguments)
         except (TypeError, ValueError) as exc:
             return _bad_request(str(exc))
@@ -96,7 +109,7 @@ def build_control_app(sandbox: Sandbox) -> web.Application:
             return json_response({"error": f"unknown change; one of {sorted(server_drifts)}"}, status=404)
         try:
             change(int(request.match_info["server_id"]))
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
+        except Exception as exc:
             return json_response({"error": str(exc)}, status=404)
         return json_response({"ok": True})
 
@@ -106,7 +119,9 @@ def build_control_app(sandbox: Sandbox) -> web.Application:
         if not isinstance(body.get("content"), str):
             return _bad_request("content (string) is required")
         try:
-            return json_response(cloudflare.drift_set_content(request.match_info["record_id"], body["content"]))
+            return json_response(
+                cloudflare.drift_set_content(request.match_info["record_id"], body["content"])
+            )
         except KeyError as exc:
             return json_response({"error": str(exc)}, status=404)
 
@@ -126,8 +141,9 @@ def build_control_app(sandbox: Sandbox) -> web.Application:
     async def x_add_user(request: web.Request) -> web.Response:
         body = await _json(request)
         try:
-            return json_response(x.add_user(str(body.get("username", "")), body.get("name"), body.get("id")),
-                                 status=201)
+            return json_response(
+                x.add_user(str(body.get("username", "")), body.get("name"), body.get("id")), status=201
+            )
         except ValueError as exc:
             return _bad_request(str(exc))
 

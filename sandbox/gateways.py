@@ -27,12 +27,21 @@ GATEWAY_VERSION = "sandbox-openclaw/1.0"
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(text=json.dumps(payload), status=status, content_type="application/json", headers=headers)
+    return web.Response(
+        text=json.dumps(payload), status=status, content_type="application/json", headers=headers
+    )
 
 
 class Gateway:
-    def __init__(self, server_id: int, server_name: str, address: str, port: int, config: GatewayConfig,
-                 fleet: GatewayFleet) -> None:
+    def __init__(
+        self,
+        server_id: int,
+        server_name: str,
+        address: str,
+        port: int,
+        config: GatewayConfig,
+        fleet: GatewayFleet,
+    ) -> None:
         self.server_id = server_id
         self.server_name = server_name
         self.address = address
@@ -47,7 +56,9 @@ class Gateway:
     async def listen(self) -> None:
         loop = asyncio.get_running_loop()
         self._http = web_server.Server(self._handle, access_log=None)
-        self._listener = await loop.create_server(self._http, self.address, self.port, reuse_address=True, backlog=64)
+        self._listener = await loop.create_server(
+            self._http, self.address, self.port, reuse_address=True, backlog=64
+        )
         self.started_at = time.monotonic()
 
     async def close(self) -> None:
@@ -66,8 +77,16 @@ class Gateway:
             status = response.status
             return response
         finally:
-            self.fleet.journal.record(JournalEntry(
-                f"gateway:{self.server_id}", request.method, request.path, request.query_string, status, time.time()))
+            self.fleet.journal.record(
+                JournalEntry(
+                    f"gateway:{self.server_id}",
+                    request.method,
+                    request.path,
+                    request.query_string,
+                    status,
+                    time.time(),
+                )
+            )
 
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         for service in (f"gateway:{self.server_id}", "gateway"):
@@ -76,8 +95,11 @@ class Gateway:
                 await asyncio.sleep(decision.latency)
             if decision.fail_status is not None:
                 headers = {"Retry-After": str(int(decision.retry_after))} if decision.retry_after else None
-                return _json({"error": "injected_fault", "status": decision.fail_status},
-                             status=decision.fail_status, headers=headers)
+                return _json(
+                    {"error": "injected_fault", "status": decision.fail_status},
+                    status=decision.fail_status,
+                    headers=headers,
+                )
         if request.method not in ("GET", "HEAD"):
             return _json({"error": "method_not_allowed"}, status=405)
         if request.path == "/healthz":
@@ -95,17 +117,22 @@ class Gateway:
         scheme, _, presented = header.partition(" ")
         token = self.config.token
         if not token or scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip(), token):
-            return _json({"error": "unauthorized", "message": "a valid gateway token is required"},
-                         status=401, headers={"WWW-Authenticate": 'Bearer realm="openclaw"'})
-        return _json({
-            "status": "running",
-            "version": GATEWAY_VERSION,
-            "server": {"id": self.server_id, "name": self.server_name},
-            "model": self.config.model,
-            "llm_base_url": self.config.llm_base_url,
-            "llm_configured": bool(self.config.llm_api_key),
-            "uptime_seconds": round(time.monotonic() - self.started_at, 3),
-        })
+            return _json(
+                {"error": "unauthorized", "message": "a valid gateway token is required"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="openclaw"'},
+            )
+        return _json(
+            {
+                "status": "running",
+                "version": GATEWAY_VERSION,
+                "server": {"id": self.server_id, "name": self.server_name},
+                "model": self.config.model,
+                "llm_base_url": self.config.llm_base_url,
+                "llm_configured": bool(self.config.llm_api_key),
+                "uptime_seconds": round(time.monotonic() - self.started_at, 3),
+            }
+        )
 
 
 class GatewayFleet:
@@ -120,12 +147,15 @@ class GatewayFleet:
         self._failures: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, server_id: int, server_name: str, address: str, config: GatewayConfig, delay: float) -> None:
+    def start(
+        self, server_id: int, server_name: str, address: str, config: GatewayConfig, delay: float
+    ) -> None:
         """Boots (or reboots) the server's gateway ``delay`` seconds from now."""
         self.stop_soon(server_id)
         loop = asyncio.get_running_loop()
         self._booting[server_id] = loop.call_later(
-            delay, lambda: self._spawn(self._boot(server_id, server_name, address, config)))
+            delay, lambda: self._spawn(self._boot(server_id, server_name, address, config))
+        )
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -139,7 +169,9 @@ class GatewayFleet:
             await gateway.listen()
         except OSError as exc:
             self._failures[server_id] = str(exc)
-            log.warning("gateway of server %s could not listen on %s:%s: %s", server_id, address, self.port, exc)
+            log.warning(
+                "gateway of server %s could not listen on %s:%s: %s", server_id, address, self.port, exc
+            )
             return
         self._failures.pop(server_id, None)
         self._running[server_id] = gateway
@@ -168,8 +200,13 @@ class GatewayFleet:
         gateway = self._running.get(server_id)
         info: dict[str, Any] = {"state": self.status(server_id)}
         if gateway is not None:
-            info.update(address=gateway.address, port=gateway.port, requests=gateway.request_count,
-                        has_token=bool(gateway.config.token), model=gateway.config.model)
+            info.update(
+                address=gateway.address,
+                port=gateway.port,
+                requests=gateway.request_count,
+                has_token=bool(gateway.config.token),
+                model=gateway.config.model,
+            )
         if server_id in self._failures:
             info["error"] = self._failures[server_id]
         return info

@@ -26,8 +26,16 @@ from .state import StateStore
 log = logging.getLogger(__name__)
 
 # Collections the real API has that the sandbox keeps empty, so clients listing them succeed.
-EMPTY_COLLECTIONS = ("primary_ips", "floating_ips", "networks", "volumes", "placement_groups",
-                     "load_balancers", "certificates", "isos")
+EMPTY_COLLECTIONS = (
+    "primary_ips",
+    "floating_ips",
+    "networks",
+    "volumes",
+    "placement_groups",
+    "load_balancers",
+    "certificates",
+    "isos",
+)
 
 
 class RateLimiter:
@@ -93,10 +101,12 @@ class HetznerCloud:
 
     # -- the application ----------------------------------------------------------------
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[
-            fault_and_journal_middleware("hetzner", self.faults, self.journal, self._fault_response),
-            self._api_middleware,
-        ])
+        app = web.Application(
+            middlewares=[
+                fault_and_journal_middleware("hetzner", self.faults, self.journal, self._fault_response),
+                self._api_middleware,
+            ]
+        )
         servers, firewalls = self.servers, self.firewalls
         routes: list[tuple[str, str, Callable[..., Any]]] = [
             ("GET", "/servers", servers.list),
@@ -142,9 +152,18 @@ class HetznerCloud:
 
     @staticmethod
     def _fault_response(status: int, retry_after: float | None) -> web.Response:
-        codes = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 409: "conflict", 423: "locked", 429: "rate_limit_exceeded", 502: "bad_gateway",
-                 503: "unavailable", 504: "timeout"}
+        codes = {
+            400: "invalid_input",
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            409: "conflict",
+            423: "locked",
+            429: "rate_limit_exceeded",
+            502: "bad_gateway",
+            503: "unavailable",
+            504: "timeout",
+        }
         code = codes.get(status, "server_error" if status >= 500 else "invalid_input")
         headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else None
         return HcloudError(status, code, f"injected fault ({status})").response(headers)
@@ -154,12 +173,16 @@ class HetznerCloud:
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         presented = presented.strip()
-        if scheme.lower() != "bearer" or len(presented) != 64 or not hmac.compare_digest(presented, self.token):
+        if (
+            scheme.lower() != "bearer"
+            or len(presented) != 64
+            or not hmac.compare_digest(presented, self.token)
+        ):
             return HcloudError(401, "unauthorized", "unable to authenticate").response()
         if not self.rate_limiter.take():
-            return HcloudError(429, "rate_limit_exceeded", "limit of "
-                               f"{self.rate_limiter.limit} requests per hour reached"
-                               ).response(self.rate_limiter.headers())
+            return HcloudError(
+                429, "rate_limit_exceeded", f"limit of {self.rate_limiter.limit} requests per hour reached"
+            ).response(self.rate_limiter.headers())
         rate_headers = self.rate_limiter.headers()
         try:
             response = await handler(request)
@@ -169,7 +192,7 @@ class HetznerCloud:
             response = HcloudError(404, "not_found", "not found").response()
         except web.HTTPMethodNotAllowed:
             response = HcloudError(404, "not_found", "not found").response()
-        except Exception:  # noqa: BLE001 - the real API answers 500 service_error, not a traceback
+        except Exception:
             log.exception("hetzner sandbox handler failed: %s %s", request.method, request.path)
             response = HcloudError(500, "server_error", "internal server error").response()
         response.headers.update(rate_headers)
@@ -196,6 +219,7 @@ class HetznerCloud:
                 selected = [item for item in items if item["name"] == request.query["name"]]
             selected = sort_items(request, selected, ("id", "name"))
             return json_response(paginate(request, selected, key))
+
         return handler
 
     @staticmethod
@@ -206,6 +230,7 @@ class HetznerCloud:
             if found is None:
                 raise not_found(key, item_id)
             return json_response({key: found})
+
         return handler
 
     async def list_images(self, request: web.Request) -> web.Response:
@@ -228,12 +253,14 @@ class HetznerCloud:
     def _empty_list(key: str) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.Response:
             return json_response(paginate(request, [], key))
+
         return handler
 
     @staticmethod
     def _never_found(kind: str) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.Response:
             raise not_found(kind, request.match_info["id"])
+
         return handler
 
     # -- out-of-band changes (drift) ------------------------------------------------------
@@ -261,13 +288,20 @@ class HetznerCloud:
     def inventory(self) -> dict[str, Any]:
         servers = []
         for server in sorted(self.servers.servers.values(), key=lambda s: s["id"]):
-            servers.append({
-                "id": server["id"], "name": server["name"], "status": server["status"],
-                "ipv4": server["address"], "labels": dict(server["labels"]),
-                "firewall_ids": self.firewalls.applied_to_server(server),
-                "gateway": self.gateways.describe(server["id"]),
-            })
-        firewalls = [self.firewalls.view(f) for f in sorted(self.firewalls.firewalls.values(), key=lambda f: f["id"])]
+            servers.append(
+                {
+                    "id": server["id"],
+                    "name": server["name"],
+                    "status": server["status"],
+                    "ipv4": server["address"],
+                    "labels": dict(server["labels"]),
+                    "firewall_ids": self.firewalls.applied_to_server(server),
+                    "gateway": self.gateways.describe(server["id"]),
+                }
+            )
+        firewalls = [
+            self.firewalls.view(f) for f in sorted(self.firewalls.firewalls.values(), key=lambda f: f["id"])
+        ]
         ssh_keys = [dict(k) for k in self.firewalls.ssh_keys.values()]
         running = sum(1 for a in self.actions.actions.values() if a["status"] == "running")
         return {"servers": servers, "firewalls": firewalls, "ssh_keys": ssh_keys, "running_actions": running}

@@ -8,22 +8,76 @@ from __future__ import annotations
 from typing import Any
 
 LOCATIONS: list[dict[str, Any]] = [
-    {"id": 1, "name": "fsn1", "description": "Falkenstein DC Park 1", "country": "DE", "city": "Falkenstein",
-     "latitude": 50.47612, "longitude": 12.370071, "network_zone": "eu-central"},
-    {"id": 2, "name": "nbg1", "description": "Nuremberg DC Park 1", "country": "DE", "city": "Nuremberg",
-     "latitude": 49.452102, "longitude": 11.076665, "network_zone": "eu-central"},
-    {"id": 3, "name": "hel1", "description": "Helsinki DC Park 1", "country": "FI", "city": "Helsinki",
-     "latitude": 60.169855, "longitude": 24.938379, "network_zone": "eu-central"},
-    {"id": 4, "name": "ash", "description": "Ashburn, VA", "country": "US", "city": "Ashburn, VA",
-     "latitude": 39.045821, "longitude": -77.487073, "network_zone": "us-east"},
-    {"id": 5, "name": "hil", "description": "Hillsboro, OR", "country": "US", "city": "Hillsboro, OR",
-     "latitude": 45.54222, "longitude": -122.951924, "network_zone": "us-west"},
-    {"id": 6, "name": "sin", "description": "Singapore", "country": "SG", "city": "Singapore",
-     "latitude": 1.283333, "longitude": 103.833333, "network_zone": "ap-southeast"},
+    {
+        "id": 1,
+        "name": "fsn1",
+        "description": "Falkenstein DC Park 1",
+        "country": "DE",
+        "city": "Falkenstein",
+        "latitude": 50.47612,
+        "longitude": 12.370071,
+        "network_zone": "eu-central",
+    },
+    {
+        "id": 2,
+        "name": "nbg1",
+        "description": "Nuremberg DC Park 1",
+        "country": "DE",
+        "city": "Nuremberg",
+        "latitude": 49.452102,
+        "longitude": 11.076665,
+        "network_zone": "eu-central",
+    },
+    {
+        "id": 3,
+        "name": "hel1",
+        "description": "Helsinki DC Park 1",
+        "country": "FI",
+        "city": "Helsinki",
+        "latitude": 60.169855,
+        "longitude": 24.938379,
+        "network_zone": "eu-central",
+    },
+    {
+        "id": 4,
+        "name": "ash",
+        "description": "Ashburn, VA",
+        "country": "US",
+        "city": "Ashburn, VA",
+        "latitude": 39.045821,
+        "longitude": -77.487073,
+        "network_zone": "us-east",
+    },
+    {
+        "id": 5,
+        "name": "hil",
+        "description": "Hillsboro, OR",
+        "country": "US",
+        "city": "Hillsboro, OR",
+        "latitude": 45.54222,
+        "longitude": -122.951924,
+        "network_zone": "us-west",
+    },
+    {
+        "id": 6,
+        "name": "sin",
+        "description": "Singapore",
+        "country": "SG",
+        "city": "Singapore",
+        "latitude": 1.283333,
+        "longitude": 103.833333,
+        "network_zone": "ap-southeast",
+    },
 ]
 
-_DATACENTER_NAMES = {"fsn1": ("fsn1-dc14", 4), "nbg1": ("nbg1-dc3", 2), "hel1": ("hel1-dc2", 3),
-                     "ash": ("ash-dc1", 5), "hil": ("hil-dc1", 6), "sin": ("sin-dc1", 7)}
+_DATACENTER_NAMES = {
+    "fsn1": ("fsn1-dc14", 4),
+    "nbg1": ("nbg1-dc3", 2),
+    "hel1": ("hel1-dc2", 3),
+    "ash": ("ash-dc1", 5),
+    "hil": ("hil-dc1", 6),
+    "sin": ("sin-dc1", 7),
+}
 
 EU = ("fsn1", "nbg1", "hel1")
 EVERYWHERE = ("fsn1", "nbg1", "hel1", "ash", "hil", "sin")
@@ -103,14 +157,21 @@ def _server_type(entry: tuple[Any, ...]) -> dict[str, Any]:
         "architecture": arch,
         "included_traffic": 0,
         "locations": [
-            {"id": _location(location)["id"], "name": location, "deprecation": None,
-             "available": True, "recommended": True}
+            {
+                "id": _location(location)["id"],
+                "name": location,
+                "deprecation": None,
+                "available": True,
+                "recommended": True,
+            }
             for location in locations
         ],
     }
 
 
-SERVER_TYPES: list[dict[str, Any]] = sorted((_server_type(entry) for entry in _SERVER_TYPES), key=lambda t: t["id"])
+SERVER_TYPES: list[dict[str, Any]] = sorted(
+    (_server_type(entry) for entry in _SERVER_TYPES), key=lambda t: t["id"]
+)
 
 
 def _image(entry: tuple[Any, ...], arch: str, image_type: str) -> dict[str, Any]:
@@ -156,7 +217,9 @@ def _datacenter(location: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-DATACENTERS: list[dict[str, Any]] = sorted((_datacenter(location) for location in LOCATIONS), key=lambda d: d["id"])
+DATACENTERS: list[dict[str, Any]] = sorted(
+    (_datacenter(location) for location in LOCATIONS), key=lambda d: d["id"]
+)
 
 
 def find_by_id_or_name(items: list[dict[str, Any]], id_or_name: object) -> dict[str, Any] | None:

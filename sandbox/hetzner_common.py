@@ -114,7 +114,9 @@ class FieldErrors:
         if kind is int and not is_integer(value):
             self.add(name, message)
             return None
-        if kind is not int and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
+        if kind is not int and (
+            not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))
+        ):
             self.add(name, message)
             return None
         return value
@@ -131,15 +133,18 @@ def label_filter(request: web.Request) -> Callable[[dict[str, str]], bool] | Non
         raise invalid_input({"label_selector": [f"invalid label_selector: {exc}"]}) from None
 
 
-def sort_items(request: web.Request, items: list[dict[str, Any]], allowed: Iterable[str]) -> list[dict[str, Any]]:
+def sort_items(
+    request: web.Request, items: list[dict[str, Any]], allowed: Iterable[str]
+) -> list[dict[str, Any]]:
     allowed = set(allowed)
     orders = request.query.getall("sort", [])
     for order in reversed(orders):
         field, _, direction = order.partition(":")
         if field not in allowed or direction not in ("", "asc", "desc"):
             raise invalid_input({"sort": [f"invalid sort field or direction: {order}"]})
-        items = sorted(items, key=lambda item: (item.get(field) is None, item.get(field)),
-                       reverse=direction == "desc")
+        items = sorted(
+            items, key=lambda item: (item.get(field) is None, item.get(field)), reverse=direction == "desc"
+        )
     return items
 
 
@@ -163,15 +168,17 @@ def paginate(request: web.Request, items: list[Any], key: str) -> dict[str, Any]
     last_page = max(1, (total + per_page - 1) // per_page)
     start = (page - 1) * per_page
     return {
-        key: items[start:start + per_page],
-        "meta": {"pagination": {
-            "page": page,
-            "per_page": per_page,
-            "previous_page": page - 1 if page > 1 else None,
-            "next_page": page + 1 if page < last_page else None,
-            "last_page": last_page,
-            "total_entries": total,
-        }},
+        key: items[start : start + per_page],
+        "meta": {
+            "pagination": {
+                "page": page,
+                "per_page": per_page,
+                "previous_page": page - 1 if page > 1 else None,
+                "next_page": page + 1 if page < last_page else None,
+                "last_page": last_page,
+                "total_entries": total,
+            }
+        },
     }
 
 
@@ -227,8 +234,12 @@ class ActionBook:
         self._timers.add(handle)
         return action
 
-    def finish(self, action: dict[str, Any], then: Callable[[], None] | None = None,
-               error: tuple[str, str] | None = None) -> None:
+    def finish(
+        self,
+        action: dict[str, Any],
+        then: Callable[[], None] | None = None,
+        error: tuple[str, str] | None = None,
+    ) -> None:
         if action["status"] != "running":
             return
         action["status"] = "error" if error else "success"
@@ -263,9 +274,12 @@ class ActionBook:
 
     def for_resource(self, resource_type: str, resource_id: int | None = None) -> list[dict[str, Any]]:
         return [
-            action for action in self.actions.values()
-            if any(r["type"] == resource_type and (resource_id is None or r["id"] == resource_id)
-                   for r in action["resources"])
+            action
+            for action in self.actions.values()
+            if any(
+                r["type"] == resource_type and (resource_id is None or r["id"] == resource_id)
+                for r in action["resources"]
+            )
         ]
 
     def _prune(self) -> None:

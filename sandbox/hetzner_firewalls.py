@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 PROTOCOLS = ("tcp", "udp", "icmp", "esp", "gre")
 MAX_RULES = 50
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
-_SSH_KEY = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+)\s+([A-Za-z0-9+/=]+)(\s.*)?$")
+_SSH_KEY = re.compile(
+    r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+)\s+([A-Za-z0-9+/=]+)(\s.*)?$"
+)
 
 
 class FirewallService:
@@ -86,10 +88,18 @@ class FirewallService:
         applied = [{"type": "server", "server": {"id": sid}} for sid in firewall["servers"]]
         for selector in firewall["selectors"]:
             matches = parse_selector(selector)
-            targets = [{"type": "server", "server": {"id": s["id"]}}
-                       for s in sorted(servers.values(), key=lambda s: s["id"]) if matches(s["labels"])]
-            applied.append({"type": "label_selector", "label_selector": {"selector": selector},
-                            "applied_to_resources": targets})
+            targets = [
+                {"type": "server", "server": {"id": s["id"]}}
+                for s in sorted(servers.values(), key=lambda s: s["id"])
+                if matches(s["labels"])
+            ]
+            applied.append(
+                {
+                    "type": "label_selector",
+                    "label_selector": {"selector": selector},
+                    "applied_to_resources": targets,
+                }
+            )
         return {
             "id": firewall["id"],
             "name": firewall["name"],
@@ -119,8 +129,10 @@ class FirewallService:
             if direction not in ("in", "out"):
                 errors.add(f"{where}.direction", MISSING if direction is None else "Must be one of: in, out.")
             if protocol not in PROTOCOLS:
-                errors.add(f"{where}.protocol",
-                           MISSING if protocol is None else f"Must be one of: {', '.join(PROTOCOLS)}.")
+                errors.add(
+                    f"{where}.protocol",
+                    MISSING if protocol is None else f"Must be one of: {', '.join(PROTOCOLS)}.",
+                )
             port = raw.get("port")
             if protocol in ("tcp", "udp"):
                 if port is None:
@@ -138,14 +150,16 @@ class FirewallService:
             description = raw.get("description")
             if description is not None and (not isinstance(description, str) or len(description) > 255):
                 errors.add(f"{where}.description", "Length must be between 0 and 255.")
-            rules.append({
-                "direction": direction,
-                "protocol": protocol,
-                "port": port,
-                "source_ips": source_ips if direction == "in" else [],
-                "destination_ips": destination_ips if direction == "out" else [],
-                "description": description,
-            })
+            rules.append(
+                {
+                    "direction": direction,
+                    "protocol": protocol,
+                    "port": port,
+                    "source_ips": source_ips if direction == "in" else [],
+                    "destination_ips": destination_ips if direction == "out" else [],
+                    "description": description,
+                }
+            )
         return rules
 
     @staticmethod
@@ -207,8 +221,9 @@ class FirewallService:
     def _check_servers_exist(self, server_ids: list[int]) -> None:
         for server_id in server_ids:
             if str(server_id) not in self.cloud.servers.servers:
-                raise HcloudError(404, "firewall_resource_not_found",
-                                  f"server with ID '{server_id}' not found")
+                raise HcloudError(
+                    404, "firewall_resource_not_found", f"server with ID '{server_id}' not found"
+                )
 
     # -- firewall handlers --------------------------------------------------------------
     async def list(self, request: web.Request) -> web.Response:
@@ -239,18 +254,27 @@ class FirewallService:
         servers, selectors = self._resources(errors, "apply_to", body.get("apply_to"))
         errors.raise_if_any()
         if any(f["name"] == name for f in self.firewalls.values()):
-            raise HcloudError(409, "uniqueness_error", "firewall name is already used",
-                              {"fields": [{"name": "name"}]})
+            raise HcloudError(
+                409, "uniqueness_error", "firewall name is already used", {"fields": [{"name": "name"}]}
+            )
         self._check_servers_exist(servers)
         firewall_id = self.store.next_id("firewall")
-        firewall = {"id": firewall_id, "name": name, "labels": dict(labels), "created": hetzner_time(),
-                    "rules": rules, "servers": sorted(set(servers)), "selectors": selectors}
+        firewall = {
+            "id": firewall_id,
+            "name": name,
+            "labels": dict(labels),
+            "created": hetzner_time(),
+            "rules": rules,
+            "servers": sorted(set(servers)),
+            "selectors": selectors,
+        }
         self.firewalls[str(firewall_id)] = firewall
         self.store.mark_dirty()
         actions = [self.cloud.actions.start("set_firewall_rules", [(firewall_id, "firewall")])]
         for server_id in firewall["servers"]:
-            actions.append(self.cloud.actions.start("apply_firewall",
-                                                    [(firewall_id, "firewall"), (server_id, "server")]))
+            actions.append(
+                self.cloud.actions.start("apply_firewall", [(firewall_id, "firewall"), (server_id, "server")])
+            )
         return json_response({"firewall": self.view(firewall), "actions": actions}, status=201)
 
     async def update(self, request: web.Request) -> web.Response:
@@ -265,8 +289,9 @@ class FirewallService:
         errors.raise_if_any()
         if name is not None and name != firewall["name"]:
             if any(f["name"] == name for f in self.firewalls.values()):
-                raise HcloudError(409, "uniqueness_error", "firewall name is already used",
-                                  {"fields": [{"name": "name"}]})
+                raise HcloudError(
+                    409, "uniqueness_error", "firewall name is already used", {"fields": [{"name": "name"}]}
+                )
             firewall["name"] = name
         if labels is not None:
             firewall["labels"] = dict(labels)
@@ -310,7 +335,9 @@ class FirewallService:
             self.store.mark_dirty()
             actions = [self.cloud.actions.start("set_firewall_rules", [firewall_ref])]
             for server_id in firewall["servers"]:
-                actions.append(self.cloud.actions.start("apply_firewall", [firewall_ref, (server_id, "server")]))
+                actions.append(
+                    self.cloud.actions.start("apply_firewall", [firewall_ref, (server_id, "server")])
+                )
             return json_response({"actions": actions}, status=201)
         if verb in ("apply_to_resources", "remove_from_resources"):
             field = "apply_to" if verb == "apply_to_resources" else "remove_from"
@@ -327,17 +354,21 @@ class FirewallService:
     def _apply(self, firewall: dict[str, Any], servers: list[int], selectors: list[str]) -> web.Response:
         for server_id in servers:
             if server_id in firewall["servers"]:
-                raise HcloudError(422, "firewall_already_applied",
-                                  f"firewall already applied to server {server_id}")
+                raise HcloudError(
+                    422, "firewall_already_applied", f"firewall already applied to server {server_id}"
+                )
         for selector in selectors:
             if selector in firewall["selectors"]:
-                raise HcloudError(422, "firewall_already_applied",
-                                  f"firewall already applied to label selector {selector}")
+                raise HcloudError(
+                    422, "firewall_already_applied", f"firewall already applied to label selector {selector}"
+                )
         firewall["servers"] = sorted(set(firewall["servers"]) | set(servers))
         firewall["selectors"].extend(selectors)
         self.store.mark_dirty()
-        actions = [self.cloud.actions.start("apply_firewall", [(firewall["id"], "firewall"), (sid, "server")])
-                   for sid in servers]
+        actions = [
+            self.cloud.actions.start("apply_firewall", [(firewall["id"], "firewall"), (sid, "server")])
+            for sid in servers
+        ]
         if selectors:
             actions.append(self.cloud.actions.start("apply_firewall", [(firewall["id"], "firewall")]))
         return json_response({"actions": actions}, status=201)
@@ -345,17 +376,21 @@ class FirewallService:
     def _remove(self, firewall: dict[str, Any], servers: list[int], selectors: list[str]) -> web.Response:
         for server_id in servers:
             if server_id not in firewall["servers"]:
-                raise HcloudError(422, "firewall_already_removed",
-                                  f"firewall is not applied to server {server_id}")
+                raise HcloudError(
+                    422, "firewall_already_removed", f"firewall is not applied to server {server_id}"
+                )
         for selector in selectors:
             if selector not in firewall["selectors"]:
-                raise HcloudError(422, "firewall_already_removed",
-                                  f"firewall is not applied to label selector {selector}")
+                raise HcloudError(
+                    422, "firewall_already_removed", f"firewall is not applied to label selector {selector}"
+                )
         firewall["servers"] = [sid for sid in firewall["servers"] if sid not in servers]
         firewall["selectors"] = [s for s in firewall["selectors"] if s not in selectors]
         self.store.mark_dirty()
-        actions = [self.cloud.actions.start("remove_firewall", [(firewall["id"], "firewall"), (sid, "server")])
-                   for sid in servers]
+        actions = [
+            self.cloud.actions.start("remove_firewall", [(firewall["id"], "firewall"), (sid, "server")])
+            for sid in servers
+        ]
         if selectors:
             actions.append(self.cloud.actions.start("remove_firewall", [(firewall["id"], "firewall")]))
         return json_response({"actions": actions}, status=201)
@@ -405,22 +440,36 @@ class FirewallService:
             if not blob:
                 errors.add("public_key", "invalid public key")
             else:
-                digest = hashlib.md5(blob).hexdigest()  # noqa: S324 - Hetzner's fingerprint format
-                fingerprint = ":".join(digest[i:i + 2] for i in range(0, 32, 2))
+                digest = hashlib.md5(blob).hexdigest()
+                fingerprint = ":".join(digest[i : i + 2] for i in range(0, 32, 2))
         labels = body.get("labels") or {}
         for message in label_errors(labels):
             errors.add("labels", message)
         errors.raise_if_any()
         for key in self.ssh_keys.values():
             if key["name"] == name:
-                raise HcloudError(409, "uniqueness_error", "SSH key with the same name already exists",
-                                  {"fields": [{"name": "name"}]})
+                raise HcloudError(
+                    409,
+                    "uniqueness_error",
+                    "SSH key with the same name already exists",
+                    {"fields": [{"name": "name"}]},
+                )
             if key["fingerprint"] == fingerprint:
-                raise HcloudError(409, "uniqueness_error", "SSH key with the same fingerprint already exists",
-                                  {"fields": [{"name": "public_key"}]})
+                raise HcloudError(
+                    409,
+                    "uniqueness_error",
+                    "SSH key with the same fingerprint already exists",
+                    {"fields": [{"name": "public_key"}]},
+                )
         key_id = self.store.next_id("ssh_key")
-        key = {"id": key_id, "name": name, "fingerprint": fingerprint, "public_key": public_key.strip(),
-               "labels": dict(labels), "created": hetzner_time()}
+        key = {
+            "id": key_id,
+            "name": name,
+            "fingerprint": fingerprint,
+            "public_key": public_key.strip(),
+            "labels": dict(labels),
+            "created": hetzner_time(),
+        }
         self.ssh_keys[str(key_id)] = key
         self.store.mark_dirty()
         return json_response({"ssh_key": key}, status=201)

@@ -75,11 +75,20 @@ class ServerService:
         ipv4 = None
         if server["ipv4_enabled"]:
             reverse = ".".join(reversed(server["address"].split(".")))
-            ipv4 = {"id": server["ipv4_id"], "ip": server["address"], "blocked": False,
-                    "dns_ptr": f"static.{reverse}.clients.your-server.de"}
+            ipv4 = {
+                "id": server["ipv4_id"],
+                "ip": server["address"],
+                "blocked": False,
+                "dns_ptr": f"static.{reverse}.clients.your-server.de",
+            }
         ipv6 = None
         if server["ipv6_enabled"]:
-            ipv6 = {"id": server["ipv6_id"], "ip": ipv6_network_for(server["id"]), "blocked": False, "dns_ptr": []}
+            ipv6 = {
+                "id": server["ipv6_id"],
+                "ip": ipv6_network_for(server["id"]),
+                "blocked": False,
+                "dns_ptr": [],
+            }
         return {
             "id": server["id"],
             "name": server["name"],
@@ -89,8 +98,10 @@ class ServerService:
                 "ipv4": ipv4,
                 "ipv6": ipv6,
                 "floating_ips": [],
-                "firewalls": [{"id": fw_id, "status": "applied"}
-                              for fw_id in self.cloud.firewalls.applied_to_server(server)],
+                "firewalls": [
+                    {"id": fw_id, "status": "applied"}
+                    for fw_id in self.cloud.firewalls.applied_to_server(server)
+                ],
             },
             "private_net": [],
             "server_type": server_type,
@@ -117,7 +128,10 @@ class ServerService:
         if server["status"] != "running" or server.get("gateway_killed"):
             return
         self.cloud.gateways.start(
-            server["id"], server["name"], server["address"], parse_gateway_config(server.get("user_data")),
+            server["id"],
+            server["name"],
+            server["address"],
+            parse_gateway_config(server.get("user_data")),
             self.cloud.boot_delay if delay is None else delay,
         )
 
@@ -157,11 +171,16 @@ class ServerService:
         body = await read_body(request)
         spec = self._validate_create(body)
         if any(s["name"] == spec["name"] for s in self.servers.values()):
-            raise HcloudError(409, "uniqueness_error", "server name is already used",
-                              {"fields": [{"name": "name"}]})
+            raise HcloudError(
+                409, "uniqueness_error", "server name is already used", {"fields": [{"name": "name"}]}
+            )
         if len(self.servers) >= self.cloud.server_limit:
-            raise HcloudError(403, "resource_limit_exceeded", "server limit exceeded",
-                              {"limits": [{"name": "server_limit"}]})
+            raise HcloudError(
+                403,
+                "resource_limit_exceeded",
+                "server limit exceeded",
+                {"limits": [{"name": "server_limit"}]},
+            )
 
         server_id = self.store.next_id("server")
         address = self.cloud.allocator.allocate(self.addresses_in_use())
@@ -203,8 +222,15 @@ class ServerService:
         if start:
             next_actions.append(self.cloud.actions.start("start_server", [(server_id, "server")]))
         root_password = None if spec["ssh_keys"] else secrets.token_urlsafe(12)
-        return json_response({"server": self.view(server), "action": action, "next_actions": next_actions,
-                              "root_password": root_password}, status=201)
+        return json_response(
+            {
+                "server": self.view(server),
+                "action": action,
+                "next_actions": next_actions,
+                "root_password": root_password,
+            },
+            status=201,
+        )
 
     def _validate_create(self, body: dict[str, Any]) -> dict[str, Any]:
         errors = FieldErrors()
@@ -236,7 +262,9 @@ class ServerService:
         else:
             location = "fsn1"
         if server_type and location and location not in {loc["name"] for loc in server_type["locations"]}:
-            errors.add("location", f"server type {server_type['name']} is not available in location {location}")
+            errors.add(
+                "location", f"server type {server_type['name']} is not available in location {location}"
+            )
 
         user_data = errors.optional(body, "user_data", str, NOT_STRING) or ""
         if len(user_data) > USER_DATA_LIMIT:
@@ -279,8 +307,9 @@ class ServerService:
         }
 
     @staticmethod
-    def _resolve(errors: FieldErrors, body: dict[str, Any], field: str, items: list[dict[str, Any]],
-                 required: bool) -> dict[str, Any] | None:
+    def _resolve(
+        errors: FieldErrors, body: dict[str, Any], field: str, items: list[dict[str, Any]], required: bool
+    ) -> dict[str, Any] | None:
         value = body.get(field)
         if value is None:
             if required:
@@ -340,8 +369,9 @@ class ServerService:
         errors.raise_if_any()
         if name is not None and name != server["name"]:
             if any(s["name"] == name for s in self.servers.values()):
-                raise HcloudError(409, "uniqueness_error", "server name is already used",
-                                  {"fields": [{"name": "name"}]})
+                raise HcloudError(
+                    409, "uniqueness_error", "server name is already used", {"fields": [{"name": "name"}]}
+                )
             server["name"] = name
         if labels is not None:
             server["labels"] = dict(labels)
@@ -474,7 +504,9 @@ class ServerService:
                 self.store.mark_dirty()
                 self.boot_gateway(server)
 
-        action = self.cloud.actions.start("rebuild_server", [(server["id"], "server")], then=rebuilt, locks=True)
+        action = self.cloud.actions.start(
+            "rebuild_server", [(server["id"], "server")], then=rebuilt, locks=True
+        )
         root_password = None if server["ssh_keys"] else secrets.token_urlsafe(12)
         return json_response({"action": action, "root_password": root_password}, status=201)
 

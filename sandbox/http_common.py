@@ -84,6 +84,8 @@ def fault_and_journal_middleware(
             status = exc.status
             raise
         finally:
-            journal.record(JournalEntry(name, request.method, request.path, request.query_string, status, time.time()))
+            journal.record(
+                JournalEntry(name, request.method, request.path, request.query_string, status, time.time())
+            )
 
     return middleware

@@ -1,5 +1,6 @@
 """A local SMTP sink (aiosmtpd): it accepts every email and keeps it as an .eml file in a
 folder, where `/_sandbox/mail` and the tests read it. The sandbox's stand-in for a mail relay."""
+
 from __future__ import annotations
 
 import email
@@ -38,7 +39,7 @@ class MailSink:
         self.port = port or _free_port(host)
         self.controller: Controller | None = None
 
-    def start(self) -> "MailSink":
+    def start(self) -> MailSink:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.controller = Controller(_Keeper(self.folder), hostname=self.host, port=self.port)
         self.controller.start()
@@ -49,7 +50,7 @@ class MailSink:
             self.controller.stop()
             self.controller = None
 
-    def __enter__(self) -> "MailSink":
+    def __enter__(self) -> MailSink:
         return self.start()
 
     def __exit__(self, *_exc) -> None:
@@ -70,9 +71,15 @@ def read_messages(folder: Path | str) -> list[dict[str, Any]]:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         text = message.get_body(preferencelist=("plain",))
         html = message.get_body(preferencelist=("html",))
-        found.append({
-            "id": path.stem, "from": str(message["From"]), "to": str(message["To"]),
-            "subject": str(message["Subject"]), "kind": str(message.get("X-Clawdet-Kind", "")),
-            "text": text.get_content() if text else "", "html": html.get_content() if html else "",
-        })
+        found.append(
+            {
+                "id": path.stem,
+                "from": str(message["From"]),
+                "to": str(message["To"]),
+                "subject": str(message["Subject"]),
+                "kind": str(message.get("X-Clawdet-Kind", "")),
+                "text": text.get_content() if text else "",
+                "html": html.get_content() if html else "",
+            }
+        )
     return found

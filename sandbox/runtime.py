@@ -84,6 +84,7 @@ class XUsers:
     def allow_redirect_uris(self, uris: list[str] | None) -> None:
         def apply() -> None:
             self._sandbox._x.allowed_redirect_uris = list(uris) if uris is not None else None
+
         self._sandbox.call(apply)
 
 
@@ -218,8 +219,10 @@ class Sandbox:
             "x_client_secret": self.x_client_secret,
             "llm_url": self.llm_url,
             "llm_key": self.llm_key,
-            "llm_upstreams": {name: {"url": self.urls[name] + "/v1", "key": upstream.key}
-                              for name, upstream in self.llm_upstreams.items()},
+            "llm_upstreams": {
+                name: {"url": self.urls[name] + "/v1", "key": upstream.key}
+                for name, upstream in self.llm_upstreams.items()
+            },
             "control_url": self.control_url,
             "gateway_port": self.gateway_port,
             "server_network": self.server_network,
@@ -299,22 +302,40 @@ class Sandbox:
         self._gateways = GatewayFleet(self.gateway_port, self.faults, self.journal)
         counters = self.store.section("counters")
         allocator = AddressAllocator(
-            self.server_network, self.gateway_port,
+            self.server_network,
+            self.gateway_port,
             read_counter=lambda: counters.get("address", 0),
             write_counter=lambda value: counters.__setitem__("address", value),
         )
         self._hetzner = HetznerCloud(
-            self.store, self._gateways, allocator, self.faults, self.journal,
-            token=self.hcloud_token, boot_delay=self.boot_delay, action_delay=self.action_delay,
-            rate_limit=self.hcloud_rate_limit, server_limit=self.server_limit,
+            self.store,
+            self._gateways,
+            allocator,
+            self.faults,
+            self.journal,
+            token=self.hcloud_token,
+            boot_delay=self.boot_delay,
+            action_delay=self.action_delay,
+            rate_limit=self.hcloud_rate_limit,
+            server_limit=self.server_limit,
         )
-        self._cloudflare = Cloudflare(self.store, self.faults, self.journal,
-                                      token=self.cloudflare_token, zone_name=self.zone_name)
-        self._x = XOAuth(self.store, self.faults, self.journal, client_id=self.x_client_id,
-                         client_secret=self.x_client_secret, code_ttl=self.x_code_ttl)
+        self._cloudflare = Cloudflare(
+            self.store, self.faults, self.journal, token=self.cloudflare_token, zone_name=self.zone_name
+        )
+        self._x = XOAuth(
+            self.store,
+            self.faults,
+            self.journal,
+            client_id=self.x_client_id,
+            client_secret=self.x_client_secret,
+            code_ttl=self.x_code_ttl,
+        )
         self.llm_upstreams = {}
-        apps = [("hetzner", self._hetzner.build_app()), ("cloudflare", self._cloudflare.build_app()),
-                ("x", self._x.build_app())]
+        apps = [
+            ("hetzner", self._hetzner.build_app()),
+            ("cloudflare", self._cloudflare.build_app()),
+            ("x", self._x.build_app()),
+        ]
         for index, (name, app) in enumerate(apps):
             await self._serve(name, app, index)
         await self._start_llm(PRIMARY_LLM)
@@ -336,10 +357,15 @@ class Sandbox:
         self.urls[name] = f"http://{self.host}:{bound_port}"
 
     async def _start_llm(self, name: str) -> LLMUpstream:
-        upstream = LLMUpstream(name, self._llm_key(name), self.faults, self.journal, chunk_delay=self.llm_chunk_delay)
+        upstream = LLMUpstream(
+            name, self._llm_key(name), self.faults, self.journal, chunk_delay=self.llm_chunk_delay
+        )
         self.llm_upstreams[name] = upstream
-        offset = _SERVICE_ORDER.index(PRIMARY_LLM) if name == PRIMARY_LLM else len(_SERVICE_ORDER) + len(
-            self.llm_upstreams) - 2
+        offset = (
+            _SERVICE_ORDER.index(PRIMARY_LLM)
+            if name == PRIMARY_LLM
+            else len(_SERVICE_ORDER) + len(self.llm_upstreams) - 2
+        )
         await self._serve(name, upstream.build_app(), offset)
         return upstream
 
@@ -386,7 +412,9 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         while self.gateway_state(server_id) != state:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"gateway of server {server_id} is {self.gateway_state(server_id)}, not {state}")
+                raise TimeoutError(
+                    f"gateway of server {server_id} is {self.gateway_state(server_id)}, not {state}"
+                )
             time.sleep(0.02)
 
     def requests(self, service: str | None = None) -> list[JournalEntry]:

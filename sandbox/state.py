@@ -32,7 +32,7 @@ _EMPTY_SECTIONS = (
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def hetzner_time(moment: dt.datetime | None = None) -> str:

@@ -27,8 +27,17 @@ from .faults import FaultInjector
 from .http_common import RequestJournal, fault_and_journal_middleware, json_response
 from .state import StateStore
 
-SUPPORTED_SCOPES = {"tweet.read", "tweet.write", "users.read", "follows.read", "offline.access",
-                    "like.read", "list.read", "bookmark.read", "users.email"}
+SUPPORTED_SCOPES = {
+    "tweet.read",
+    "tweet.write",
+    "users.read",
+    "follows.read",
+    "offline.access",
+    "like.read",
+    "list.read",
+    "bookmark.read",
+    "users.email",
+}
 USER_FIELDS = {"profile_image_url", "created_at", "description", "verified", "protected", "location", "url"}
 DEFAULT_USERS = (("sandbox_alice", "Alice Sandbox"), ("sandbox_bob", "Bob Sandbox"))
 
@@ -44,10 +53,20 @@ def _avatar_png(seed: str, size: int = 48) -> bytes:
     raw = row * size
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _token_error(description: str, error: str = "invalid_request", status: int = 400) -> web.Response:
@@ -55,12 +74,23 @@ def _token_error(description: str, error: str = "invalid_request", status: int =
 
 
 def _problem(status: int, title: str, detail: str) -> web.Response:
-    return json_response({"title": title, "type": "about:blank", "status": status, "detail": detail}, status=status)
+    return json_response(
+        {"title": title, "type": "about:blank", "status": status, "detail": detail}, status=status
+    )
 
 
 class XOAuth:
-    def __init__(self, store: StateStore, faults: FaultInjector, journal: RequestJournal, *,
-                 client_id: str, client_secret: str, code_ttl: float = 30.0, token_ttl: int = 7200) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        faults: FaultInjector,
+        journal: RequestJournal,
+        *,
+        client_id: str,
+        client_secret: str,
+        code_ttl: float = 30.0,
+        token_ttl: int = 7200,
+    ) -> None:
         self.store = store
         self.faults = faults
         self.journal = journal
@@ -116,8 +146,9 @@ class XOAuth:
 
     # -- application ----------------------------------------------------------------------
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[
-            fault_and_journal_middleware("x", self.faults, self.journal, self._fault_response)])
+        app = web.Application(
+            middlewares=[fault_and_journal_middleware("x", self.faults, self.journal, self._fault_response)]
+        )
         app.router.add_get("/i/oauth2/authorize", self.authorize_page)
         app.router.add_post("/i/oauth2/authorize", self.authorize_decision)
         app.router.add_post("/2/oauth2/token", self.token)
@@ -130,12 +161,33 @@ class XOAuth:
     def _fault_response(status: int, retry_after: float | None) -> web.Response:
         headers = {"Retry-After": str(int(retry_after))} if retry_after else None
         if status == 429:
-            headers = dict(headers or {}, **{"x-rate-limit-remaining": "0",
-                                             "x-rate-limit-reset": str(int(time.time() + (retry_after or 1)))})
-            return json_response({"title": "Too Many Requests", "detail": "Too Many Requests",
-                                  "type": "about:blank", "status": 429}, status=429, headers=headers)
-        return json_response({"title": "Service Unavailable", "detail": f"injected fault ({status})",
-                              "type": "about:blank", "status": status}, status=status, headers=headers)
+            headers = dict(
+                headers or {},
+                **{
+                    "x-rate-limit-remaining": "0",
+                    "x-rate-limit-reset": str(int(time.time() + (retry_after or 1))),
+                },
+            )
+            return json_response(
+                {
+                    "title": "Too Many Requests",
+                    "detail": "Too Many Requests",
+                    "type": "about:blank",
+                    "status": 429,
+                },
+                status=429,
+                headers=headers,
+            )
+        return json_response(
+            {
+                "title": "Service Unavailable",
+                "detail": f"injected fault ({status})",
+                "type": "about:blank",
+                "status": status,
+            },
+            status=status,
+            headers=headers,
+        )
 
     # -- authorize --------------------------------------------------------------------------
     def _authorize_problem(self, params: Any) -> str | None:
@@ -162,9 +214,11 @@ class XOAuth:
 
     @staticmethod
     def _error_page(message: str) -> web.Response:
-        page = (f"<!doctype html><html><head><title>X / Error</title></head><body>"
-                f"<h1>Something went wrong</h1><p>You weren't able to give access to the App. "
-                f"Go back and try logging in again.</p><p id=\"reason\">{html.escape(message)}</p></body></html>")
+        page = (
+            f"<!doctype html><html><head><title>X / Error</title></head><body>"
+            f"<h1>Something went wrong</h1><p>You weren't able to give access to the App. "
+            f'Go back and try logging in again.</p><p id="reason">{html.escape(message)}</p></body></html>'
+        )
         return web.Response(text=page, status=400, content_type="text/html")
 
     async def authorize_page(self, request: web.Request) -> web.StreamResponse:
@@ -184,9 +238,14 @@ class XOAuth:
     def _page(self, params: Any) -> str:
         hidden = "".join(
             f'<input type="hidden" name="{html.escape(key)}" value="{html.escape(value)}">'
-            for key, value in params.items() if not key.startswith("sandbox_"))
-        options = "".join(f'<option value="{html.escape(u["username"])}">@{html.escape(u["username"])} '
-                          f'({html.escape(u["name"])})</option>' for u in self.users)
+            for key, value in params.items()
+            if not key.startswith("sandbox_")
+        )
+        options = "".join(
+            f'<option value="{html.escape(u["username"])}">@{html.escape(u["username"])} '
+            f"({html.escape(u['name'])})</option>"
+            for u in self.users
+        )
         scopes = "".join(f"<li>{html.escape(scope)}</li>" for scope in params.get("scope", "").split())
         return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Authorize app / X (sandbox)</title></head>
@@ -285,9 +344,15 @@ class XOAuth:
                 self._refresh_tokens.pop(token, None)
             return _token_error("Value passed for the authorization code was invalid.")
         if form["redirect_uri"] != grant["redirect_uri"]:
-            return _token_error("Value passed for the redirect uri did not match the uri of the authorization code.")
+            return _token_error(
+                "Value passed for the redirect uri did not match the uri of the authorization code."
+            )
         if grant["method"] == "S256":
-            computed = base64.urlsafe_b64encode(hashlib.sha256(str(verifier).encode()).digest()).rstrip(b"=").decode()
+            computed = (
+                base64.urlsafe_b64encode(hashlib.sha256(str(verifier).encode()).digest())
+                .rstrip(b"=")
+                .decode()
+            )
         else:
             computed = str(verifier)
         if not hmac.compare_digest(computed, grant["challenge"]):
@@ -304,10 +369,18 @@ class XOAuth:
 
     def _issue(self, user_id: str, scope: str, issued: list[str]) -> web.Response:
         access_token = secrets.token_urlsafe(64)
-        self._access_tokens[access_token] = {"user_id": user_id, "scope": scope,
-                                             "expires": time.monotonic() + self.token_ttl}
+        self._access_tokens[access_token] = {
+            "user_id": user_id,
+            "scope": scope,
+            "expires": time.monotonic() + self.token_ttl,
+        }
         issued.append(access_token)
-        body = {"token_type": "bearer", "expires_in": self.token_ttl, "access_token": access_token, "scope": scope}
+        body = {
+            "token_type": "bearer",
+            "expires_in": self.token_ttl,
+            "access_token": access_token,
+            "scope": scope,
+        }
         if "offline.access" in scope.split():
             refresh_token = secrets.token_urlsafe(64)
             self._refresh_tokens[refresh_token] = {"user_id": user_id, "scope": scope}
@@ -330,20 +403,34 @@ class XOAuth:
         if grant is None or grant["expires"] < time.monotonic():
             return _problem(401, "Unauthorized", "Unauthorized")
         if "users.read" not in grant["scope"].split():
-            return json_response({"title": "Forbidden", "type": "about:blank", "status": 403,
-                                  "detail": "Missing required scope users.read"}, status=403)
+            return json_response(
+                {
+                    "title": "Forbidden",
+                    "type": "about:blank",
+                    "status": 403,
+                    "detail": "Missing required scope users.read",
+                },
+                status=403,
+            )
         user = next((u for u in self.users if u["id"] == grant["user_id"]), None)
         if user is None:
             return _problem(401, "Unauthorized", "Unauthorized")
         requested = set(filter(None, request.query.get("user.fields", "").split(",")))
         unknown = requested - USER_FIELDS
         if unknown:
-            message = (f"The `user.fields` query parameter value [{sorted(unknown)[0]}] is not one of "
-                       f"{sorted(USER_FIELDS)}")
-            return json_response({"errors": [{"parameters": {"user.fields": sorted(unknown)}, "message": message}],
-                                  "title": "Invalid Request", "detail": "One or more parameters to your request "
-                                  "was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"},
-                                 status=400)
+            message = (
+                f"The `user.fields` query parameter value [{sorted(unknown)[0]}] is not one of "
+                f"{sorted(USER_FIELDS)}"
+            )
+            return json_response(
+                {
+                    "errors": [{"parameters": {"user.fields": sorted(unknown)}, "message": message}],
+                    "title": "Invalid Request",
+                    "detail": "One or more parameters to your request was invalid.",
+                    "type": "https://api.twitter.com/2/problems/invalid-request",
+                },
+                status=400,
+            )
         return json_response({"data": self._public_user(user, requested)})
 
     async def avatar(self, request: web.Request) -> web.Response:
@@ -351,4 +438,3 @@ class XOAuth:
 
     def inventory(self) -> dict[str, Any]:
         return {"users": [dict(u) for u in self.users], "active_access_tokens": len(self._access_tokens)}
-

@@ -7,5 +7,5 @@ CLAWDET_TEST_POSTGRES_URL=$(bash tests/postgres.sh start)
 trap 'bash tests/postgres.sh stop' EXIT
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 GO=$(command -v go || echo /usr/local/go/bin/go)
-(cd provisioner/standin_providers && GOFLAGS=-mod=mod GOWORK=off "$GO" test ./...)
+(cd toolchain/standin-providers && GOFLAGS=-mod=mod GOWORK=off "$GO" test ./...)
 .venv/bin/python -m pytest "$@"

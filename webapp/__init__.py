@@ -1,4 +1,5 @@
 """The Flask web app: signup, the dashboard, the JSON API."""
+
 from __future__ import annotations
 
 import threading
@@ -9,14 +10,13 @@ from typing import TypeVar
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
+from clawdet.settings import Settings
 from db.engine import Database
-from db.settings import Settings
 
 T = TypeVar("T")
 
 
-def create_app(settings: Settings | None = None, database: Database | None = None,
-               **overrides) -> Flask:
+def create_app(settings: Settings | None = None, database: Database | None = None, **overrides) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(
@@ -38,10 +38,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.extensions["clawdet.settings"] = settings
     app.extensions["clawdet.db"] = database or Database(settings.database_url)
 
-    from webapp.extensions import csrf, limiter, login_manager
-    from webapp import auth, dashboard, api, pages
-    from webapp import llm_proxy, trial, x_auth
+    from webapp import api, auth, dashboard, llm_proxy, pages, trial, x_auth
     from webapp.errors import install_error_handlers
+    from webapp.extensions import csrf, limiter, login_manager
     from webapp.security import install_headers
 
     if settings.trusted_proxies:  # client IPs (rate limits, trial chat) from X-Forwarded-For
@@ -58,7 +57,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.register_blueprint(blueprint)
     for blueprint in (x_auth.bp, x_auth.profile_bp, llm_proxy.bp, trial.bp):
         app.register_blueprint(blueprint)
-    from webapp import operations; operations.init_app(app)  # noqa: E702 (admin, /metrics, logs)
+    from webapp import operations  # admin, /metrics, logs
+
+    operations.init_app(app)
 
     @app.teardown_appcontext
     def _close_session(_exc):

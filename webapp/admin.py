@@ -8,6 +8,7 @@ Disabling a user ends their sessions (session_version bump) and destroys their i
 server like a running one, so only destroying stops the cost and cuts off the gateway; the
 customer's account stays, and after re-enabling they can create a new instance.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -16,12 +17,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
+from clawdet.accounts import free_beta
+from clawdet.errors import UserFacingError
+from clawdet.instances import leases, lifecycle
+from clawdet.instances import requests as instances
+from clawdet.instances.lifecycle import Action, DesiredState, Health, InstanceStatus
+from clawdet.ops import costs
 from db import audit
-from db.errors import UserFacingError
-from db.models import (
-    DesiredState, Instance, InstanceEvent, InstanceStatus, OutboxEmail, PaymentMethod, Role, User, utcnow,
-)
-from provisioner import costs, free_beta, instances, leases
+from db.models import Instance, InstanceEvent, OutboxEmail, PaymentMethod, Role, User, utcnow
 from webapp import dbs, settings
 from webapp.auth import client_ip, current
 from webapp.security import safe_next
@@ -55,45 +58,83 @@ def _instance(instance_id: str) -> Instance:
 
 
 def _record(action: str, target_type: str, target_id: str, **details) -> None:
-    audit.record(dbs(), action, actor=current(), target_type=target_type, target_id=target_id,
-                 ip=client_ip(), **details)
+    audit.record(
+        dbs(),
+        action,
+        actor=current(),
+        target_type=target_type,
+        target_id=target_id,
+        ip=client_ip(),
+        **details,
+    )
 
 
 # -- overview ---------------------------------------------------------------------------------
+
 
 @bp.get("/")
 def overview():
     session = dbs()
     by_status = dict(session.execute(select(Instance.status, func.count()).group_by(Instance.status)).all())
-    running = select(func.count()).select_from(Instance).where(
-        Instance.desired_state == DesiredState.RUNNING.value, Instance.status == InstanceStatus.READY.value)
-    health = dict(session.execute(
-        select(Instance.health, func.count()).where(Instance.desired_state == DesiredState.RUNNING.value,
-                                                    Instance.status == InstanceStatus.READY.value)
-        .group_by(Instance.health)).all())
-    unhealthy = session.scalars(select(Instance).where(
-        Instance.health == "unhealthy", Instance.desired_state == DesiredState.RUNNING.value)
-        .order_by(Instance.health_changed_at.desc()).limit(20)).all()
-    outbox = dict(session.execute(select(OutboxEmail.status, func.count()).group_by(OutboxEmail.status)).all())
+    running = (
+        select(func.count())
+        .select_from(Instance)
+        .where(
+            Instance.desired_state == DesiredState.RUNNING.value,
+            Instance.status == InstanceStatus.READY.value,
+        )
+    )
+    health = dict(
+        session.execute(
+            select(Instance.health, func.count())
+            .where(
+                Instance.desired_state == DesiredState.RUNNING.value,
+                Instance.status == InstanceStatus.READY.value,
+            )
+            .group_by(Instance.health)
+        ).all()
+    )
+    unhealthy = session.scalars(
+        select(Instance)
+        .where(
+            Instance.health == Health.UNHEALTHY.value, Instance.desired_state == DesiredState.RUNNING.value
+        )
+        .order_by(Instance.health_changed_at.desc())
+        .limit(20)
+    ).all()
+    outbox = dict(
+        session.execute(select(OutboxEmail.status, func.count()).group_by(OutboxEmail.status)).all()
+    )
     return render_template(
-        "admin/overview.html", by_status=by_status, ready=session.scalar(running), health=health,
-        unhealthy=unhealthy, outbox=outbox, queue=queue_summary(),
-        beta_users=free_beta.free_beta_users(session), beta_cap=settings().free_beta_cap,
+        "admin/overview.html",
+        by_status=by_status,
+        ready=session.scalar(running),
+        health=health,
+        unhealthy=unhealthy,
+        outbox=outbox,
+        queue=queue_summary(),
+        beta_users=free_beta.free_beta_users(session),
+        beta_cap=settings().free_beta_cap,
         beta_full=free_beta.free_beta_full(session, settings()),
-        users=session.scalar(select(func.count()).select_from(User)), report=costs.month_report(session))
+        users=session.scalar(select(func.count()).select_from(User)),
+        report=costs.month_report(session),
+    )
 
 
 def queue_summary() -> dict[str, int]:
     now = utcnow()
     session = dbs()
-    count = lambda *where: session.scalar(select(func.count()).select_from(Instance).where(*where)) or 0  # noqa: E731
-    return {"pending": count(leases.needs_work(), Instance.lease_owner.is_(None)),
-            "leased": count(Instance.lease_owner.is_not(None), Instance.lease_expires_at > now),
-            "waiting_retry": count(leases.needs_work(), Instance.next_attempt_at > now),
-            "failed": count(Instance.status == InstanceStatus.FAILED.value)}
+    count = lambda *where: session.scalar(select(func.count()).select_from(Instance).where(*where)) or 0
+    return {
+        "pending": count(leases.needs_work(), Instance.lease_owner.is_(None)),
+        "leased": count(Instance.lease_owner.is_not(None), Instance.lease_expires_at > now),
+        "waiting_retry": count(leases.needs_work(), Instance.next_attempt_at > now),
+        "failed": count(Instance.status == InstanceStatus.FAILED.value),
+    }
 
 
 # -- users ------------------------------------------------------------------------------------
+
 
 @bp.get("/users")
 def users():
@@ -101,23 +142,37 @@ def users():
     query = select(User).order_by(User.created_at.desc()).limit(PAGE)
     if q:
         like = f"%{q.lower()}%"
-        query = query.where(or_(func.lower(User.email).like(like), func.lower(User.name).like(like),
-                                func.lower(User.x_username).like(like), User.id == q))
-    return render_template("admin/users.html", users=dbs().scalars(query).all(), q=q,
-                           payment_methods=[m.value for m in PaymentMethod])
+        query = query.where(
+            or_(
+                func.lower(User.email).like(like),
+                func.lower(User.name).like(like),
+                func.lower(User.x_username).like(like),
+                User.id == q,
+            )
+        )
+    return render_template(
+        "admin/users.html",
+        users=dbs().scalars(query).all(),
+        q=q,
+        payment_methods=[m.value for m in PaymentMethod],
+    )
 
 
 @bp.post("/users/<user_id>/disable")
 def disable_user(user_id: str):
     user = _user(user_id)
     if user.id == current().id:
-        raise UserFacingError("cannot_disable_self", "You cannot disable your own account.",
-                              "Ask another admin.", status=409)
+        raise UserFacingError(
+            "cannot_disable_self", "You cannot disable your own account.", "Ask another admin.", status=409
+        )
     user.disabled = True
     user.session_version += 1
     destroyed = []
     for instance in user.instances:
-        if instance.desired_state == DesiredState.RUNNING.value and instance.status != InstanceStatus.DESTROYED.value:
+        if (
+            instance.desired_state == DesiredState.RUNNING.value
+            and instance.status != InstanceStatus.DESTROYED.value
+        ):
             instances.request_destroy(dbs(), current(), instance, client_ip())
             destroyed.append(instance.id)
     _record("admin.user.disable", "user", user.id, instances_destroyed=destroyed)
@@ -141,8 +196,11 @@ def mark_paid(user_id: str):
     user = _user(user_id)
     method = request.form.get("payment_method") or PaymentMethod.STRIPE.value
     if method not in {m.value for m in PaymentMethod}:
-        raise UserFacingError("invalid_payment_method", f"Unknown payment method {method!r}.",
-                              f"Choose one of: {', '.join(m.value for m in PaymentMethod)}.")
+        raise UserFacingError(
+            "invalid_payment_method",
+            f"Unknown payment method {method!r}.",
+            f"Choose one of: {', '.join(m.value for m in PaymentMethod)}.",
+        )
     user.paid, user.payment_method, user.paid_at = True, method, utcnow()
     _record("admin.user.mark_paid", "user", user.id, payment_method=method)
     dbs().commit()
@@ -162,40 +220,55 @@ def make_admin(user_id: str):
 
 # -- instances --------------------------------------------------------------------------------
 
+
 @bp.get("/instances")
 def instance_list():
     status = request.args.get("status") or ""
     query = select(Instance).order_by(Instance.updated_at.desc()).limit(PAGE)
     if status:
         query = query.where(Instance.status == status)
-    return render_template("admin/instances.html", instances=dbs().scalars(query).all(), status=status,
-                           statuses=[s.value for s in InstanceStatus])
+    return render_template(
+        "admin/instances.html",
+        instances=dbs().scalars(query).all(),
+        status=status,
+        statuses=[s.value for s in InstanceStatus],
+    )
 
 
 @bp.get("/instances/<instance_id>")
 def instance_detail(instance_id: str):
     instance = _instance(instance_id)
-    events = dbs().scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance.id)
-                           .order_by(InstanceEvent.id.desc()).limit(100)).all()
-    return render_template("admin/instance.html", instance=instance, events=events,
-                           in_flight=instances.in_flight(instance))
+    events = (
+        dbs()
+        .scalars(
+            select(InstanceEvent)
+            .where(InstanceEvent.instance_id == instance.id)
+            .order_by(InstanceEvent.id.desc())
+            .limit(100)
+        )
+        .all()
+    )
+    return render_template(
+        "admin/instance.html", instance=instance, events=events, in_flight=lifecycle.in_flight(instance)
+    )
 
 
 @bp.post("/instances/<instance_id>/reconcile")
 def force_reconcile(instance_id: str):
     """Converge now with a refresh (repair), whatever its state: skips any backoff wait."""
     instance = _instance(instance_id)
-    if instance.lease_owner is not None and instance.lease_expires_at and instance.lease_expires_at > utcnow():
-        raise UserFacingError("operation_in_flight", "A worker is working on this instance right now.",
-                              "Wait until it finishes, then try again.", status=409)
-    if instance.desired_state == DesiredState.RUNNING.value and instance.status != InstanceStatus.FAILED.value:
-        instance.requested_action = instance.requested_action or "repair"
-    else:
-        instances.bump_generation(dbs(), instance)  # a failed or lagging instance is worked again
-    instance.attempts, instance.next_attempt_at = 0, None
-    dbs().add(InstanceEvent(instance_id=instance.id, kind="status", step="requested",
-                            message="Reconcile requested by an admin", progress=0,
-                            generation=instance.generation))
+    if (
+        instance.lease_owner is not None
+        and instance.lease_expires_at
+        and instance.lease_expires_at > utcnow()
+    ):
+        raise UserFacingError(
+            "operation_in_flight",
+            "A worker is working on this instance right now.",
+            "Wait until it finishes, then try again.",
+            status=409,
+        )
+    lifecycle.action_requested(dbs(), instance, Action.REPAIR, "Reconcile requested by an admin")
     _record("admin.instance.reconcile", "instance", instance.id)
     dbs().commit()
     flash(f"{instance.stack_name}: reconcile queued.")
@@ -224,18 +297,34 @@ def destroy(instance_id: str):
 
 # -- the work queue, usage --------------------------------------------------------------------
 
+
 @bp.get("/queue")
 def queue():
     session = dbs()
     now = utcnow()
-    rows = session.scalars(select(Instance).where(
-        or_(leases.needs_work(), Instance.lease_owner.is_not(None), Instance.status == InstanceStatus.FAILED.value))
+    rows = session.scalars(
+        select(Instance)
+        .where(
+            or_(
+                leases.needs_work(),
+                Instance.lease_owner.is_not(None),
+                Instance.status == InstanceStatus.FAILED.value,
+            )
+        )
         .order_by(Instance.next_attempt_at.is_not(None), Instance.next_attempt_at, Instance.updated_at)
-        .limit(200)).all()
+        .limit(200)
+    ).all()
     stale = now - timedelta(minutes=15)
-    return render_template("admin/queue.html", rows=rows, now=now, stale=stale, summary=queue_summary(),
-                           outbox=session.scalars(select(OutboxEmail).where(OutboxEmail.status != "sent")
-                                                  .order_by(OutboxEmail.id.desc()).limit(50)).all())
+    return render_template(
+        "admin/queue.html",
+        rows=rows,
+        now=now,
+        stale=stale,
+        summary=queue_summary(),
+        outbox=session.scalars(
+            select(OutboxEmail).where(OutboxEmail.status != "sent").order_by(OutboxEmail.id.desc()).limit(50)
+        ).all(),
+    )
 
 
 @bp.get("/usage")

@@ -1,15 +1,17 @@
 """JSON API: health and the customer's instances."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 from flask_login import login_required
 
-from db.errors import UserFacingError
+from clawdet.errors import UserFacingError
+from clawdet.instances import lifecycle
+from clawdet.instances import requests as instances
 from db.models import Instance
-from provisioner import instances
 from webapp import database, dbs, settings
-from webapp.events import event_stream
 from webapp.auth import _json_body, client_ip, current
+from webapp.events import event_stream
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -20,17 +22,26 @@ def health():
     from flask import current_app
 
     from webapp.operations import platform_health_response
+
     return platform_health_response(current_app)
 
 
 def instance_json(instance: Instance) -> dict:
     return {
-        "id": instance.id, "subdomain": instance.subdomain, "tier": instance.tier,
-        "region": instance.region, "desiredState": instance.desired_state,
-        "status": instance.status, "statusMessage": instance.status_message,
-        "generation": instance.generation, "observedGeneration": instance.observed_generation,
-        "url": instance.url, "ipv4": instance.ipv4, "health": instance.health,
-        "inFlight": instances.in_flight(instance), "attempts": instance.attempts,
+        "id": instance.id,
+        "subdomain": instance.subdomain,
+        "tier": instance.tier,
+        "region": instance.region,
+        "desiredState": instance.desired_state,
+        "status": instance.status,
+        "statusMessage": instance.status_message,
+        "generation": instance.generation,
+        "observedGeneration": instance.observed_generation,
+        "url": instance.url,
+        "ipv4": instance.ipv4,
+        "health": instance.health,
+        "inFlight": lifecycle.in_flight(instance),
+        "attempts": instance.attempts,
         "createdAt": instance.created_at.isoformat(),
         "links": {"self": url_for("api.get_instance", instance_id=instance.id)},
     }
@@ -47,9 +58,15 @@ def owned_instance(instance_id: str) -> Instance:
 @login_required
 def create_instance():
     body = _json_body()
-    instance = instances.request_instance(dbs(), current(), secret=settings().secret_key,
-                                          subdomain=body.get("subdomain"), tier=body.get("tier"),
-                                          region=body.get("region"), ip=client_ip())
+    instance = instances.request_instance(
+        dbs(),
+        current(),
+        secret=settings().secret_key,
+        subdomain=body.get("subdomain"),
+        tier=body.get("tier"),
+        region=body.get("region"),
+        ip=client_ip(),
+    )
     dbs().commit()
     response = jsonify(instance=instance_json(instance))
     response.headers["Location"] = url_for("api.get_instance", instance_id=instance.id)
@@ -64,8 +81,9 @@ def get_instance(instance_id: str):
 
 def _accepted(instance: Instance):
     dbs().commit()
-    response = jsonify(instance=instance_json(instance),
-                       events=url_for("api.instance_events", instance_id=instance.id))
+    response = jsonify(
+        instance=instance_json(instance), events=url_for("api.instance_events", instance_id=instance.id)
+    )
     response.headers["Location"] = url_for("api.get_instance", instance_id=instance.id)
     return response, 202
 
@@ -90,6 +108,8 @@ def instance_events(instance_id: str):
     owned_instance(instance_id)
     after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
     after = int(after) if after.isdigit() else 0
-    return Response(stream_with_context(event_stream(database(), instance_id, after)),
-                    mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return Response(
+        stream_with_context(event_stream(database(), instance_id, after)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

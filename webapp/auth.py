@@ -1,14 +1,16 @@
 """Sign-up, sign-in, sign-out and the details step: pages and their JSON twins."""
+
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
-from db.errors import UserFacingError
+from clawdet.accounts import service as accounts
+from clawdet.accounts.free_beta import grants_free_beta
+from clawdet.errors import UserFacingError
 from db.models import User
-from provisioner.free_beta import grants_free_beta
-from webapp import accounts, dbs, settings
+from webapp import dbs, settings
 from webapp.extensions import limiter, login_manager
 from webapp.security import safe_next
 
@@ -43,8 +45,12 @@ def _load(session_id: str) -> SessionUser | None:
 @login_manager.unauthorized_handler
 def _unauthorized():
     if request.path.startswith("/api/"):
-        raise UserFacingError("not_signed_in", "You need to sign in first.",
-                              "Sign in with POST /api/auth/login, then try again.", status=401)
+        raise UserFacingError(
+            "not_signed_in",
+            "You need to sign in first.",
+            "Sign in with POST /api/auth/login, then try again.",
+            status=401,
+        )
     return redirect(url_for("auth.login_page", next=request.full_path.rstrip("?")))
 
 
@@ -69,14 +75,20 @@ def next_page(user: User) -> str:
 
 def me_json(user: User) -> dict:
     return {
-        "id": user.id, "email": user.email, "name": user.name, "role": user.role,
-        "paid": user.paid, "paymentMethod": user.payment_method,
-        "emailVerified": user.email_verified, "detailsComplete": user.details_complete,
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "paid": user.paid,
+        "paymentMethod": user.payment_method,
+        "emailVerified": user.email_verified,
+        "detailsComplete": user.details_complete,
         "xUsername": user.x_username,
     }
 
 
 # Pages ----------------------------------------------------------------------------------------
+
 
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(REGISTER_LIMIT, methods=["POST"])
@@ -85,9 +97,14 @@ def signup_page():
     if request.method == "POST":
         form = request.form
         try:
-            user = accounts.register(dbs(), name=form.get("name"), email=form.get("email"),
-                                     password=form.get("password"), free_beta=grants_free_beta(dbs(), settings()),
-                                     ip=client_ip())
+            user = accounts.register(
+                dbs(),
+                name=form.get("name"),
+                email=form.get("email"),
+                password=form.get("password"),
+                free_beta=grants_free_beta(dbs(), settings()),
+                ip=client_ip(),
+            )
             dbs().commit()
             _sign_in(user)
             return redirect(next_page(user))
@@ -104,16 +121,18 @@ def login_page():
     if request.method == "POST":
         form = request.form
         try:
-            user = accounts.authenticate(dbs(), email=form.get("email"), password=form.get("password"),
-                                         ip=client_ip())
+            user = accounts.authenticate(
+                dbs(), email=form.get("email"), password=form.get("password"), ip=client_ip()
+            )
             dbs().commit()
             _sign_in(user)
             return redirect(next_page(user))
         except UserFacingError as exc:
             dbs().rollback()
             error = exc
-    return render_template("login.html", form=form, error=error,
-                           next=request.values.get("next", "")), (error.status if error else 200)
+    return render_template("login.html", form=form, error=error, next=request.values.get("next", "")), (
+        error.status if error else 200
+    )
 
 
 @bp.post("/logout")
@@ -131,8 +150,9 @@ def details_page():
     if request.method == "POST":
         form = request.form
         try:
-            accounts.complete_details(dbs(), user, email=form.get("email"),
-                                      accept_terms=form.get("terms") == "on", ip=client_ip())
+            accounts.complete_details(
+                dbs(), user, email=form.get("email"), accept_terms=form.get("terms") == "on", ip=client_ip()
+            )
             dbs().commit()
             return redirect(url_for("dashboard.show"))
         except UserFacingError as exc:
@@ -143,11 +163,15 @@ def details_page():
 
 # JSON -----------------------------------------------------------------------------------------
 
+
 def _json_body() -> dict:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise UserFacingError("invalid_json", "The request body must be a JSON object.",
-                              "Send Content-Type: application/json with an object body.")
+        raise UserFacingError(
+            "invalid_json",
+            "The request body must be a JSON object.",
+            "Send Content-Type: application/json with an object body.",
+        )
     return body
 
 
@@ -160,9 +184,14 @@ def csrf_token():
 @limiter.limit(REGISTER_LIMIT)
 def register_json():
     body = _json_body()
-    user = accounts.register(dbs(), name=body.get("name"), email=body.get("email"),
-                             password=body.get("password"), free_beta=grants_free_beta(dbs(), settings()),
-                             ip=client_ip())
+    user = accounts.register(
+        dbs(),
+        name=body.get("name"),
+        email=body.get("email"),
+        password=body.get("password"),
+        free_beta=grants_free_beta(dbs(), settings()),
+        ip=client_ip(),
+    )
     dbs().commit()
     _sign_in(user)
     return jsonify(user=me_json(user), next=next_page(user), csrfToken=generate_csrf()), 201
@@ -172,8 +201,9 @@ def register_json():
 @limiter.limit(LOGIN_LIMIT)
 def login_json():
     body = _json_body()
-    user = accounts.authenticate(dbs(), email=body.get("email"), password=body.get("password"),
-                                 ip=client_ip())
+    user = accounts.authenticate(
+        dbs(), email=body.get("email"), password=body.get("password"), ip=client_ip()
+    )
     dbs().commit()
     _sign_in(user)
     return jsonify(user=me_json(user), next=next_page(user), csrfToken=generate_csrf())
@@ -190,8 +220,13 @@ def logout_json():
 @login_required
 def details_json():
     body = _json_body()
-    accounts.complete_details(dbs(), current(), email=body.get("email"),
-                              accept_terms=body.get("acceptTerms") is True, ip=client_ip())
+    accounts.complete_details(
+        dbs(),
+        current(),
+        email=body.get("email"),
+        accept_terms=body.get("acceptTerms") is True,
+        ip=client_ip(),
+    )
     dbs().commit()
     return jsonify(user=me_json(current()))
 

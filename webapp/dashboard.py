@@ -1,14 +1,18 @@
 """The customer's dashboard: plan status, the instance and its progress."""
+
 from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from db.errors import UserFacingError
+from clawdet.errors import UserFacingError
+from clawdet.instances import credentials
+from clawdet.instances import requests as instances
+from clawdet.instances import rotation as llm_keys
+from clawdet.instances.lifecycle import STEPS, in_flight
+from clawdet.llm import usage as llm_usage
 from db.models import Instance
 from programs.tiers import LOCATIONS
-from provisioner import credentials, instances, llm_keys, llm_usage
-from provisioner.reconciler import STEPS
 from webapp import dbs, settings
 from webapp.auth import client_ip, current
 
@@ -25,11 +29,23 @@ def show(error: UserFacingError | None = None, form: dict | None = None, new_llm
     token = None
     if instance is not None and instance.status == "ready":
         token = credentials.gateway_token(settings().secret_key, instance.id, instance.gateway_token_version)
-    response = render_template("dashboard.html", user=user, instance=instance, gateway_token=token,
-                               busy=instance is not None and instances.in_flight(instance), steps=STEPS,
-                               tiers=instances.tiers_for(user), regions=LOCATIONS,
-                               usage=llm_usage.month_summary(dbs(), user), new_llm_key=new_llm_key,
-                               error=error, form=form or {}), (error.status if error else 200)
+    response = (
+        render_template(
+            "dashboard.html",
+            user=user,
+            instance=instance,
+            gateway_token=token,
+            busy=instance is not None and in_flight(instance),
+            steps=STEPS,
+            tiers=instances.tiers_for(user),
+            regions=LOCATIONS,
+            usage=llm_usage.month_summary(dbs(), user),
+            new_llm_key=new_llm_key,
+            error=error,
+            form=form or {},
+        ),
+        (error.status if error else 200),
+    )
     if new_llm_key or token:  # a page with a secret on it is never cached
         response = (response[0], response[1], {"Cache-Control": "no-store"})
     return response
@@ -40,10 +56,15 @@ def show(error: UserFacingError | None = None, form: dict | None = None, new_llm
 def create_instance():
     form = request.form
     try:
-        instances.request_instance(dbs(), current(), secret=settings().secret_key,
-                                   subdomain=form.get("subdomain") or None,
-                                   tier=form.get("tier") or None, region=form.get("region") or None,
-                                   ip=client_ip())
+        instances.request_instance(
+            dbs(),
+            current(),
+            secret=settings().secret_key,
+            subdomain=form.get("subdomain") or None,
+            tier=form.get("tier") or None,
+            region=form.get("region") or None,
+            ip=client_ip(),
+        )
         dbs().commit()
     except UserFacingError as exc:
         dbs().rollback()
@@ -59,8 +80,9 @@ def rotate_llm_key():
     if instance is None:
         return redirect(url_for("dashboard.show"), code=303)
     try:
-        key = llm_keys.rotate_llm_key(dbs(), instance, secret=settings().secret_key, actor=current(),
-                                      ip=client_ip())
+        key = llm_keys.rotate_llm_key(
+            dbs(), instance, secret=settings().secret_key, actor=current(), ip=client_ip()
+        )
         dbs().commit()
     except UserFacingError as exc:
         dbs().rollback()

@@ -1,5 +1,6 @@
 """Errors as pages for people and `{error: {code, message, action}}` for JSON clients; never a
 stack trace."""
+
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from db.errors import UserFacingError
+from clawdet.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,12 @@ def render_error(error: UserFacingError):
 
 def from_status(status: int, **overrides) -> UserFacingError:
     code, message, action = PLAIN.get(status, PLAIN[500] if status >= 500 else PLAIN[400])
-    return UserFacingError(overrides.get("code", code), overrides.get("message", message),
-                           overrides.get("action", action), status=status)
+    return UserFacingError(
+        overrides.get("code", code),
+        overrides.get("message", message),
+        overrides.get("action", action),
+        status=status,
+    )
 
 
 def install_error_handlers(app: Flask) -> None:
@@ -55,10 +60,14 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf(_error):
-        return render_error(UserFacingError(
-            "csrf_failed", "The form expired or was not sent from this site.",
-            "Reload the page and submit again (JSON clients: send X-CSRFToken from GET /api/auth/csrf).",
-            status=400))
+        return render_error(
+            UserFacingError(
+                "csrf_failed",
+                "The form expired or was not sent from this site.",
+                "Reload the page and submit again (JSON clients: send X-CSRFToken from GET /api/auth/csrf).",
+                status=400,
+            )
+        )
 
     @app.errorhandler(RateLimitExceeded)
     def _rate(error):

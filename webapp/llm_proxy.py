@@ -4,6 +4,7 @@
 Streams pass through chunk by chunk (waitress sends each chunk as it is yielded); the final
 usage chunk, which we ask the upstream for, is read on the way to record the tokens.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,16 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import func, select
 
-from db.errors import UserFacingError
-from db.models import DesiredState, Instance, InstanceStatus, LlmUsage, User
-from provisioner import credentials, llm_pricing, llm_usage
+from clawdet.errors import UserFacingError
+from clawdet.instances import credentials
+from clawdet.instances.lifecycle import DesiredState, InstanceStatus
+from clawdet.llm import pricing as llm_pricing
+from clawdet.llm import usage as llm_usage
+from clawdet.llm.recorder import UsageEntry, UsageRecorder, recorder
+from clawdet.llm.upstream import pool
+from db.models import Instance, LlmUsage, User
 from webapp import dbs, settings
 from webapp.extensions import csrf, limiter
-from webapp.llm_upstream import pool
-from webapp.usage_recorder import UsageEntry, UsageRecorder, recorder
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,12 @@ CLIENT_ERRORS = {400, 404, 413, 422}
 
 def upstream_failed(status: int) -> UserFacingError:
     log.warning("llm upstream answered HTTP %d", status)
-    return UserFacingError("upstream_error", "The language model could not answer this request.",
-                           "Try again in a minute.", status=502)
+    return UserFacingError(
+        "upstream_error",
+        "The language model could not answer this request.",
+        "Try again in a minute.",
+        status=502,
+    )
 
 
 def bearer_key() -> str:
@@ -59,26 +67,47 @@ class Caller:
 def authenticate() -> Caller:
     """The instance of the bearer key and its owner's tokens this month, in one query."""
     key = bearer_key()
-    refused = UserFacingError("invalid_api_key", "This API key is not valid.",
-                              "Use your instance's current key (rotate it from the dashboard).", status=401)
+    refused = UserFacingError(
+        "invalid_api_key",
+        "This API key is not valid.",
+        "Use your instance's current key (rotate it from the dashboard).",
+        status=401,
+    )
     if not key.startswith(credentials.LLM_KEY_PREFIX):
         raise refused
-    month_tokens = (select(func.coalesce(func.sum(LlmUsage.prompt_tokens + LlmUsage.completion_tokens), 0))
-                    .where(LlmUsage.user_id == User.id, LlmUsage.day >= llm_usage.today().replace(day=1))
-                    .scalar_subquery())
-    row = dbs().execute(
-        select(Instance.id, Instance.desired_state, Instance.status, User.id, User.disabled,
-               User.payment_method, User.paid, month_tokens)
-        .join(User, User.id == Instance.user_id)
-        .where(Instance.llm_key_hash == credentials.key_hash(key))).first()
+    month_tokens = (
+        select(func.coalesce(func.sum(LlmUsage.prompt_tokens + LlmUsage.completion_tokens), 0))
+        .where(LlmUsage.user_id == User.id, LlmUsage.day >= llm_usage.today().replace(day=1))
+        .scalar_subquery()
+    )
+    row = (
+        dbs()
+        .execute(
+            select(
+                Instance.id,
+                Instance.desired_state,
+                Instance.status,
+                User.id,
+                User.disabled,
+                User.payment_method,
+                User.paid,
+                month_tokens,
+            )
+            .join(User, User.id == Instance.user_id)
+            .where(Instance.llm_key_hash == credentials.key_hash(key))
+        )
+        .first()
+    )
     dbs().rollback()  # hold no database connection while the upstream works
     if row is None or row[1] == DesiredState.DESTROYED.value or row[2] == InstanceStatus.DESTROYED.value:
         raise refused
     if row[4]:
-        raise UserFacingError("account_disabled", "The account of this instance is disabled.",
-                              "Contact support.", status=403)
-    return Caller(user_id=row[3], instance_id=row[0], payment_method=row[5], paid=row[6],
-                  month_tokens=int(row[7]))
+        raise UserFacingError(
+            "account_disabled", "The account of this instance is disabled.", "Contact support.", status=403
+        )
+    return Caller(
+        user_id=row[3], instance_id=row[0], payment_method=row[5], paid=row[6], month_tokens=int(row[7])
+    )
 
 
 def check_quota(caller: Caller) -> None:
@@ -87,14 +116,19 @@ def check_quota(caller: Caller) -> None:
         raise UserFacingError(
             "quota_exceeded",
             f"This month's token quota is used up ({caller.month_tokens:,} of {quota:,} tokens).",
-            "Wait for the 1st of next month, or upgrade your plan on the dashboard.", status=429)
+            "Wait for the 1st of next month, or upgrade your plan on the dashboard.",
+            status=429,
+        )
 
 
 def _chat_body() -> tuple[dict, str, bool]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"]:
-        raise UserFacingError("invalid_request", "The body must be a JSON object with a model.",
-                              "Send an OpenAI chat completion request.")
+        raise UserFacingError(
+            "invalid_request",
+            "The body must be a JSON object with a model.",
+            "Send an OpenAI chat completion request.",
+        )
     stream = bool(body.get("stream"))
     if stream:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -132,7 +166,7 @@ def _usage_of(content: bytes) -> dict | None:
     return usage if isinstance(usage, dict) else None
 
 
-def _relay(upstream, meter: "Meter"):
+def _relay(upstream, meter: Meter):
     usage, tail = None, b""
     try:
         for chunk in upstream.iter_raw():
@@ -155,14 +189,22 @@ class Meter:
 
     def record(self, usage: dict | None) -> None:
         if usage is None:
-            log.warning("llm upstream sent no usage for instance %s model %s", self.caller.instance_id, self.model)
+            log.warning(
+                "llm upstream sent no usage for instance %s model %s", self.caller.instance_id, self.model
+            )
         usage = usage or {}
-        self.usage_recorder.submit(UsageEntry(
-            user_id=self.caller.user_id, instance_id=self.caller.instance_id,
-            payment_method=self.caller.payment_method, paid=self.caller.paid, model=self.model,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            used_before=self.caller.month_tokens))
+        self.usage_recorder.submit(
+            UsageEntry(
+                user_id=self.caller.user_id,
+                instance_id=self.caller.instance_id,
+                payment_method=self.caller.payment_method,
+                paid=self.caller.paid,
+                model=self.model,
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                used_before=self.caller.month_tokens,
+            )
+        )
 
 
 @bp.get("/models")

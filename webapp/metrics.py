@@ -3,13 +3,13 @@
 HTTP requests are counted in this web process (prometheus-client's registry). Everything about
 the fleet comes from the database at scrape time: gauges (instances by status, the work queue,
 the outbox) are computed, and the worker processes' counters and histograms are read from the
-`ops_counters` rows they write (see provisioner/ops_metrics.py), so any number of web and worker
+`ops_counters` rows they write (see clawdet/ops/metrics.py), so any number of web and worker
 processes on any number of machines report one consistent picture.
 """
+
 from __future__ import annotations
 
 import hmac
-
 import time
 from collections import defaultdict
 
@@ -18,16 +18,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
+from clawdet.ops import metrics as ops_metrics
 from db.engine import Database
 from db.models import Instance, LlmUsage, OutboxEmail, utcnow
-from provisioner import ops_metrics
 
 bp = Blueprint("metrics", __name__)
 
-HTTP_REQUESTS = Counter("clawdet_http_requests", "HTTP requests by route, method and status",
-                        ["route", "method", "status"], registry=None)
-HTTP_SECONDS = Histogram("clawdet_http_request_duration_seconds", "HTTP request duration by route",
-                         ["route"], registry=None)
+HTTP_REQUESTS = Counter(
+    "clawdet_http_requests",
+    "HTTP requests by route, method and status",
+    ["route", "method", "status"],
+    registry=None,
+)
+HTTP_SECONDS = Histogram(
+    "clawdet_http_request_duration_seconds", "HTTP request duration by route", ["route"], registry=None
+)
 
 HELP = {
     "clawdet_reconcile": "Reconcile operations by kind and outcome",
@@ -55,40 +60,56 @@ class DatabaseCollector:
             yield from self._worker_counters(session)
 
     def _instances(self, session):
-        family = GaugeMetricFamily("clawdet_instances", "Instances by status and health",
-                                   labels=["status", "health"])
+        family = GaugeMetricFamily(
+            "clawdet_instances", "Instances by status and health", labels=["status", "health"]
+        )
         for status, health, count in session.execute(
-                select(Instance.status, Instance.health, func.count()).group_by(Instance.status, Instance.health)):
+            select(Instance.status, Instance.health, func.count()).group_by(Instance.status, Instance.health)
+        ):
             family.add_metric([status, health], count)
         yield family
 
     def _queue(self, session):
-        from provisioner import leases
+        from clawdet.instances import leases
 
         now = utcnow()
-        family = GaugeMetricFamily("clawdet_work_queue", "Instances waiting for, or held by, a worker",
-                                   labels=["state"])
-        pending = session.scalar(select(func.count()).select_from(Instance)
-                                 .where(leases.needs_work(), Instance.lease_owner.is_(None)))
-        leased = session.scalar(select(func.count()).select_from(Instance)
-                                .where(Instance.lease_owner.is_not(None), Instance.lease_expires_at > now))
+        family = GaugeMetricFamily(
+            "clawdet_work_queue", "Instances waiting for, or held by, a worker", labels=["state"]
+        )
+        pending = session.scalar(
+            select(func.count())
+            .select_from(Instance)
+            .where(leases.needs_work(), Instance.lease_owner.is_(None))
+        )
+        leased = session.scalar(
+            select(func.count())
+            .select_from(Instance)
+            .where(Instance.lease_owner.is_not(None), Instance.lease_expires_at > now)
+        )
         failed = session.scalar(select(func.count()).select_from(Instance).where(Instance.status == "failed"))
         for state, value in (("pending", pending), ("leased", leased), ("failed", failed)):
             family.add_metric([state], value or 0)
         yield family
 
     def _outbox(self, session):
-        family = GaugeMetricFamily("clawdet_outbox_emails", "Emails in the outbox by status", labels=["status"])
-        for status, count in session.execute(select(OutboxEmail.status, func.count()).group_by(OutboxEmail.status)):
+        family = GaugeMetricFamily(
+            "clawdet_outbox_emails", "Emails in the outbox by status", labels=["status"]
+        )
+        for status, count in session.execute(
+            select(OutboxEmail.status, func.count()).group_by(OutboxEmail.status)
+        ):
             family.add_metric([status], count)
         yield family
 
     def _tokens(self, session):
-        family = CounterMetricFamily("clawdet_llm_tokens", "LLM tokens through the proxy by model and kind",
-                                     labels=["model", "kind"])
+        family = CounterMetricFamily(
+            "clawdet_llm_tokens", "LLM tokens through the proxy by model and kind", labels=["model", "kind"]
+        )
         for model, prompt, completion in session.execute(
-                select(LlmUsage.model, func.sum(LlmUsage.prompt_tokens), func.sum(LlmUsage.completion_tokens))
-                .group_by(LlmUsage.model)):
+            select(
+                LlmUsage.model, func.sum(LlmUsage.prompt_tokens), func.sum(LlmUsage.completion_tokens)
+            ).group_by(LlmUsage.model)
+        ):
             family.add_metric([model, "prompt"], int(prompt or 0))
             family.add_metric([model, "completion"], int(completion or 0))
         yield family
@@ -122,8 +143,9 @@ class DatabaseCollector:
             family = HistogramMetricFamily(name, HELP.get(name, name), labels=keys)
             for key, slot in series.items():
                 labels = dict(key)
-                buckets = sorted(slot.get("buckets", []),
-                                 key=lambda b: float("inf") if b[0] == "+Inf" else float(b[0]))
+                buckets = sorted(
+                    slot.get("buckets", []), key=lambda b: float("inf") if b[0] == "+Inf" else float(b[0])
+                )
                 family.add_metric([labels.get(k, "") for k in keys], buckets, slot.get("_sum", 0.0))
             yield family
 
@@ -133,9 +155,11 @@ def metrics():
     from flask import current_app
 
     from webapp import settings
+
     token = settings().metrics_token
-    if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
-                                         f"Bearer {token}".encode()):
+    if token and not hmac.compare_digest(
+        request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
+    ):
         return Response("metrics need the bearer token of METRICS_TOKEN\n", status=401, mimetype="text/plain")
     registry = CollectorRegistry(auto_describe=False)
     for metric in (HTTP_REQUESTS, HTTP_SECONDS, current_app.extensions["clawdet.metrics"]):

@@ -1,6 +1,7 @@
 """The operations side of the web app, installed by `init_app`: request ids and request log
 lines, `/metrics`, the admin console, the platform health checks, and in sandbox mode the
 sandbox mail sink's inbox at `/_sandbox/mail`."""
+
 from __future__ import annotations
 
 import logging
@@ -10,11 +11,11 @@ from flask import Blueprint, Flask, g, jsonify, request
 from sqlalchemy import event
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
+from clawdet.logs import clean_request_id, current_request_id
+from clawdet.ops.platform_health import PlatformHealth
+from clawdet.settings import Settings
 from db.engine import Database
-from db.logs import clean_request_id, current_request_id
 from db.models import InstanceEvent, OperationRequest, utcnow
-from db.settings import Settings
-from provisioner.platform_health import PlatformHealth
 
 log = logging.getLogger("clawdet.http")
 
@@ -31,12 +32,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.extensions["clawdet.platform_health"] = PlatformHealth(settings, database)
     remember_operation_requests(database)
-    if is_sandbox(settings):
+    if settings.sandbox:
         app.register_blueprint(sandbox_bp)
-
-
-def is_sandbox(settings: Settings) -> bool:
-    return not settings.cloud_env.get("HCLOUD_TOKEN")
 
 
 def install_request_ids(app: Flask) -> None:
@@ -53,8 +50,13 @@ def install_request_ids(app: Flask) -> None:
         if request_id:
             response.headers["X-Request-ID"] = request_id
             seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
-            log.info("%s %s %s", request.method, request.path, response.status_code,
-                     extra={"status": response.status_code, "seconds": round(seconds, 4)})
+            log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={"status": response.status_code, "seconds": round(seconds, 4)},
+            )
         return response
 
     @app.teardown_request
@@ -73,15 +75,21 @@ def _remember_request_id(session, _context, _instances) -> None:
     request_id = current_request_id()
     if not request_id:
         return
-    asked = {obj.instance_id: obj.generation for obj in session.new
-             if isinstance(obj, InstanceEvent) and obj.kind == "status" and obj.instance_id}
+    asked = {
+        obj.instance_id: obj.generation
+        for obj in session.new
+        if isinstance(obj, InstanceEvent) and obj.kind == "status" and obj.instance_id
+    }
     pending = {obj.instance_id: obj for obj in session.new if isinstance(obj, OperationRequest)}
     with session.no_autoflush:
         for instance_id, generation in asked.items():
             row = pending.get(instance_id) or session.get(OperationRequest, instance_id)
             if row is None:
-                session.add(OperationRequest(instance_id=instance_id, request_id=request_id,
-                                             generation=generation, at=utcnow()))
+                session.add(
+                    OperationRequest(
+                        instance_id=instance_id, request_id=request_id, generation=generation, at=utcnow()
+                    )
+                )
             else:
                 row.request_id, row.generation, row.at = request_id, generation, utcnow()
 
@@ -89,8 +97,11 @@ def _remember_request_id(session, _context, _instances) -> None:
 def platform_health_response(app: Flask):
     checks = app.extensions["clawdet.platform_health"].checks()
     down = [name for name, check in checks.items() if not check.ok]
-    body = {"status": "down" if down else "ok", "down": down,
-            "checks": {name: check.as_dict() for name, check in checks.items()}}
+    body = {
+        "status": "down" if down else "ok",
+        "down": down,
+        "checks": {name: check.as_dict() for name, check in checks.items()},
+    }
     return jsonify(body), (503 if down else 200)
 
 

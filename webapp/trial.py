@@ -3,6 +3,7 @@
 The limit is counted on the server twice, in the visitor's session and per IP address (kept as
 a keyed hash, per UTC day); the higher count wins, and the browser's own count is never asked.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,12 +14,12 @@ from flask import Blueprint, current_app, jsonify, request, session, url_for
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from db.errors import UserFacingError
+from clawdet.errors import UserFacingError
+from clawdet.llm.upstream import pool
+from clawdet.llm.usage import today
 from db.models import TrialUsage
-from provisioner.llm_usage import today
 from webapp import dbs, settings
 from webapp.auth import client_ip
-from webapp.llm_upstream import pool
 
 bp = Blueprint("trial", __name__)
 
@@ -26,37 +27,51 @@ SESSION_COUNT = "trial_messages"
 MAX_HISTORY = 10
 MAX_CHARS = 2000
 MAX_REPLY_TOKENS = 400
-SYSTEM_PROMPT = ("You are the Clawdet demo assistant. Answer briefly. Clawdet gives each customer "
-                 "their own OpenClaw AI gateway on a dedicated server.")
+SYSTEM_PROMPT = (
+    "You are the Clawdet demo assistant. Answer briefly. Clawdet gives each customer "
+    "their own OpenClaw AI gateway on a dedicated server."
+)
 
 
 def ip_hash() -> str:
-    return hmac.new(settings().secret_key.encode(), f"trial-ip/{client_ip()}".encode(),
-                    hashlib.sha256).hexdigest()
+    return hmac.new(
+        settings().secret_key.encode(), f"trial-ip/{client_ip()}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def _limit_reached() -> tuple:
     limit = settings().trial_messages
-    return jsonify(error={
-        "code": "trial_limit", "message": f"That was the last of your {limit} free trial messages.",
-        "action": "Create a free account to keep chatting with your own assistant.",
-        "link": url_for("auth.signup_page"),
-    }), 429
+    return jsonify(
+        error={
+            "code": "trial_limit",
+            "message": f"That was the last of your {limit} free trial messages.",
+            "action": "Create a free account to keep chatting with your own assistant.",
+            "link": url_for("auth.signup_page"),
+        }
+    ), 429
 
 
 def _ip_count_after_increment(day) -> int:
     db = dbs()
     insert = (postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert)(TrialUsage)
-    db.execute(insert.values(ip_hash=ip_hash(), day=day, messages=1).on_conflict_do_update(
-        index_elements=["ip_hash", "day"], set_={"messages": TrialUsage.messages + 1}))
-    return db.scalar(select(TrialUsage.messages).where(TrialUsage.ip_hash == ip_hash(), TrialUsage.day == day))
+    db.execute(
+        insert.values(ip_hash=ip_hash(), day=day, messages=1).on_conflict_do_update(
+            index_elements=["ip_hash", "day"], set_={"messages": TrialUsage.messages + 1}
+        )
+    )
+    return db.scalar(
+        select(TrialUsage.messages).where(TrialUsage.ip_hash == ip_hash(), TrialUsage.day == day)
+    )
 
 
 def _messages(body) -> list[dict]:
     history = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(history, list) or not history:
-        raise UserFacingError("invalid_request", "Send the conversation as a list of messages.",
-                              "Type a message and send it again.")
+        raise UserFacingError(
+            "invalid_request",
+            "Send the conversation as a list of messages.",
+            "Type a message and send it again.",
+        )
     cleaned = []
     for message in history[-MAX_HISTORY:]:
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
@@ -65,8 +80,9 @@ def _messages(body) -> list[dict]:
         if isinstance(content, str) and content.strip():
             cleaned.append({"role": message["role"], "content": content[:MAX_CHARS]})
     if not cleaned or cleaned[-1]["role"] != "user":
-        raise UserFacingError("invalid_request", "The last message must be yours.",
-                              "Type a message and send it again.")
+        raise UserFacingError(
+            "invalid_request", "The last message must be yours.", "Type a message and send it again."
+        )
     return [{"role": "system", "content": SYSTEM_PROMPT}, *cleaned]
 
 
@@ -94,7 +110,11 @@ def chat():
     try:
         reply = answer["choices"][0]["message"]["content"]
     except (TypeError, KeyError, IndexError):
-        raise UserFacingError("upstream_unavailable", "The demo assistant could not answer.",
-                              "Try again in a minute.", status=502) from None
+        raise UserFacingError(
+            "upstream_unavailable",
+            "The demo assistant could not answer.",
+            "Try again in a minute.",
+            status=502,
+        ) from None
     used = max(session_count + 1, ip_count)
     return jsonify(reply=reply, remaining=max(0, limit - used))

@@ -1,5 +1,6 @@
 """A person creates an instance and watches it come up, then destroys it: `clawdet run` (web,
 worker, sandbox cloud, real Pulumi engine) in its own process and Chromium."""
+
 import os
 import re
 import subprocess
@@ -8,8 +9,8 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import REPO, free_port, wait_until_up
-from tests.integration.provisioning import project_copy, require_toolchain
+from tests.fixtures.browser import REPO, free_port, wait_until_up
+from tests.fixtures.provisioning import project_copy, require_toolchain
 
 pytestmark = [pytest.mark.engine, pytest.mark.browser]
 
@@ -18,14 +19,23 @@ pytestmark = [pytest.mark.engine, pytest.mark.browser]
 def control_plane(tmp_path):
     require_toolchain()
     port = free_port()
-    env = {**os.environ, "CLAWDET_DATA_DIR": str(tmp_path / "data"), "PORT": str(port),
-           "CLAWDET_PROJECT_DIR": str(project_copy(tmp_path / "project")),
-           "PULUMI_CONFIG_PASSPHRASE": "browser-test"}
+    env = {
+        **os.environ,
+        "CLAWDET_DATA_DIR": str(tmp_path / "data"),
+        "PORT": str(port),
+        "CLAWDET_PROJECT_DIR": str(project_copy(tmp_path / "project")),
+        "PULUMI_CONFIG_PASSPHRASE": "browser-test",
+    }
     for key in ("DATABASE_URL", "HCLOUD_TOKEN"):
         env.pop(key, None)
     log = open(tmp_path / "run.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "webapp.cli", "run", "--port", str(port)],
-                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clawdet.cli", "run", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{base}/api/auth/csrf", process, timeout=60)

@@ -1,4 +1,5 @@
 """A person signs up in a real browser: register → details → dashboard → create instance."""
+
 import re
 
 from playwright.sync_api import expect

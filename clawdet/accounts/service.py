@@ -1,0 +1,176 @@
+"""Accounts: registration, sign-in with a per-account back-off, and the details step."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from email_validator import EmailNotValidError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from clawdet.accounts.importer import normalise_email
+from clawdet.accounts.passwords import DUMMY_HASH, hash_password, verify_password
+from clawdet.errors import UserFacingError
+from db import audit
+from db.models import User, utcnow
+
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128
+NAME_MAX = 100
+FREE_FAILURES = 5  # failed logins before the account back-off starts
+BACKOFF_START = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(minutes=15)
+
+
+def clean_email(raw: str | None) -> str:
+    try:
+        return normalise_email(raw or "")
+    except EmailNotValidError as exc:
+        raise UserFacingError(
+            "invalid_email",
+            f"That email address is not valid: {exc}",
+            "Check the address and try again.",
+            field="email",
+        ) from exc
+
+
+def clean_password(raw: str | None) -> str:
+    password = raw or ""
+    if len(password) < PASSWORD_MIN:
+        raise UserFacingError(
+            "weak_password",
+            f"Passwords need at least {PASSWORD_MIN} characters.",
+            "Choose a longer password.",
+            field="password",
+        )
+    if len(password) > PASSWORD_MAX:
+        raise UserFacingError(
+            "password_too_long",
+            f"Passwords can have at most {PASSWORD_MAX} characters.",
+            "Choose a shorter password.",
+            field="password",
+        )
+    return password
+
+
+def clean_name(raw: str | None) -> str:
+    name = " ".join((raw or "").split())
+    if not name:
+        raise UserFacingError(
+            "name_required", "Please tell us your name.", "Fill in your name.", field="name"
+        )
+    if len(name) > NAME_MAX:
+        raise UserFacingError(
+            "name_too_long",
+            f"Names can have at most {NAME_MAX} characters.",
+            "Shorten the name.",
+            field="name",
+        )
+    return name
+
+
+def email_taken() -> UserFacingError:
+    return UserFacingError(
+        "email_taken",
+        "An account with this email already exists.",
+        "Sign in instead, or use another email.",
+        status=409,
+        field="email",
+    )
+
+
+def register(
+    session: Session, *, name: str, email: str, password: str, free_beta: bool, ip: str | None = None
+) -> User:
+    user = User(
+        name=clean_name(name), email=clean_email(email), password_hash=hash_password(clean_password(password))
+    )
+    if session.scalar(select(User.id).where(User.email == user.email)):
+        raise email_taken()
+    if free_beta:
+        user.mark_free_beta()
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent registration won the unique index
+        session.rollback()
+        raise email_taken() from exc
+    audit.record(session, "user.register", actor=user, target_type="user", target_id=user.id, ip=ip)
+    return user
+
+
+def authenticate(session: Session, *, email: str, password: str, ip: str | None = None) -> User:
+    refused = UserFacingError(
+        "invalid_credentials",
+        "Email or password is not right.",
+        "Check both and try again, or create an account.",
+        status=401,
+    )
+    try:
+        address = normalise_email(email or "")
+    except EmailNotValidError:
+        raise refused from None
+    user = session.scalar(select(User).where(User.email == address))
+    if user is None:
+        verify_password(DUMMY_HASH, password or "")
+        raise refused
+    now = utcnow()
+    if user.login_blocked_until and user.login_blocked_until > now:
+        wait = int((user.login_blocked_until - now).total_seconds()) + 1
+        raise UserFacingError(
+            "account_locked",
+            "Too many failed sign-ins for this account.",
+            f"Wait {wait} seconds, then try again.",
+            status=429,
+            headers={"Retry-After": str(wait)},
+        )
+    matches, needs_rehash = verify_password(user.password_hash, password or "")
+    if not matches:
+        user.failed_logins += 1
+        extra = user.failed_logins - FREE_FAILURES
+        if extra >= 0:
+            user.login_blocked_until = now + min(BACKOFF_START * 2**extra, BACKOFF_MAX)
+        audit.record(session, "user.login_failed", target_type="user", target_id=user.id, ip=ip)
+        session.commit()
+        raise refused
+    if user.disabled:
+        raise UserFacingError(
+            "account_disabled",
+            "This account is disabled.",
+            "Contact support if you think this is a mistake.",
+            status=403,
+        )
+    if needs_rehash:
+        user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.login_blocked_until = None
+    audit.record(session, "user.login", actor=user, target_type="user", target_id=user.id, ip=ip)
+    return user
+
+
+def complete_details(
+    session: Session, user: User, *, email: str, accept_terms: bool, ip: str | None = None
+) -> User:
+    address = clean_email(email)
+    if not accept_terms:
+        raise UserFacingError(
+            "terms_required",
+            "Please accept the terms to continue.",
+            "Tick the box to accept the terms.",
+            field="terms",
+        )
+    owner = session.scalar(select(User.id).where(User.email == address))
+    if owner and owner != user.id:
+        raise email_taken()
+    if user.email != address:
+        user.email = address
+        user.email_verified = False
+    user.terms_accepted_at = user.terms_accepted_at or utcnow()
+    audit.record(session, "user.details", actor=user, target_type="user", target_id=user.id, ip=ip)
+    return user
+
+
+def revoke_sessions(user: User) -> None:
+    """Every session signed with the old version stops working at its next request."""
+    user.session_version += 1

@@ -1,0 +1,3 @@
+from clawdet.cli import main
+
+main()

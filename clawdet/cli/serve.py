@@ -1,0 +1,121 @@
+"""`clawdet web`, `clawdet run` (everything in one process) and `clawdet sandbox`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from clawdet.cli import _database, _logging, _redacted, _settings, _stop_on_signals, main
+from clawdet.settings import Settings
+
+
+@main.command(help="Serve the web app (waitress) on 127.0.0.1:$PORT.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="PORT", default=8000, show_default=True, type=int)
+@click.option("--threads", default=16, show_default=True, type=int)
+def web(host: str, port: int, threads: int) -> None:
+    from waitress import serve
+
+    from webapp import create_app
+
+    _logging()
+    settings = _settings()
+    app = create_app(settings)
+    click.echo(f"Clawdet web on http://{host}:{port} (database: {_redacted(settings.database_url)})")
+    serve(app, host=host, port=port, threads=threads, ident="clawdet")
+
+
+def _sandbox_args(settings: Settings) -> list[str]:
+    return ["--state", str(settings.data_dir / "sandbox" / "state.json"), "--zone", settings.base_domain]
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    help="Run the sandbox cloud (Hetzner, Cloudflare, X, LLM stand-ins); --help for its options.",
+)
+@click.pass_context
+def sandbox(ctx: click.Context) -> None:
+    from sandbox.cli import main as sandbox_main
+
+    sys.exit(sandbox_main(_sandbox_args(_settings()) + ctx.args))
+
+
+@main.command(
+    help="The whole control plane in one process: the sandbox cloud (unless cloud "
+    "credentials are set), one worker and the web app."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="PORT", default=8000, show_default=True, type=int)
+def run(host: str, port: int) -> None:
+    import os
+    import threading
+
+    from waitress import create_server
+
+    from clawdet.cloud import sandbox_description_path
+    from clawdet.reconciler.worker import Worker
+    from db.migrate import upgrade
+    from webapp import create_app
+
+    _logging()
+    settings = _settings()
+    upgrade(settings.database_url)
+    cloud_sandbox = mail_sink = None
+    if not settings.smtp_host:
+        from sandbox.mail_sink import MailSink
+
+        mail_sink = MailSink(settings.data_dir / "sandbox" / "mail").start()
+        for key, value in mail_sink.env().items():
+            os.environ.setdefault(key, value)
+        settings = _settings()
+    if settings.sandbox:
+        from sandbox import Sandbox
+
+        cloud_sandbox = Sandbox(settings.data_dir / "sandbox" / "state.json", zone_name=settings.base_domain)
+        cloud_sandbox.start()
+        cloud_sandbox.write_env_file(sandbox_description_path(settings))
+        for key, value in sandbox_web_env(cloud_sandbox.describe()).items():
+            os.environ.setdefault(key, value)
+        settings = _settings()
+        click.echo(
+            f"Sandbox cloud: Hetzner {cloud_sandbox.hcloud_url}, Cloudflare {cloud_sandbox.cloudflare_url}, "
+            f"zone {cloud_sandbox.zone_name}"
+        )
+    database = _database()
+    worker_ = Worker(settings, database, concurrency=2).start()
+    server = create_server(create_app(settings, database), host=host, port=port, threads=16, ident="clawdet")
+    stopping = threading.Event()
+
+    def stop(abort: bool = False) -> None:
+        stopping.set()
+        worker_.shutdown(0, abort=abort)
+        server.close()
+
+    _stop_on_signals(stop)
+    click.echo(f"Clawdet on http://{host}:{port} (database: {_redacted(settings.database_url)})")
+    try:
+        server.run()
+    except (OSError, ValueError):
+        if not stopping.is_set():
+            raise
+    finally:
+        worker_.shutdown()
+        worker_.wait()
+        if cloud_sandbox is not None:
+            cloud_sandbox.stop()
+        if mail_sink is not None:
+            mail_sink.stop()
+    click.echo("Clawdet stopped.")
+
+
+def sandbox_web_env(description: dict) -> dict[str, str]:
+    """What the web app reads to use the sandbox's X and LLM upstream (set only when unset)."""
+    return {
+        "X_CLIENT_ID": description["x_client_id"],
+        "X_CLIENT_SECRET": description["x_client_secret"],
+        "X_AUTHORIZE_URL": description["x_authorize_url"],
+        "X_API_BASE_URL": description["x_url"],
+        "LLM_PRIMARY_URL": description["llm_url"],
+        "LLM_PRIMARY_KEY": description["llm_key"],
+    }

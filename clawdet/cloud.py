@@ -1,0 +1,227 @@
+"""Which cloud the instances live in, and small API clients for what the engine does not do:
+listing the fleet in a few paginated calls, sweeping orphans, rebooting a server.
+
+Real Hetzner and Cloudflare when HCLOUD_TOKEN is set; otherwise the sandbox that `clawdet
+sandbox` (or `clawdet run`) started, found through the description it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from clawdet.errors import UserFacingError
+from clawdet.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HETZNER_API = "https://api.hetzner.cloud/v1"
+CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
+MANAGED_LABEL = "managed-by=clawdet"
+INSTANCE_LABEL = "clawdet-instance"
+
+
+def sandbox_description_path(settings: Settings) -> Path:
+    return settings.data_dir / "sandbox" / "sandbox.json"
+
+
+@dataclass(frozen=True)
+class CloudTarget:
+    sandbox: bool
+    hcloud_token: str
+    hcloud_endpoint: str
+    cloudflare_token: str
+    cloudflare_base_url: str
+    zone_id: str
+    base_domain: str
+    health_url_template: str
+
+    def provider_env(self) -> dict[str, str]:
+        """What the hcloud and cloudflare plugins read (kept out of the committed stack files)."""
+        return {
+            "HCLOUD_TOKEN": self.hcloud_token,
+            "HCLOUD_ENDPOINT": self.hcloud_endpoint,
+            "CLOUDFLARE_API_TOKEN": self.cloudflare_token,
+            "CLOUDFLARE_BASE_URL": self.cloudflare_base_url,
+        }
+
+    def health_url(self, *, fqdn: str, ipv4: str | None) -> str | None:
+        if "{ipv4}" in self.health_url_template and not ipv4:
+            return None
+        return self.health_url_template.format(fqdn=fqdn, ipv4=ipv4)
+
+
+def resolve(settings: Settings) -> CloudTarget:
+    env = settings.cloud_env
+    if not settings.sandbox:
+        missing = [
+            k for k in ("HCLOUD_TOKEN", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ZONE_ID") if not env.get(k)
+        ]
+        if missing:
+            raise UserFacingError(
+                "cloud_not_configured",
+                f"Not in sandbox mode, but {', '.join(missing)} is not set.",
+                "Set every cloud variable listed in .env.example.",
+                status=503,
+            )
+        return CloudTarget(
+            sandbox=False,
+            hcloud_token=env["HCLOUD_TOKEN"],
+            hcloud_endpoint=env.get("HCLOUD_ENDPOINT", HETZNER_API),
+            cloudflare_token=env["CLOUDFLARE_API_TOKEN"],
+            cloudflare_base_url=env.get("CLOUDFLARE_BASE_URL", CLOUDFLARE_API),
+            zone_id=env["CLOUDFLARE_ZONE_ID"],
+            base_domain=settings.base_domain,
+            health_url_template=env.get("HEALTH_URL_TEMPLATE", "https://{fqdn}/healthz"),
+        )
+    path = sandbox_description_path(settings)
+    try:
+        sandbox = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError) as exc:
+        raise UserFacingError(
+            "cloud_not_configured",
+            "No cloud credentials are set and no sandbox cloud is running.",
+            "Start `clawdet sandbox` (make run does), or set HCLOUD_TOKEN and the Cloudflare variables.",
+            status=503,
+        ) from exc
+    return CloudTarget(
+        sandbox=True,
+        hcloud_token=sandbox["hcloud_token"],
+        hcloud_endpoint=sandbox["hcloud_url"],
+        cloudflare_token=sandbox["cloudflare_token"],
+        cloudflare_base_url=sandbox["cloudflare_url"],
+        zone_id=sandbox["zone_id"],
+        base_domain=sandbox["zone_name"],
+        health_url_template=env.get(
+            "HEALTH_URL_TEMPLATE", f"http://{{ipv4}}:{sandbox['gateway_port']}/healthz"
+        ),
+    )
+
+
+class ApiError(Exception):
+    def __init__(self, service: str, status: int, message: str):
+        super().__init__(f"{service} answered {status}: {message}")
+        self.status = status
+
+
+class _Api:
+    """JSON over HTTP with a timeout and bounded retries on 429, 5xx and network errors."""
+
+    service = "api"
+    attempts = 5
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0):
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/", timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
+        self.calls = 0
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs) -> dict[str, Any]:
+        for attempt in range(1, self.attempts + 1):
+            self.calls += 1
+            try:
+                response = self.http.request(method, path.lstrip("/"), **kwargs)
+            except httpx.TransportError as exc:
+                if attempt == self.attempts:
+                    raise ApiError(self.service, 0, type(exc).__name__) from exc
+                self._sleep(attempt, None)
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                if attempt == self.attempts:
+                    raise ApiError(self.service, response.status_code, self._message(response))
+                self._sleep(attempt, response.headers.get("Retry-After"))
+                continue
+            if response.status_code >= 400:
+                raise ApiError(self.service, response.status_code, self._message(response))
+            return response.json() if response.content else {}
+        raise AssertionError("unreachable")
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = min(2**attempt * 0.1, 5.0) * random.uniform(0.5, 1.0)
+        if retry_after and retry_after.isdigit():
+            delay = min(float(retry_after), 10.0)
+        log.info("%s: retrying in %.2fs (attempt %d)", self.service, delay, attempt)
+        time.sleep(delay)
+
+    @staticmethod
+    def _message(response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return response.reason_phrase
+        error = body.get("error") or (body.get("errors") or [{}])[0]
+        return str(error.get("message") or error.get("code") or response.reason_phrase)[:200]
+
+
+class Hetzner(_Api):
+    service = "hetzner"
+
+    def servers(self, label_selector: str = MANAGED_LABEL) -> list[dict[str, Any]]:
+        return list(self._paged("servers", "servers", label_selector=label_selector))
+
+    def firewalls(self, label_selector: str = MANAGED_LABEL) -> list[dict[str, Any]]:
+        return list(self._paged("firewalls", "firewalls", label_selector=label_selector))
+
+    def _paged(self, path: str, key: str, **params) -> Iterator[dict[str, Any]]:
+        page = 1
+        while page:
+            body = self.request("GET", path, params={**params, "page": page, "per_page": 50})
+            yield from body.get(key, [])
+            page = (body.get("meta", {}).get("pagination") or {}).get("next_page")
+
+    def delete_server(self, server_id: int | str) -> None:
+        self._ignore_missing("DELETE", f"servers/{server_id}")
+
+    def delete_firewall(self, firewall_id: int | str) -> None:
+        self._ignore_missing("DELETE", f"firewalls/{firewall_id}")
+
+    def server_action(self, server_id: int | str, action: str) -> dict[str, Any]:
+        return self.request("POST", f"servers/{server_id}/actions/{action}").get("action", {})
+
+    def _ignore_missing(self, method: str, path: str) -> None:
+        try:
+            self.request(method, path)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+
+class Cloudflare(_Api):
+    service = "cloudflare"
+
+    def records(self, zone_id: str, **filters) -> list[dict[str, Any]]:
+        out, page = [], 1
+        while True:
+            body = self.request(
+                "GET", f"zones/{zone_id}/dns_records", params={**filters, "page": page, "per_page": 1000}
+            )
+            out += body.get("result", [])
+            info = body.get("result_info") or {}
+            if page >= int(info.get("total_pages") or 1):
+                return out
+            page += 1
+
+    def delete_record(self, zone_id: str, record_id: str) -> None:
+        try:
+            self.request("DELETE", f"zones/{zone_id}/dns_records/{record_id}")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+
+def clients(target: CloudTarget) -> tuple[Hetzner, Cloudflare]:
+    return (
+        Hetzner(target.hcloud_endpoint, target.hcloud_token),
+        Cloudflare(target.cloudflare_base_url, target.cloudflare_token),
+    )

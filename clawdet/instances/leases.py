@@ -1,0 +1,100 @@
+"""Work claiming: one stack, one worker. A lease is a conditional UPDATE in the database (with
+`FOR UPDATE SKIP LOCKED` on PostgreSQL so workers do not queue behind each other's rows); a
+lease left by a dead worker expires and another worker takes the row over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Instance, utcnow
+
+
+def needs_work():
+    return or_(Instance.generation > Instance.observed_generation, Instance.requested_action.is_not(None))
+
+
+def queued(session: Session, only: str | None = None) -> list[tuple[str, str]]:
+    """Every instance waiting for work, with what will be done: (stack, action)."""
+    query = select(Instance).where(needs_work()).order_by(Instance.stack_name)
+    if only:
+        query = query.where(Instance.stack_name == only)
+    return [
+        (i.stack_name, i.requested_action or ("destroy" if i.desired_state == "destroyed" else "up"))
+        for i in session.scalars(query)
+    ]
+
+
+def unresolved(session: Session, only: str | None = None) -> list[Instance]:
+    """Instances still waiting for work or failed: what a GitOps run reports as not converged."""
+    query = select(Instance).where(needs_work() | (Instance.status == "failed"))
+    if only:
+        query = query.where(Instance.stack_name == only)
+    return list(session.scalars(query.order_by(Instance.stack_name)))
+
+
+def due(now):
+    return (
+        or_(Instance.next_attempt_at.is_(None), Instance.next_attempt_at <= now),
+        or_(Instance.lease_expires_at.is_(None), Instance.lease_expires_at < now),
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    instance_id: str
+    generation: int
+    taken_over_from: str | None  # the owner of an expired lease: that worker died mid-operation
+
+
+def claim_next(session: Session, owner: str, lease: timedelta, *, only: str | None = None) -> Claim | None:
+    now = utcnow()
+    query = (
+        select(Instance.id, Instance.generation, Instance.lease_owner)
+        .where(needs_work(), *due(now))
+        .order_by(Instance.next_attempt_at.is_not(None), Instance.next_attempt_at, Instance.updated_at)
+        .limit(5)
+    )
+    if only:
+        query = query.where(Instance.stack_name == only)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Instance)
+    for instance_id, generation, previous_owner in session.execute(query).all():
+        taken = session.execute(
+            update(Instance)
+            .where(
+                Instance.id == instance_id,
+                or_(Instance.lease_expires_at.is_(None), Instance.lease_expires_at < now),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + lease)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if taken == 1:
+            session.commit()
+            return Claim(instance_id, generation, previous_owner)
+    session.commit()
+    return None
+
+
+def renew(session: Session, instance_id: str, owner: str, lease: timedelta) -> bool:
+    renewed = session.execute(
+        update(Instance)
+        .where(Instance.id == instance_id, Instance.lease_owner == owner)
+        .values(lease_expires_at=utcnow() + lease)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return renewed == 1
+
+
+def release(session: Session, instance_id: str, owner: str) -> None:
+    session.execute(
+        update(Instance)
+        .where(Instance.id == instance_id, Instance.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()

@@ -1,0 +1,81 @@
+"""Probing gateways' /healthz: one, or the whole fleet concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+
+PROBE_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    url: str
+    ok: bool
+    status: int | None
+    seconds: float
+    error: str | None = None
+
+
+async def _probe(client: httpx.AsyncClient, url: str) -> Probe:
+    started = time.perf_counter()
+    try:
+        response = await client.get(url)
+        return Probe(url, response.status_code == 200, response.status_code, time.perf_counter() - started)
+    except httpx.HTTPError as exc:
+        return Probe(url, False, None, time.perf_counter() - started, type(exc).__name__)
+
+
+async def probe_all_async(
+    urls: list[str], *, concurrency: int = 200, timeout: float = PROBE_TIMEOUT
+) -> dict[str, Probe]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, verify=True) as client:
+
+        async def bounded(url: str) -> Probe:
+            async with semaphore:
+                return await _probe(client, url)
+
+        results = await asyncio.gather(*(bounded(url) for url in urls))
+    return {probe.url: probe for probe in results}
+
+
+def probe_all(urls: list[str], **kwargs) -> dict[str, Probe]:
+    """Probe from synchronous code; from inside a running event loop, on a thread of its own."""
+    if not urls:
+        return {}
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(probe_all_async(urls, **kwargs))
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, probe_all_async(urls, **kwargs)).result()
+
+
+def probe(url: str, timeout: float = PROBE_TIMEOUT) -> Probe:
+    started = time.perf_counter()
+    try:
+        response = httpx.get(url, timeout=timeout)
+        return Probe(url, response.status_code == 200, response.status_code, time.perf_counter() - started)
+    except httpx.HTTPError as exc:
+        return Probe(url, False, None, time.perf_counter() - started, type(exc).__name__)
+
+
+def wait_healthy(
+    url: str, deadline_seconds: float, *, cancelled: Callable[[], bool] = lambda: False
+) -> Probe:
+    """Poll until /healthz answers 200 or the deadline passes (interval grows to 5 s)."""
+    end = time.monotonic() + deadline_seconds
+    interval = 0.25
+    while True:
+        result = probe(url)
+        if result.ok or time.monotonic() >= end or cancelled():
+            return result
+        time.sleep(min(interval, max(0.0, end - time.monotonic())))
+        interval = min(interval * 1.6, 5.0)

@@ -1,0 +1,420 @@
+"""The reconciler: claim an instance whose observed state lags its desired state, converge its
+stack, and record every step as an instance event the dashboard streams."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pulumi import automation as auto
+
+from clawdet import cloud
+from clawdet.instances import credentials, leases, lifecycle
+from clawdet.instances.lifecycle import Action, DesiredState, EventKind, InstanceStatus, RetryPolicy
+from clawdet.instances.notify import Notifier
+from clawdet.mail.notifier import EmailNotifier
+from clawdet.ops import observed
+from clawdet.reconciler.health import wait_healthy
+from clawdet.reconciler.stacks import Stacks
+from clawdet.settings import Settings
+from db.engine import Database
+from db.models import Instance
+from programs.instance_config import to_stack_config
+
+log = logging.getLogger(__name__)
+
+SERVER_TYPE = "hcloud:index/server:Server"
+FIREWALL_TYPE = "hcloud:index/firewall:Firewall"
+DNS_TYPE = "cloudflare:index/dnsRecord:DnsRecord"
+
+STEP_OF_TYPE = {FIREWALL_TYPE: "firewall", SERVER_TYPE: "server", DNS_TYPE: "dns"}
+STEP_WORDS = {"firewall": "the firewall", "server": "your server", "dns": "the DNS record"}
+
+
+@dataclass(frozen=True)
+class ReconcilerConfig:
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 4
+    backoff_base: float = 5.0
+    backoff_cap: float = 300.0
+    ready_deadline: float = 600.0
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.backoff_base, self.backoff_cap)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        config: ReconcilerConfig | None = None,
+        stacks: Stacks | None = None,
+        notifier: Notifier | None = None,
+        owner: str | None = None,
+    ):
+        self.settings = settings
+        self.database = database
+        self.config = config or ReconcilerConfig()
+        self.target = stacks.target if stacks else cloud.resolve(settings)
+        self.stacks = stacks or Stacks(settings, self.target)
+        self.notifier = notifier or EmailNotifier(settings)
+        self.owner = owner or worker_name()
+        self.stop = threading.Event()
+        self.lease_lost = threading.Event()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run_once(self, only: str | None = None) -> bool:
+        """Claim and work one due instance; False when there was nothing to do."""
+        with self.database.sessions() as session:
+            claim = leases.claim_next(session, self.owner, self.config.lease, only=only)
+        if claim is None:
+            return False
+        done, self.lease_lost = threading.Event(), threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(claim.instance_id, done), daemon=True)
+        heartbeat.start()
+        try:
+            self.work(claim)
+        finally:
+            done.set()
+            with self.database.sessions() as session:
+                leases.release(session, claim.instance_id, self.owner)
+        return True
+
+    def drain(self, only: str | None = None) -> int:
+        """Work until nothing is due (or stop is set); how many operations ran."""
+        count = 0
+        while not self.stop.is_set() and self.run_once(only):
+            count += 1
+        return count
+
+    def _heartbeat(self, instance_id: str, done: threading.Event) -> None:
+        """Renew the lease while the operation runs; a database blip is retried, a lease taken
+        by another worker fences this one (it writes no final state and stops waiting)."""
+        while not done.wait(self.config.lease.total_seconds() / 3):
+            try:
+                with self.database.sessions() as session:
+                    renewed = leases.renew(session, instance_id, self.owner, self.config.lease)
+            except Exception:
+                log.exception("could not renew the lease of %s; trying again", instance_id)
+                continue
+            if not renewed:
+                log.error("lost the lease of %s; this worker stops writing to it", instance_id)
+                self.lease_lost.set()
+                return
+
+    def _cancelled(self) -> bool:
+        return self.stop.is_set() or self.lease_lost.is_set()
+
+    def _own(self, instance: Instance) -> bool:
+        if instance.lease_owner == self.owner:
+            return True
+        log.error(
+            "instance %s is leased by %s now; not writing its outcome", instance.id, instance.lease_owner
+        )
+        return False
+
+    # -- one operation ----------------------------------------------------------------------
+
+    def work(self, claim: leases.Claim) -> None:
+        """One operation, its log lines tagged with the request that asked for it."""
+        with observed.operation(self.database, claim.instance_id):
+            self._work(claim)
+
+    def _work(self, claim: leases.Claim) -> None:
+        with self.database.sessions() as session:
+            instance = session.get(Instance, claim.instance_id)
+            name, desired, action = instance.stack_name, instance.desired_state, instance.requested_action
+            if instance.generation > instance.observed_generation and action == Action.RESTART:
+                action = None  # new desired state (say, a rotated key): converge, which also restarts
+        if claim.taken_over_from:
+            self.event(
+                claim.instance_id, "recovery", "Picked up where a stopped worker left off", kind=EventKind.LOG
+            )
+            self.stacks.clear_stale_lock(name)
+        try:
+            if desired == DesiredState.DESTROYED.value:
+                self.destroy(claim.instance_id)
+            elif action == Action.RESTART:
+                self.restart(claim.instance_id)
+            else:
+                self.converge(
+                    claim.instance_id,
+                    rebuild=action == Action.REBUILD,
+                    repair=action == Action.REPAIR,
+                    sweep=bool(claim.taken_over_from),
+                )
+        except Interrupted:
+            log.warning("operation on %s interrupted; it runs again later", name)
+        except Exception as exc:  # every failure is retried or ends cleanly; none kills the worker
+            log.warning("operation on %s failed: %s", name, short_reason(exc))
+            self.failed(claim.instance_id, exc, claim.generation)
+
+    def converge(
+        self, instance_id: str, *, rebuild: bool = False, repair: bool = False, sweep: bool = False
+    ) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            generation = instance.generation
+            first_time = instance.ready_at is None
+            sweep = sweep or instance.attempts > 0  # an earlier attempt may have left half a create
+            lifecycle.working(instance)
+            config = self.stack_config(instance)
+            name = instance.stack_name
+        verb = (
+            "Rebuilding" if rebuild else "Repairing" if repair else "Creating" if first_time else "Updating"
+        )
+        self.event(instance_id, "requested", f"{verb} your instance", status=InstanceStatus.CREATING)
+        if sweep:
+            self.stacks.refresh(name, clear_pending_creates=True)
+        if sweep or repair:
+            self.sweep_orphans(name)
+        outputs = self.stacks.up(
+            name,
+            config,
+            refresh=repair,
+            replace_types=(SERVER_TYPE,) if rebuild else (),
+            on_event=self._engine_events(instance_id),
+        )
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            instance.server_id, instance.ipv4, instance.ipv6 = outputs.server_id, outputs.ipv4, outputs.ipv6
+            instance.dns_record_id = outputs.dns_record_ids[0] if outputs.dns_record_ids else None
+            instance.url = outputs.url
+        self.event(
+            instance_id, "booting", "Waiting for your gateway to answer", status=InstanceStatus.BOOTING
+        )
+        self.await_health(instance_id, outputs.fqdn, outputs.ipv4)
+        self.mark_ready(instance_id, generation, "Your instance is ready")
+
+    def restart(self, instance_id: str) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            generation, server_id = instance.generation, instance.server_id
+            fqdn, ipv4 = instance.url.removeprefix("https://") if instance.url else None, instance.ipv4
+        if not server_id:
+            return self.converge(instance_id, repair=True)
+        self.event(instance_id, "booting", "Restarting your server", status=InstanceStatus.BOOTING)
+        hetzner, cloudflare_api = cloud.clients(self.target)
+        try:
+            hetzner.server_action(server_id, "reboot")
+        finally:
+            hetzner.close(), cloudflare_api.close()
+        self.await_health(instance_id, fqdn, ipv4)
+        self.mark_ready(instance_id, generation, "Your instance was restarted and is ready")
+
+    def destroy(self, instance_id: str) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            name, generation = instance.stack_name, instance.generation
+        self.event(
+            instance_id, "destroying", "Removing your server and DNS record", status=InstanceStatus.DESTROYING
+        )
+        self.stacks.destroy(name, on_event=self._engine_events(instance_id, removing=True))
+        self.sweep_orphans(name)
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            if not self._own(instance):
+                raise Interrupted()
+            lifecycle.destroyed(instance, generation)
+        self.event(
+            instance_id,
+            "destroyed",
+            "Your instance was removed",
+            status=InstanceStatus.DESTROYED,
+            progress=100,
+        )
+
+    # -- pieces -------------------------------------------------------------------------------
+
+    def stack_config(self, instance: Instance) -> dict[str, tuple[str, bool]]:
+        secret = self.settings.secret_key
+        return to_stack_config(
+            subdomain=instance.subdomain,
+            tier=instance.tier,
+            region=instance.region,
+            user_id=instance.user_id,
+            base_domain=self.target.base_domain,
+            cloudflare_zone_id=self.target.zone_id,
+            model=self.settings.instance_model,
+            llm_base_url=self.settings.llm_proxy_url,
+            llm_api_key=credentials.llm_key(secret, instance.id, instance.llm_key_version),
+            gateway_token=credentials.gateway_token(secret, instance.id, instance.gateway_token_version),
+            ssh_keys=self.settings.hcloud_ssh_keys or None,
+            operator_ssh_cidrs=self.settings.operator_ssh_cidrs or None,
+        )
+
+    def await_health(self, instance_id: str, fqdn: str | None, ipv4: str | None) -> None:
+        url = self.target.health_url(fqdn=fqdn or "", ipv4=ipv4)
+        if url is None:
+            raise RuntimeError("the stack has no address to probe")
+        result = wait_healthy(url, self.config.ready_deadline, cancelled=self._cancelled)
+        if not result.ok and self._cancelled():
+            raise Interrupted()
+        if not result.ok:
+            raise RuntimeError(
+                f"the gateway did not answer /healthz within {self.config.ready_deadline:.0f}s"
+            )
+
+    def mark_ready(self, instance_id: str, generation: int, message: str) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            if not self._own(instance):
+                raise Interrupted()
+            first, was_down = lifecycle.ready(instance, generation)
+            if first:
+                self.notifier.instance_ready(session, instance)
+            elif was_down:
+                self.notifier.health_changed(session, instance, True)
+        self.event(instance_id, "ready", message, status=InstanceStatus.READY)
+
+    def failed(self, instance_id: str, error: Exception, generation: int) -> None:
+        """Count the failed attempt and settle it as lifecycle.settle_failure decides. `generation`
+        is the one worked; a newer one (a destroy asked for meanwhile) stays queued."""
+        reason = short_reason(error)
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            if not self._own(instance):
+                return
+            settled = lifecycle.attempt_failed(instance, self.config.retry)
+            attempts, name = instance.attempts, instance.stack_name
+            first_create = instance.ready_at is None
+        if settled.alarm:
+            log.error("destroy of %s keeps failing (%s attempts): %s", name, attempts, reason)
+        if not settled.final:
+            self.event(
+                instance_id,
+                "retry",
+                f"Attempt {attempts} failed ({reason}); trying again in "
+                f"{settled.retry_in.total_seconds():.0f}s",
+                kind=EventKind.ERROR,
+                status=settled.status,
+            )
+            return
+        cleanup_error = None
+        if settled.cleanup:
+            self.event(
+                instance_id,
+                "failed",
+                f"Giving up after {attempts} attempts ({reason}); cleaning up",
+                kind=EventKind.ERROR,
+            )
+            try:
+                self.stacks.refresh(name, clear_pending_creates=True)
+                self.stacks.destroy(name)
+                self.sweep_orphans(name)
+            except Exception as exc:
+                cleanup_error = short_reason(exc)
+                log.error("cleanup of %s failed: %s", name, cleanup_error)
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            lifecycle.gave_up(instance, generation, resources_removed=settled.cleanup and not cleanup_error)
+            self.notifier.instance_failed(session, instance, reason)
+        if not first_create:
+            message = (
+                "We could not repair your instance; its server is kept as it is. "
+                "Try Rebuild from your dashboard, or contact support."
+            )
+        elif cleanup_error:
+            message = "We could not set up your instance and are cleaning up; our team has been told."
+        else:
+            message = (
+                "We could not set up your instance. Nothing is left running. "
+                "Try again from your dashboard; if it fails again, contact support."
+            )
+        self.event(instance_id, "failed", message, status=settled.status, kind=EventKind.ERROR)
+
+    def sweep_orphans(self, name: str) -> list[str]:
+        """Delete cloud resources labelled for this instance that its stack does not hold: what
+        an interrupted `up` created after its last checkpoint, so a retry never duplicates."""
+        known = {(r.get("type"), str(r.get("id"))) for r in self.stacks.resources(name) if r.get("id")}
+        fqdn = f"{name}.{self.target.base_domain}"
+        hetzner, cloudflare_api = cloud.clients(self.target)
+        removed: list[str] = []
+        try:
+            selector = f"{cloud.MANAGED_LABEL},{cloud.INSTANCE_LABEL}={name}"
+            for server in hetzner.servers(selector):
+                if (SERVER_TYPE, str(server["id"])) not in known:
+                    hetzner.delete_server(server["id"])
+                    removed.append(f"server {server['id']}")
+            for firewall in hetzner.firewalls(selector):
+                if (FIREWALL_TYPE, str(firewall["id"])) not in known:
+                    hetzner.delete_firewall(firewall["id"])
+                    removed.append(f"firewall {firewall['id']}")
+            for record in cloudflare_api.records(self.target.zone_id, name=fqdn):
+                if (DNS_TYPE, str(record["id"])) not in known:
+                    cloudflare_api.delete_record(self.target.zone_id, record["id"])
+                    removed.append(f"record {record['id']}")
+        finally:
+            hetzner.close(), cloudflare_api.close()
+        if removed:
+            log.warning("removed orphans of %s: %s", name, ", ".join(removed))
+        return removed
+
+    def event(
+        self,
+        instance_id: str,
+        step: str,
+        message: str,
+        *,
+        kind: EventKind = EventKind.PROGRESS,
+        status: InstanceStatus | None = None,
+        progress: int | None = None,
+    ) -> None:
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            lifecycle.record(session, instance, step, message, kind=kind, status=status, progress=progress)
+
+    def _engine_events(self, instance_id: str, removing: bool = False):
+        seen: set[str] = set()
+
+        def on_event(event: auto.EngineEvent) -> None:
+            pre = event.resource_pre_event
+            if pre is None or pre.metadata.op in (auto.OpType.SAME, auto.OpType.READ):
+                return
+            step = STEP_OF_TYPE.get(pre.metadata.type)
+            if step is None or step in seen:
+                return
+            seen.add(step)
+            verb = (
+                "Removing"
+                if removing or pre.metadata.op == auto.OpType.DELETE
+                else ("Creating" if pre.metadata.op == auto.OpType.CREATE else "Updating")
+            )
+            try:  # a removal is no step of the progress bar towards ready
+                self.event(instance_id, f"remove-{step}" if removing else step, f"{verb} {STEP_WORDS[step]}")
+            except Exception:  # progress is best effort; never break the engine's event stream
+                log.exception("could not record engine event")
+
+        return on_event
+
+
+class Interrupted(Exception):
+    """The worker is stopping or lost its lease: not a failure, no attempt is counted."""
+
+
+GENERIC = re.compile(r"^(error:\s*)?(update|destroy|refresh|preview) failed$", re.I)
+
+
+def short_reason(error: BaseException) -> str:
+    """One line a person can read, without engine noise (and never a secret: the engine masks
+    secret values, and we keep only the error line)."""
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"\berror\b", line, re.I) and not GENERIC.match(line)]
+    line = errors[-1] if errors else lines[-1] if lines else type(error).__name__
+    line = re.sub(r"^((stderr|stdout):\s*)?(error:\s*)+", "", line, flags=re.I)
+    return line[:240]

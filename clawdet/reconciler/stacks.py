@@ -1,0 +1,191 @@
+"""The Automation API on the local program (Pulumi.yaml + programs/), never an inline program:
+the operator's `pulumi` CLI and the workers run the same code on the same stacks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi import automation as auto
+
+import toolchain
+from clawdet.cloud import CloudTarget
+from clawdet.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[auto.EngineEvent], None]
+PROJECT = "clawdet-instance"
+
+
+@dataclass
+class StackOutputs:
+    server_id: str | None
+    ipv4: str | None
+    ipv6: str | None
+    dns_record_ids: list[str]
+    url: str | None
+    fqdn: str | None
+
+    @classmethod
+    def from_outputs(cls, outputs: dict[str, auto.OutputValue]) -> StackOutputs:
+        from programs.instance_config import OutputName as O
+
+        value = lambda key: outputs[key].value if key in outputs else None
+        server_id = value(O.SERVER_ID)
+        return cls(
+            server_id=str(server_id) if server_id is not None else None,
+            ipv4=value(O.IPV4),
+            ipv6=value(O.IPV6),
+            dns_record_ids=list(value(O.DNS_RECORD_IDS) or []),
+            url=value(O.URL),
+            fqdn=value(O.FQDN),
+        )
+
+
+class Stacks:
+    """One object per process: knows the toolchain, the backend, the secrets provider and the
+    cloud the providers talk to."""
+
+    def __init__(self, settings: Settings, target: CloudTarget):
+        tools = toolchain.find()
+        if tools is None:
+            raise RuntimeError("The Pulumi toolchain is missing: run `make toolchain`.")
+        self.settings = settings
+        self.target = target
+        self.project_dir = settings.project_dir
+        self.env = {
+            **tools.env({"PATH": os.environ.get("PATH", "")}),
+            "PULUMI_BACKEND_URL": settings.pulumi_backend_url,
+            "PULUMI_CONFIG_PASSPHRASE": settings.pulumi_passphrase,
+            **target.provider_env(),
+        }
+        self.command = auto.PulumiCommand(root=str(tools.root), skip_version_check=False)
+        self._ensure_backend_dir()
+
+    def _ensure_backend_dir(self) -> None:
+        url = self.settings.pulumi_backend_url
+        if url.startswith("file://"):
+            Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+
+    def _options(self) -> auto.LocalWorkspaceOptions:
+        return auto.LocalWorkspaceOptions(
+            work_dir=str(self.project_dir),
+            pulumi_home=self.env.get("PULUMI_HOME"),
+            env_vars=self.env,
+            secrets_provider="passphrase",
+            pulumi_command=self.command,
+        )
+
+    def stack(self, name: str) -> auto.Stack:
+        return auto.create_or_select_stack(name, work_dir=str(self.project_dir), opts=self._options())
+
+    def existing(self, name: str) -> auto.Stack | None:
+        try:
+            return auto.select_stack(name, work_dir=str(self.project_dir), opts=self._options())
+        except auto.StackNotFoundError:
+            return None
+
+    def configure(self, stack: auto.Stack, config: dict[str, tuple[str, bool]]) -> None:
+        """Write exactly `config`: a declared key it leaves out is removed, so the program's
+        default applies instead of a stale value."""
+        from programs.instance_config import FULL_NAMES
+
+        stack.set_all_config(
+            {key: auto.ConfigValue(value=text, secret=secret) for key, (text, secret) in config.items()}
+        )
+        stale = [key for key in self.written_config(stack.name) if key in FULL_NAMES and key not in config]
+        if stale:
+            stack.remove_all_config(stale)
+
+    def written_config(self, name: str) -> dict[str, Any]:
+        """The stack file's config, read directly (a CLI call costs half a second)."""
+        path = self.project_dir / "stacks" / f"Pulumi.{name}.yaml"
+        try:
+            return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        except FileNotFoundError:
+            return {}
+
+    def up(
+        self,
+        name: str,
+        config: dict[str, tuple[str, bool]],
+        *,
+        refresh: bool = False,
+        replace_types: tuple[str, ...] = (),
+        on_event: EventHandler | None = None,
+    ) -> StackOutputs:
+        stack = self.stack(name)
+        self.configure(stack, config)
+        replace = (
+            [r["urn"] for r in self.resources(name) if r.get("type") in replace_types]
+            if replace_types
+            else []
+        )
+        result = stack.up(
+            refresh=refresh,
+            replace=replace or None,
+            on_event=on_event,
+            color="never",
+            message=f"clawdet reconcile {name}",
+        )
+        return StackOutputs.from_outputs(result.outputs)
+
+    def resources(self, name: str) -> list[dict[str, Any]]:
+        """The resources in the stack's state (with their cloud ids), even after an interrupted
+        update: the engine checkpoints every step."""
+        return list(self.export(name).get("resources") or [])
+
+    def preview_changes(self, name: str, *, refresh: bool = True) -> dict[str, int]:
+        """Planned operations by kind ({"same": 4} means no drift), refreshing first."""
+        stack = self.existing(name)
+        if stack is None:
+            return {"create": 1}
+        result = stack.preview(refresh=refresh, color="never")
+        return dict(result.change_summary)
+
+    def refresh(self, name: str, *, clear_pending_creates: bool = False) -> None:
+        """`clear_pending_creates` drops creates an interrupted update left pending (the sweep
+        of orphans then deletes what they made in the cloud)."""
+        stack = self.existing(name)
+        if stack is not None:
+            stack.refresh(color="never", clear_pending_creates=clear_pending_creates or None)
+
+    def outputs(self, name: str) -> StackOutputs | None:
+        stack = self.existing(name)
+        return StackOutputs.from_outputs(stack.outputs()) if stack else None
+
+    def destroy(self, name: str, *, on_event: EventHandler | None = None) -> None:
+        stack = self.existing(name)
+        if stack is None:
+            return
+        stack.destroy(on_event=on_event, color="never", message=f"clawdet destroy {name}")
+        stack.workspace.remove_stack(name)
+
+    def clear_stale_lock(self, name: str) -> bool:
+        """A worker that died mid-operation leaves the stack locked; the database lease says
+        nobody else works it, so the lock is stale. Only `file://` backends keep locks as files."""
+        url = self.settings.pulumi_backend_url
+        if not url.startswith("file://"):
+            return False
+        locks = Path(url.removeprefix("file://")) / ".pulumi" / "locks" / "organization" / PROJECT / name
+        if not locks.is_dir():
+            return False
+        removed = [p for p in locks.iterdir() if p.suffix == ".json"]
+        shutil.rmtree(locks, ignore_errors=True)
+        if removed:
+            log.warning("cleared %d stale Pulumi lock(s) of stack %s", len(removed), name)
+        return bool(removed)
+
+    def export(self, name: str) -> dict[str, Any]:
+        stack = self.existing(name)
+        return stack.export_stack().deployment if stack else {}
+
+    def import_state(self, name: str, version: int, deployment: dict[str, Any]) -> None:
+        self.stack(name).import_stack(auto.Deployment(version=version, deployment=deployment))

@@ -1,0 +1,439 @@
+"""Configuration from the environment (and a `.env` file), read once per process.
+
+`VARIABLES` declares every variable once: its name, type, default, whether it is a secret, and a
+one-line doc. `Settings.from_env` reads them, `.env.example` is generated from them
+(`python -m clawdet.settings > .env.example`; a test checks it), and the log redactor masks the
+values of the secret ones. Nothing here knows about Flask or Pulumi.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+Parse = Callable[[str], Any]
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _url(value: str) -> str:
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    doc: str
+    default: str = ""  # as written in .env.example; "" means unset (see the doc for what applies)
+    type: str = "str"  # str, int, float, bool, url, path
+    secret: bool = False
+    section: str = "Core"
+    example: str | None = None  # what .env.example shows, when not the default
+
+    @property
+    def parse(self) -> Parse:
+        return {"int": int, "float": float, "bool": _bool, "url": _url}.get(self.type, str)
+
+
+V = Variable
+VARIABLES: tuple[Variable, ...] = (
+    # -- Core
+    V(
+        "CLAWDET_DATA_DIR",
+        "Where the SQLite database, Pulumi state, sandbox state and dev secrets live.",
+        ".data",
+        "path",
+    ),
+    V(
+        "CLAWDET_PROJECT_DIR",
+        "The Pulumi project (Pulumi.yaml, programs/, stacks/). Default: this checkout.",
+        type="path",
+    ),
+    V(
+        "DATABASE_URL",
+        "SQLite in the data dir by default; production: postgresql://user:pass@host:5432/clawdet.",
+        secret=True,
+    ),
+    V(
+        "SECRET_KEY",
+        "Signs sessions and CSRF tokens, derives instance credentials. Unset: a random key "
+        "kept in the data dir.",
+        secret=True,
+    ),
+    V(
+        "PUBLIC_URL",
+        "The address people use; https:// turns on Secure cookies and HSTS. Default: http://127.0.0.1:$PORT.",
+        type="url",
+    ),
+    V("PORT", "Port of `clawdet web` and `make run`.", "8000", "int"),
+    V("BASE_DOMAIN", "Customer instances live at https://<name>.<BASE_DOMAIN>.", "clawdet.test"),
+    V("FREE_BETA", "New accounts get the free beta plan, up to FREE_BETA_CAP accounts.", "true", "bool"),
+    V(
+        "FREE_BETA_CAP",
+        "How many accounts the free beta takes (the admin console shows the cap).",
+        "50",
+        "int",
+    ),
+    V(
+        "TRUSTED_PROXIES",
+        "Reverse proxies in front of the web app that set X-Forwarded-For (0: none); "
+        "client IPs drive rate limits.",
+        "0",
+        "int",
+    ),
+    V(
+        "RATELIMIT_STORAGE_URI",
+        "Flask-Limiter storage; memory:// is per process, use redis://... with several web processes.",
+        "memory://",
+    ),
+    V(
+        "CLAWDET_SANDBOX",
+        "true: the sandbox cloud stands in for Hetzner, Cloudflare, X and the LLM "
+        "upstream. Unset: true exactly when HCLOUD_TOKEN is unset.",
+        type="bool",
+    ),
+    # -- Cloud
+    V(
+        "HCLOUD_TOKEN",
+        "Hetzner Cloud API token (read/write). Set it, and the Cloudflare variables, to run real instances.",
+        secret=True,
+        section="Cloud",
+    ),
+    V(
+        "HCLOUD_ENDPOINT",
+        "Hetzner Cloud API base URL.",
+        "https://api.hetzner.cloud/v1",
+        "url",
+        section="Cloud",
+    ),
+    V(
+        "HCLOUD_SSH_KEYS",
+        "Comma-separated Hetzner SSH key names or ids put on every server (break-glass access).",
+        section="Cloud",
+    ),
+    V(
+        "OPERATOR_SSH_CIDRS",
+        "Comma-separated CIDRs allowed to reach port 22 of customer servers (none: closed).",
+        section="Cloud",
+    ),
+    V(
+        "CLOUDFLARE_API_TOKEN",
+        "Cloudflare API token with DNS edit on the zone.",
+        secret=True,
+        section="Cloud",
+    ),
+    V("CLOUDFLARE_ZONE_ID", "The Cloudflare zone of BASE_DOMAIN.", section="Cloud"),
+    V(
+        "CLOUDFLARE_BASE_URL",
+        "Cloudflare API base URL.",
+        "https://api.cloudflare.com/client/v4",
+        "url",
+        section="Cloud",
+    ),
+    V(
+        "HEALTH_URL_TEMPLATE",
+        "Where workers probe a gateway ({fqdn}, {ipv4}). Default: "
+        "https://{fqdn}/healthz, or the sandbox gateway's address.",
+        section="Cloud",
+    ),
+    # -- Pulumi
+    V(
+        "PULUMI_BACKEND_URL",
+        "Pulumi state backend. Default: file://<data dir>/pulumi-state.",
+        section="Pulumi",
+    ),
+    V(
+        "PULUMI_CONFIG_PASSPHRASE",
+        "Encrypts the secrets in stack files. Unset: a random one kept in the "
+        "data dir; back it up with the database.",
+        secret=True,
+        section="Pulumi",
+    ),
+    V("INSTANCE_MODEL", "The default model of every customer's assistant.", "grok-4", section="Pulumi"),
+    V(
+        "LLM_PROXY_URL",
+        "The LLM proxy's address as customer gateways reach it. Default: $PUBLIC_URL/llm/v1.",
+        type="url",
+        section="Pulumi",
+    ),
+    # -- Email
+    V(
+        "SMTP_HOST",
+        "Outgoing mail server. Unset: mail stays queued (sandbox mode: a local sink at /_sandbox/mail).",
+        section="Email",
+    ),
+    V("SMTP_PORT", "SMTP port.", "587", "int", section="Email"),
+    V("SMTP_USER", "SMTP user name.", section="Email"),
+    V("SMTP_PASSWORD", "SMTP password.", secret=True, section="Email"),
+    V("SMTP_FROM", "The From header. Default: Clawdet <noreply@BASE_DOMAIN>.", section="Email"),
+    V(
+        "SMTP_STARTTLS",
+        "Upgrade the connection with STARTTLS (true for port 587).",
+        "true",
+        "bool",
+        section="Email",
+    ),
+    V("SMTP_TIMEOUT", "Seconds one SMTP conversation may take.", "10", "float", section="Email"),
+    V(
+        "MAIL_MAX_ATTEMPTS",
+        "Tries per email before it is marked failed (backoff 30 s doubling to 1 h).",
+        "6",
+        "int",
+        section="Email",
+    ),
+    V(
+        "ALERT_DEBOUNCE_MINUTES",
+        "At most one 'instance down' alert per instance per this many minutes.",
+        "30",
+        "int",
+        section="Email",
+    ),
+    # -- Logs and metrics
+    V(
+        "LOG_FORMAT",
+        "json (one object per line, for log shippers) or console (for a terminal).",
+        "json",
+        section="Logs and metrics",
+    ),
+    V("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", "INFO", section="Logs and metrics"),
+    V(
+        "METRICS_TOKEN",
+        "When set, GET /metrics needs 'Authorization: Bearer <METRICS_TOKEN>'.",
+        secret=True,
+        section="Logs and metrics",
+    ),
+    # -- Continue with X
+    V(
+        "X_CLIENT_ID",
+        "OAuth 2.0 client id from the X developer portal. Unset: no 'Continue with X'.",
+        section="Continue with X",
+    ),
+    V("X_CLIENT_SECRET", "OAuth 2.0 client secret.", secret=True, section="Continue with X"),
+    V(
+        "X_REDIRECT_URI",
+        "Registered callback. Default: $PUBLIC_URL/api/auth/x/callback.",
+        section="Continue with X",
+    ),
+    V(
+        "X_AUTHORIZE_URL",
+        "Where people approve the sign-in.",
+        "https://x.com/i/oauth2/authorize",
+        section="Continue with X",
+    ),
+    V(
+        "X_API_BASE_URL",
+        "Where the token exchange and /2/users/me calls go.",
+        "https://api.x.com",
+        "url",
+        section="Continue with X",
+    ),
+    # -- LLM proxy
+    V(
+        "LLM_PRIMARY_URL",
+        "OpenAI-compatible upstream the proxy forwards to.",
+        "https://api.x.ai/v1",
+        "url",
+        section="LLM proxy",
+    ),
+    V(
+        "LLM_PRIMARY_KEY",
+        "The platform's key for it (never shown to customers, never logged).",
+        secret=True,
+        section="LLM proxy",
+    ),
+    V(
+        "LLM_FALLBACK_URL",
+        "Tried when the primary fails before anything was sent.",
+        type="url",
+        section="LLM proxy",
+    ),
+    V("LLM_FALLBACK_KEY", "The platform's key for the fallback.", secret=True, section="LLM proxy"),
+    V(
+        "LLM_TIMEOUT",
+        "Read timeout in seconds between bytes of an answer (connect: 5 s).",
+        "60",
+        "float",
+        section="LLM proxy",
+    ),
+    V(
+        "LLM_RATE_LIMIT",
+        "Requests per instance key (Flask-Limiter syntax).",
+        "120 per minute",
+        section="LLM proxy",
+    ),
+    V("TRIAL_MODEL", "Model of the homepage trial chat.", "grok-3-mini", section="LLM proxy"),
+    V("TRIAL_MESSAGES", "Trial messages per visitor a day.", "5", "int", section="LLM proxy"),
+)
+BY_NAME = {variable.name: variable for variable in VARIABLES}
+# Handed to the cloud layer as a mapping (clawdet/cloud.py): only these, and only when set.
+CLOUD_VARIABLES = (
+    "HCLOUD_TOKEN",
+    "HCLOUD_ENDPOINT",
+    "CLOUDFLARE_API_TOKEN",
+    "CLOUDFLARE_ZONE_ID",
+    "CLOUDFLARE_BASE_URL",
+    "HEALTH_URL_TEMPLATE",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    project_dir: Path
+    database_url: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    public_url: str
+    port: int
+    base_domain: str
+    free_beta: bool
+    free_beta_cap: int
+    trusted_proxies: int
+    ratelimit_storage_uri: str
+    sandbox_setting: bool | None  # CLAWDET_SANDBOX as set; see `sandbox`
+    cloud_env: dict[str, str] = field(repr=False)
+    hcloud_ssh_keys: str
+    operator_ssh_cidrs: str
+    pulumi_backend_url: str
+    pulumi_passphrase: str = field(repr=False)
+    instance_model: str
+    llm_proxy_url: str
+    smtp_host: str
+    smtp_port: int
+    smtp_user: str
+    smtp_password: str = field(repr=False)
+    smtp_from: str
+    smtp_starttls: bool
+    smtp_timeout: float
+    mail_max_attempts: int
+    alert_debounce_minutes: int
+    log_format: str
+    log_level: str
+    metrics_token: str = field(repr=False)
+    x_client_id: str
+    x_client_secret: str = field(repr=False)
+    x_redirect_uri: str
+    x_authorize_url: str
+    x_api_base_url: str
+    llm_primary_url: str
+    llm_primary_key: str = field(repr=False)
+    llm_fallback_url: str
+    llm_fallback_key: str = field(repr=False)
+    llm_timeout: float
+    llm_rate_limit: str
+    trial_model: str
+    trial_messages: int
+
+    @property
+    def sandbox(self) -> bool:
+        """The one answer to "is this the sandbox?": as CLAWDET_SANDBOX says, or else whether
+        HCLOUD_TOKEN is unset."""
+        if self.sandbox_setting is not None:
+            return self.sandbox_setting
+        return not self.cloud_env.get("HCLOUD_TOKEN")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def secret_values(self) -> list[str]:
+        """The values of every variable declared secret (for the log redactor)."""
+        found = [str(getattr(self, v.name.lower(), "") or "") for v in VARIABLES if v.secret]
+        found += [self.cloud_env.get(name, "") for name in CLOUD_VARIABLES if BY_NAME[name].secret]
+        found.append(self.pulumi_passphrase)
+        return [value for value in found if value]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+        if env is None:
+            if dotenv:
+                load_dotenv(REPO_ROOT / ".env", override=False)
+            env = dict(os.environ)
+
+        def read(name: str) -> Any:
+            variable = BY_NAME[name]
+            raw = (env.get(name) or "").strip() or variable.default
+            return variable.parse(raw) if raw else ("" if variable.type in ("str", "url") else None)
+
+        values = {v.name.lower(): read(v.name) for v in VARIABLES if v.name not in CLOUD_VARIABLES}
+        data_dir = Path(values.pop("clawdet_data_dir") or REPO_ROOT / ".data").resolve()
+        public_url = values["public_url"] = values["public_url"] or f"http://127.0.0.1:{values['port']}"
+        cloud_env = {name: read(name) for name in CLOUD_VARIABLES if read(name)}
+        values.update(
+            data_dir=data_dir,
+            project_dir=Path(values.pop("clawdet_project_dir") or REPO_ROOT).resolve(),
+            database_url=normalise_database_url(
+                values["database_url"] or f"sqlite:///{data_dir / 'clawdet.db'}"
+            ),
+            secret_key=values["secret_key"] or _installation_secret(data_dir, "secret_key"),
+            sandbox_setting=values.pop("clawdet_sandbox"),
+            cloud_env=cloud_env,
+            pulumi_backend_url=values["pulumi_backend_url"] or f"file://{data_dir / 'pulumi-state'}",
+            pulumi_passphrase=values.pop("pulumi_config_passphrase")
+            or _installation_secret(data_dir, "pulumi_passphrase"),
+            llm_proxy_url=values["llm_proxy_url"] or f"{public_url}/llm/v1",
+            smtp_from=values["smtp_from"] or f"Clawdet <noreply@{values['base_domain']}>",
+            log_format=values["log_format"].lower(),
+            log_level=values["log_level"].upper(),
+        )
+        return cls(**values)
+
+
+def env_example() -> str:
+    """`.env.example`, written from the declaration."""
+    lines = [
+        "# Every setting Clawdet reads, generated from clawdet/settings.py (python -m clawdet.settings).",
+        "# Copy to .env (never committed) and change what you need; with nothing set, `make run` uses",
+        "# SQLite, a local Pulumi state backend and the sandbox cloud. (secret): never commit or log it.",
+    ]
+    section = None
+    for variable in VARIABLES:
+        if variable.section != section:
+            section = variable.section
+            lines += ["", f"# --- {section} " + "-" * max(3, 92 - len(section))]
+        lines.append(f"# {variable.doc}" + (" (secret)" if variable.secret else "") + f" [{variable.type}]")
+        value = variable.example if variable.example is not None else variable.default
+        lines.append(f"{variable.name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the usual `postgres://` spellings and always use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _installation_secret(data_dir: Path, name: str) -> str:
+    """A per-installation random secret kept in the data directory, so `make run` needs no
+    set-up and sessions and stacks survive restarts. Production sets the variable."""
+    path = data_dir / name
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process of this installation won the race
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+if __name__ == "__main__":
+    print(env_example(), end="")

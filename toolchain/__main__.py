@@ -1,0 +1,5 @@
+import sys
+
+from toolchain.engine import main
+
+sys.exit(main())
