@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test venv toolchain system-deps migrate bench clean
+.PHONY: run test venv toolchain openclaw system-deps migrate bench clean
 
-run: venv toolchain migrate
+run: venv toolchain openclaw migrate
 	$(VENV)/bin/clawdet run
 
-test: venv toolchain system-deps
+test: venv toolchain openclaw system-deps
 	bash tests/run.sh $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -23,6 +23,9 @@ $(STAMP):
 
 toolchain: venv
 	$(PY) -m toolchain ensure
+
+openclaw: venv
+	$(PY) -m sandbox.openclaw ensure
 
 system-deps:
 	bash tests/system-deps.sh

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from clawdet.reconciler.worker import Worker
 from db.models import Instance
-from tests.integration.provisioning import FAST, new_instance, zero_delay_control_plane
+from tests.fixtures.provisioning import FAST, new_instance, zero_delay_control_plane
 
 
 def run(count: int, workers: int) -> list[float]:

@@ -28,7 +28,7 @@ from clawdet.reconciler import fleet
 from clawdet.reconciler.reconciler import Reconciler
 from db.engine import Database
 from db.models import Instance, User, utcnow
-from tests.integration.provisioning import FAST, new_instance, zero_delay_control_plane
+from tests.fixtures.provisioning import FAST, new_instance, zero_delay_control_plane
 
 
 def seed_fleet(box, database: Database, count: int) -> None:

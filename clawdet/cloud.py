@@ -58,6 +58,11 @@ class CloudTarget:
             return None
         return self.health_url_template.format(fqdn=fqdn, ipv4=ipv4)
 
+    def gateway_url(self, *, fqdn: str, ipv4: str | None) -> str | None:
+        """Where the gateway's HTTP API answers: the health URL without its /healthz."""
+        url = self.health_url(fqdn=fqdn, ipv4=ipv4)
+        return url.removesuffix("/healthz") if url else None
+
 
 def resolve(settings: Settings) -> CloudTarget:
     env = settings.cloud_env

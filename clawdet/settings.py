@@ -50,9 +50,9 @@ VARIABLES: tuple[Variable, ...] = (
     # -- Core
     V(
         "CLAWDET_DATA_DIR",
-        "Where the SQLite database, Pulumi state, sandbox state and dev secrets live.",
-        ".data",
-        "path",
+        "Where the SQLite database, Pulumi state, sandbox state and dev secrets live. Default: "
+        ".data in this checkout, wherever the command runs from.",
+        type="path",
     ),
     V(
         "CLAWDET_PROJECT_DIR",
@@ -102,6 +102,13 @@ VARIABLES: tuple[Variable, ...] = (
         "upstream. Unset: true exactly when HCLOUD_TOKEN is unset.",
         type="bool",
     ),
+    V(
+        "SANDBOX_REAL_GATEWAYS",
+        "In sandbox mode, how many fake servers run the real OpenClaw gateway (~1 GB each); the "
+        "others get a light stand-in.",
+        "2",
+        "int",
+    ),
     # -- Cloud
     V(
         "HCLOUD_TOKEN",
@@ -113,7 +120,7 @@ VARIABLES: tuple[Variable, ...] = (
         "HCLOUD_ENDPOINT",
         "Hetzner Cloud API base URL.",
         "https://api.hetzner.cloud/v1",
-        "url",
+        "str",
         section="Cloud",
     ),
     V(
@@ -137,7 +144,7 @@ VARIABLES: tuple[Variable, ...] = (
         "CLOUDFLARE_BASE_URL",
         "Cloudflare API base URL.",
         "https://api.cloudflare.com/client/v4",
-        "url",
+        "str",
         section="Cloud",
     ),
     V(
@@ -163,7 +170,7 @@ VARIABLES: tuple[Variable, ...] = (
     V(
         "LLM_PROXY_URL",
         "The LLM proxy's address as customer gateways reach it. Default: $PUBLIC_URL/llm/v1.",
-        type="url",
+        type="str",
         section="Pulumi",
     ),
     # -- Email
@@ -300,6 +307,7 @@ class Settings:
     trusted_proxies: int
     ratelimit_storage_uri: str
     sandbox_setting: bool | None  # CLAWDET_SANDBOX as set; see `sandbox`
+    sandbox_real_gateways: int
     cloud_env: dict[str, str] = field(repr=False)
     hcloud_ssh_keys: str
     operator_ssh_cidrs: str
@@ -357,15 +365,21 @@ class Settings:
         return [value for value in found if value]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True, **overrides: str
+    ) -> Settings:
+        """From `env` (default: the process environment after loading `.env`); `overrides` win,
+        e.g. `PORT="9123"` for a `--port` given on the command line."""
         if env is None:
             if dotenv:
                 load_dotenv(REPO_ROOT / ".env", override=False)
             env = dict(os.environ)
+        env = {**env, **overrides}
 
         def read(name: str) -> Any:
             variable = BY_NAME[name]
-            raw = (env.get(name) or "").strip() or variable.default
+            raw = env.get(name) or ""
+            raw = raw if raw.strip() else variable.default  # set but blank counts as unset
             return variable.parse(raw) if raw else ("" if variable.type in ("str", "url") else None)
 
         values = {v.name.lower(): read(v.name) for v in VARIABLES if v.name not in CLOUD_VARIABLES}

@@ -14,14 +14,15 @@ from typing import Any
 
 import yaml
 
-from programs import tiers
+from programs import openclaw, tiers
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "cloud-init"
 INSTANCE_DIR = "/opt/openclaw"
 ENV_FILE_PATH = f"{INSTANCE_DIR}/.env"
 COMPOSE_FILE_PATH = f"{INSTANCE_DIR}/docker-compose.yml"
 CADDYFILE_PATH = f"{INSTANCE_DIR}/Caddyfile"
-GATEWAY_PORT = 18789
+OPENCLAW_CONFIG_FILE_PATH = f"{INSTANCE_DIR}/openclaw.json"
+GATEWAY_PORT = openclaw.GATEWAY_PORT
 USER_DATA_LIMIT = 32 * 1024  # bytes Hetzner accepts as user_data
 
 CADDY_IMAGE = "caddy:2.11.4-alpine"
@@ -31,14 +32,10 @@ BROWSER_IMAGE = "chromedp/headless-shell:148.0.7778.97"
 _ENV_VALUE = re.compile(r"[A-Za-z0-9._~+/=:%?&@!*,;-]+")
 
 
-def render_env_file(*, gateway_token: str, llm_base_url: str, llm_api_key: str, model: str) -> str:
-    """The instance's .env: exactly these four variables and nothing else."""
-    variables = {
-        "OPENCLAW_GATEWAY_TOKEN": gateway_token,
-        "OPENCLAW_LLM_BASE_URL": llm_base_url,
-        "OPENCLAW_LLM_API_KEY": llm_api_key,
-        "OPENCLAW_MODEL": model,
-    }
+def render_env_file(*, gateway_token: str, llm_api_key: str) -> str:
+    """The instance's .env: its two credentials and nothing else. OpenClaw reads the token as
+    OPENCLAW_GATEWAY_TOKEN and the provider key through `${CLAWDET_LLM_API_KEY}` in its config."""
+    variables = {openclaw.TOKEN_VARIABLE: gateway_token, openclaw.LLM_KEY_VARIABLE: llm_api_key}
     for name, value in variables.items():
         if not isinstance(value, str) or not _ENV_VALUE.fullmatch(value):
             raise ValueError(f"{name} has characters an env file cannot hold (value not shown)")
@@ -46,25 +43,32 @@ def render_env_file(*, gateway_token: str, llm_base_url: str, llm_api_key: str, 
 
 
 def render_compose(tier: str, openclaw_image: str) -> str:
+    """One template for every tier: the limits come from programs/tiers.py and only the
+    enterprise tier keeps the browser sidecar."""
     limits = tiers.TIERS[tier]
+    browser = limits.browser or tiers.ContainerLimits("0", "0M")
     values = {
         "openclaw_image": openclaw_image,
         "caddy_image": CADDY_IMAGE,
-        "gateway_cpus": limits.gateway.cpus,
-        "gateway_memory": limits.gateway.memory,
-        "proxy_cpus": limits.proxy.cpus,
-        "proxy_memory": limits.proxy.memory,
+        "browser_image": BROWSER_IMAGE,
+        "gateway_port": GATEWAY_PORT,
+        "state_dir": openclaw.STATE_DIR,
+        "config_path": openclaw.CONFIG_PATH,
+        "edge_network": openclaw.PROXY_NETWORK,
+        "gateway_address": openclaw.GATEWAY_ADDRESS,
+        "caddy_address": openclaw.CADDY_ADDRESS,
+        "gateway_heap_mb": limits.gateway.heap_mb,
     }
-    if limits.browser:
-        values |= {
-            "browser_image": BROWSER_IMAGE,
-            "browser_cpus": limits.browser.cpus,
-            "browser_memory": limits.browser.memory,
-        }
-    text = _fill(f"compose.{tier}.yaml", values)
+    for role, container in (("gateway", limits.gateway), ("proxy", limits.proxy), ("browser", browser)):
+        values |= {f"{role}_cpus": container.cpus, f"{role}_memory": container.memory}
+        values[f"{role}_pids"] = container.pids
+    compose = yaml.safe_load(_fill("compose.yaml", values))
+    if not limits.browser:
+        del compose["services"]["browser"]
+        compose["services"]["openclaw"].pop("depends_on")
+    text = yaml.dump(compose, Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
     if "$" in text:
-        raise ValueError(f"compose.{tier}.yaml would leave a '$' for compose to interpolate")
-    yaml.safe_load(text)  # fails loudly on a broken template
+        raise ValueError("compose.yaml would leave a '$' for compose to interpolate")
     return text
 
 
@@ -84,9 +88,8 @@ def render_user_data(
 ) -> str:
     """The complete #cloud-config document for one instance."""
     files = {
-        "env_file": render_env_file(
-            gateway_token=gateway_token, llm_base_url=llm_base_url, llm_api_key=llm_api_key, model=model
-        ),
+        "env_file": render_env_file(gateway_token=gateway_token, llm_api_key=llm_api_key),
+        "openclaw_config": openclaw.render_config(fqdn=fqdn, llm_base_url=llm_base_url, model=model),
         "compose_file": render_compose(tier, openclaw_image),
         "caddyfile": render_caddyfile(fqdn),
     }
@@ -99,7 +102,7 @@ def render_user_data(
     return user_data
 
 
-def _fill(template_name: str, values: dict[str, str]) -> str:
+def _fill(template_name: str, values: dict[str, object]) -> str:
     return string.Template((TEMPLATE_DIR / template_name).read_text()).substitute(values)
 
 
@@ -114,7 +117,11 @@ def _fill_strings(node: Any, values: dict[str, str]) -> Any:
 
 
 class _BlockStyleDumper(yaml.SafeDumper):
-    """Writes multi-line strings (the embedded files) as readable `|` blocks."""
+    """Writes multi-line strings (the embedded files) as readable `|` blocks, and shared values
+    in full rather than as YAML aliases."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from programs import naming, tiers
+from programs import naming, openclaw, tiers
 
 if TYPE_CHECKING:
     import pulumi
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 NAMESPACE = "clawdet"
 DEFAULT_SERVER_IMAGE = "ubuntu-24.04"
 # Pinned: a new OpenClaw release is rolled out by changing this (or clawdet:openclawImage).
-DEFAULT_OPENCLAW_IMAGE = "ghcr.io/openclaw/openclaw:2026.9.8"
+DEFAULT_OPENCLAW_IMAGE = openclaw.OPENCLAW_IMAGE
 
 _ENV_SAFE = r"A-Za-z0-9._~+/=:\-"  # no whitespace, quotes, '$' or '#': values go into a .env file
 

@@ -45,10 +45,17 @@ SERVER_TYPES: dict[str, ServerType] = {
 class ContainerLimits:
     cpus: str  # docker compose `cpus`, e.g. "1.5"
     memory: str  # docker compose memory, e.g. "1536M"
+    pids: int = 512
 
     @property
     def memory_mb(self) -> int:
         return int(self.memory.rstrip("M"))
+
+    @property
+    def heap_mb(self) -> int:
+        """Node's old-space limit: about 75 % of the container's memory, the rest for the
+        gateway's worker isolates, native memory and the tools it spawns."""
+        return self.memory_mb * 3 // 4
 
 
 @dataclass(frozen=True)
@@ -62,27 +69,30 @@ class Tier:
 
 
 # Limits leave about 1 vCPU share and ~700 MB for the OS and dockerd. Free shares the pro
-# hardware but is held to half of it, so a free instance cannot become a pro one for free.
+# hardware but is held to less of it, so a free instance cannot become a pro one for free.
+# Gateway memory from the real OpenClaw 2026.9.6 measured here (RSS summed over its processes):
+# ~0.9-1.2 GB idle after start, ~1.3-1.55 GB after a dozen chats; each limit leaves >= 30 %
+# headroom over that (bench/bench_openclaw_memory.py prints the figures).
 TIERS: dict[str, Tier] = {
     tier.name: tier
     for tier in (
         Tier(
             "free",
             ("cx23", "cpx22"),
-            gateway=ContainerLimits("1.0", "1536M"),
-            proxy=ContainerLimits("0.25", "128M"),
+            gateway=ContainerLimits("1.0", "2048M", pids=256),
+            proxy=ContainerLimits("0.25", "128M", pids=128),
         ),
         Tier(
             "pro",
             ("cx23", "cpx22"),
             gateway=ContainerLimits("1.75", "3072M"),
-            proxy=ContainerLimits("0.25", "256M"),
+            proxy=ContainerLimits("0.25", "256M", pids=128),
         ),
         Tier(
             "enterprise",
             ("cpx32",),
-            gateway=ContainerLimits("2.5", "5120M"),
-            proxy=ContainerLimits("0.25", "256M"),
+            gateway=ContainerLimits("2.5", "5120M", pids=1024),
+            proxy=ContainerLimits("0.25", "256M", pids=128),
             browser=ContainerLimits("1.25", "2048M"),
         ),
     )

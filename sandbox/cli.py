@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start another LLM upstream (repeatable)",
     )
     parser.add_argument(
+        "--real-gateways",
+        type=int,
+        default=2,
+        help="servers that run the real OpenClaw gateway (~1 GB each); the rest get the stand-in",
+    )
+    parser.add_argument(
         "--env-file",
         type=pathlib.Path,
         default=None,
@@ -63,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox(
         args.state,
         boot_delay=args.boot_delay,
+        real_gateways=args.real_gateways,
         action_delay=args.action_delay,
         gateway_port=args.gateway_port,
         port_base=args.port_base,

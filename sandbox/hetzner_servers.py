@@ -387,8 +387,9 @@ class ServerService:
         return json_response({"action": action})
 
     def remove(self, server: dict[str, Any]) -> None:
-        """The server is gone: its gateway stops and firewalls forget it; DNS is untouched."""
-        self.stop_gateway(server)
+        """The server is gone: its gateway stops, its disk goes, firewalls forget it; DNS is
+        untouched."""
+        self.cloud.gateways.forget(server["id"])
         self.cloud.firewalls.forget_server(server["id"])
         self.servers.pop(str(server["id"]), None)
         self.store.mark_dirty()

@@ -49,10 +49,12 @@ def message_text(message: Any) -> str:
     return ""
 
 
+INTERNAL_CONTEXT = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>"  # OpenClaw's own context, not the person
+
+
 def reply_for(messages: list[Any]) -> str:
-    last_user = next(
-        (message_text(m) for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), ""
-    )
+    said = (message_text(m) for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user")
+    last_user = next((text for text in said if not text.lstrip().startswith(INTERNAL_CONTEXT)), "")
     words = last_user.split()
     digest = hashlib.sha256(last_user.encode()).hexdigest()[:8]
     echoed = " ".join(words[:64]) if words else "(nothing)"

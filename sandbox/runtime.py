@@ -11,9 +11,11 @@ server's gateway listens on its own 127.x.y.z at ``gateway_port``. Python-side c
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import ipaddress
 import json
+import logging
 import os
 import pathlib
 import secrets
@@ -24,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import openclaw
 from .addresses import AddressAllocator
 from .cloudflare import Cloudflare
 from .control import build_control_app
@@ -34,6 +37,8 @@ from .http_common import JournalEntry, RequestJournal
 from .llm import LLMUpstream
 from .state import StateStore
 from .x_oauth import XOAuth
+
+log = logging.getLogger(__name__)
 
 PRIMARY_LLM = "llm"
 _SERVICE_ORDER = ("hetzner", "cloudflare", "x", PRIMARY_LLM, "control")
@@ -106,6 +111,7 @@ class Sandbox:
         x_code_ttl: float = 30.0,
         llm_chunk_delay: float = 0.0,
         extra_llm_upstreams: tuple[str, ...] = (),
+        real_gateways: int = 0,
     ) -> None:
         if not ipaddress.IPv4Address(host).is_loopback:
             raise ValueError("the sandbox binds to loopback (127.0.0.0/8) only")
@@ -124,6 +130,7 @@ class Sandbox:
         self.server_limit = server_limit
         self.x_code_ttl = x_code_ttl
         self.llm_chunk_delay = llm_chunk_delay
+        self.real_gateways = real_gateways  # how many servers may run the real OpenClaw gateway
         self._extra_llm_names = list(extra_llm_upstreams)
 
         self.store = StateStore(self.state_path)
@@ -299,7 +306,21 @@ class Sandbox:
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=60)
 
     async def _startup(self) -> None:
-        self._gateways = GatewayFleet(self.gateway_port, self.faults, self.journal)
+        install = openclaw.find() if self.real_gateways else None
+        if self.real_gateways and install is None:
+            log.warning(
+                "OpenClaw is not installed (python -m sandbox.openclaw ensure); every fake server "
+                "gets the stand-in gateway"
+            )
+        self._gateways = GatewayFleet(
+            self.gateway_port,
+            self.faults,
+            self.journal,
+            servers_dir=self.state_path.parent / "servers",
+            real_gateways=self.real_gateways,
+            install=install,
+        )
+        atexit.register(self._gateways.kill_real_now)
         counters = self.store.section("counters")
         allocator = AddressAllocator(
             self.server_network,

@@ -2,10 +2,10 @@
 
 pytest_plugins = [
     "tests.fixtures.database",
+    "tests.fixtures.browser",
     "tests.fixtures.sandbox",
     "tests.fixtures.provisioning",
     "tests.fixtures.llm",
     "tests.fixtures.ops",
-    "tests.fixtures.browser",
     "tests.fixtures.pulumi_mocks",
 ]

@@ -10,6 +10,8 @@ from typing import TypeVar
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
+from clawdet.llm.recorder import UsageRecorder
+from clawdet.llm.upstream import UpstreamPool
 from clawdet.settings import Settings
 from db.engine import Database
 
@@ -82,6 +84,16 @@ def per_app(app: Flask, key: str, make: Callable[[], T]) -> T:
             if existing is None:
                 existing = app.extensions[key] = make()
     return existing
+
+
+def llm_pool(app: Flask) -> UpstreamPool:
+    """The app's LLM upstreams, with one connection pool."""
+    return per_app(app, "clawdet.llm_upstreams", lambda: UpstreamPool(app.extensions["clawdet.settings"]))
+
+
+def usage_recorder(app: Flask) -> UsageRecorder:
+    """The app's background writer of LLM usage rows."""
+    return per_app(app, "clawdet.usage_recorder", lambda: UsageRecorder(app.extensions["clawdet.db"]))
 
 
 def settings() -> Settings:

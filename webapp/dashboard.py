@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import login_required
 
@@ -12,6 +14,7 @@ from clawdet.instances import rotation as llm_keys
 from clawdet.instances.lifecycle import STEPS, in_flight
 from clawdet.llm import usage as llm_usage
 from db.models import Instance
+from programs import openclaw
 from programs.tiers import LOCATIONS
 from webapp import dbs, settings
 from webapp.auth import client_ip, current
@@ -26,15 +29,13 @@ def show(error: UserFacingError | None = None, form: dict | None = None, new_llm
     if not user.details_complete:
         return redirect(url_for("auth.details_page"))
     instance = instances.active_instance(dbs(), user)
-    token = None
-    if instance is not None and instance.status == "ready":
-        token = credentials.gateway_token(settings().secret_key, instance.id, instance.gateway_token_version)
+    assistant = open_my_assistant(instance) if instance is not None and instance.status == "ready" else None
     response = (
         render_template(
             "dashboard.html",
             user=user,
             instance=instance,
-            gateway_token=token,
+            assistant=assistant,
             busy=instance is not None and in_flight(instance),
             steps=STEPS,
             tiers=instances.tiers_for(user),
@@ -46,9 +47,34 @@ def show(error: UserFacingError | None = None, form: dict | None = None, new_llm
         ),
         (error.status if error else 200),
     )
-    if new_llm_key or token:  # a page with a secret on it is never cached
+    if new_llm_key or assistant:  # a page with a secret on it is never cached
         response = (response[0], response[1], {"Cache-Control": "no-store"})
     return response
+
+
+@dataclass(frozen=True)
+class Assistant:
+    """How the owner reaches their gateway: the Control UI link (OpenClaw reads `#token=` and
+    drops it from the address bar), the token and the WebSocket URL its CLI pairs through."""
+
+    base_url: str
+    token: str
+    sandbox: bool
+
+    @property
+    def control_url(self) -> str:
+        return f"{self.base_url}/#token={self.token}"
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+
+
+def open_my_assistant(instance: Instance) -> Assistant:
+    token = credentials.gateway_token(settings().secret_key, instance.id, instance.gateway_token_version)
+    if settings().sandbox and instance.ipv4:  # the fake server's gateway, reachable from this machine
+        return Assistant(f"http://{instance.ipv4}:{openclaw.GATEWAY_PORT}", token, sandbox=True)
+    return Assistant(instance.url or "", token, sandbox=False)
 
 
 @bp.post("/dashboard/instance")

@@ -19,10 +19,9 @@ from clawdet.instances import credentials
 from clawdet.instances.lifecycle import DesiredState, InstanceStatus
 from clawdet.llm import pricing as llm_pricing
 from clawdet.llm import usage as llm_usage
-from clawdet.llm.recorder import UsageEntry, UsageRecorder, recorder
-from clawdet.llm.upstream import pool
+from clawdet.llm.recorder import UsageEntry, UsageRecorder
 from db.models import Instance, LlmUsage, User
-from webapp import dbs, settings
+from webapp import dbs, llm_pool, settings, usage_recorder
 from webapp.extensions import csrf, limiter
 
 log = logging.getLogger(__name__)
@@ -141,8 +140,8 @@ def chat_completions():
     caller = authenticate()
     check_quota(caller)
     body, model, stream = _chat_body()
-    meter = Meter(recorder(current_app), caller, model)
-    upstream = pool(current_app).open("POST", "/chat/completions", json.dumps(body).encode())
+    meter = Meter(usage_recorder(current_app), caller, model)
+    upstream = llm_pool(current_app).open("POST", "/chat/completions", json.dumps(body).encode())
     headers = {name: upstream.headers[name] for name in PASSED_HEADERS if name in upstream.headers}
     if not stream or upstream.status_code != 200:
         try:
@@ -211,7 +210,7 @@ class Meter:
 @limiter.limit(lambda: settings().llm_rate_limit, key_func=_rate_key)
 def models():
     authenticate()
-    upstream = pool(current_app).open("GET", "/models")
+    upstream = llm_pool(current_app).open("GET", "/models")
     try:
         content = upstream.read()
     finally:

@@ -15,10 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from clawdet.errors import UserFacingError
-from clawdet.llm.upstream import pool
 from clawdet.llm.usage import today
 from db.models import TrialUsage
-from webapp import dbs, settings
+from webapp import dbs, llm_pool, settings
 from webapp.auth import client_ip
 
 bp = Blueprint("trial", __name__)
@@ -100,7 +99,7 @@ def chat():
     dbs().commit()  # the message is counted before the upstream is asked
     session[SESSION_COUNT] = session_count + 1
     body = {"model": settings().trial_model, "messages": messages, "max_tokens": MAX_REPLY_TOKENS}
-    upstream = pool(current_app).open("POST", "/chat/completions", json.dumps(body).encode())
+    upstream = llm_pool(current_app).open("POST", "/chat/completions", json.dumps(body).encode())
     try:
         answer = json.loads(upstream.read()) if upstream.status_code == 200 else None
     except ValueError:

@@ -15,8 +15,8 @@ def main() -> None:
     pass
 
 
-def _settings() -> Settings:
-    return Settings.from_env()
+def _settings(**overrides: str) -> Settings:
+    return Settings.from_env(**overrides)
 
 
 def _database():

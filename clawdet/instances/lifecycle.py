@@ -61,7 +61,8 @@ STEPS = (
     ("firewall", "Firewall", 20),
     ("server", "Server", 40),
     ("dns", "DNS record", 65),
-    ("booting", "Starting the gateway", 80),
+    ("booting", "Starting the gateway", 75),
+    ("checking", "First chat", 90),
     ("ready", "Ready", 100),
 )
 STEP_PROGRESS = {key: progress for key, _, progress in STEPS}
@@ -133,11 +134,13 @@ def record(
     kind: EventKind = EventKind.PROGRESS,
     status: InstanceStatus | None = None,
     progress: int | None = None,
+    current: bool | None = None,
 ) -> None:
-    """An event on the instance's trail; a non-log event is also its current message."""
+    """An event on the instance's trail; it is also the instance's current message when
+    `current` (default: any event but a log line)."""
     if status is not None:
         instance.status = status.value
-    if kind != EventKind.LOG:
+    if current if current is not None else kind != EventKind.LOG:
         instance.status_message = message
     session.add(
         InstanceEvent(
@@ -169,7 +172,7 @@ def requested(session: Session, instance: Instance, message: str, *, renewed: bo
     instance.status = InstanceStatus.PENDING.value
     if renewed:
         bump_generation(session, instance)
-    record(session, instance, "requested", message, kind=EventKind.STATUS, progress=0)
+    record(session, instance, "requested", message, kind=EventKind.STATUS, progress=0, current=False)
     instance.status_message = "Waiting for a worker"
 
 
@@ -178,7 +181,7 @@ def destroy_requested(session: Session, instance: Instance, message: str = "Remo
     bump_generation(session, instance)
     instance.requested_action = None
     instance.attempts, instance.next_attempt_at = 0, None
-    record(session, instance, "destroying", message, kind=EventKind.STATUS)
+    record(session, instance, "destroying", message, kind=EventKind.STATUS, current=False)
     instance.status_message = "Waiting to be removed"
 
 
@@ -195,7 +198,7 @@ def action_requested(
     else:
         bump_generation(session, instance)
     instance.attempts, instance.next_attempt_at = 0, None
-    record(session, instance, "requested", message, kind=EventKind.STATUS, progress=0)
+    record(session, instance, "requested", message, kind=EventKind.STATUS, progress=0, current=False)
     if waiting:
         instance.status_message = waiting
 
@@ -203,7 +206,7 @@ def action_requested(
 def desired_changed(session: Session, instance: Instance, step: str, message: str) -> None:
     """A new desired state of a running instance (a rotated credential, say): converge again."""
     bump_generation(session, instance)
-    record(session, instance, step, message, kind=EventKind.STATUS)
+    record(session, instance, step, message, kind=EventKind.STATUS, current=False)
 
 
 def drift_found(session: Session, instance: Instance, action: Action, problems: list[str]) -> bool:

@@ -84,9 +84,3 @@ class UsageRecorder:
                     entry.paid,
                     entry.used_before + entry.prompt_tokens + entry.completion_tokens,
                 )
-
-
-def recorder(app) -> UsageRecorder:
-    from webapp import per_app
-
-    return per_app(app, "clawdet.usage_recorder", lambda: UsageRecorder(app.extensions["clawdet.db"]))

@@ -81,10 +81,3 @@ class UpstreamPool:
 
     def close(self) -> None:
         self.client.close()
-
-
-def pool(app) -> UpstreamPool:
-    """One pool (and connection pool) per app."""
-    from webapp import per_app
-
-    return per_app(app, "clawdet.llm_upstreams", lambda: UpstreamPool(app.extensions["clawdet.settings"]))

@@ -79,3 +79,41 @@ def wait_healthy(
             return result
         time.sleep(min(interval, max(0.0, end - time.monotonic())))
         interval = min(interval * 1.6, 5.0)
+
+
+CHAT_TIMEOUT = 180.0  # a cold gateway's first answer takes 5-15 s; the model may take longer
+CHECK_MESSAGE = "Clawdet readiness check: reply with one word."
+
+
+class GatewayNotAnswering(RuntimeError):
+    """The gateway is up but cannot answer a chat; the message says why, in plain words."""
+
+
+def chat_check(gateway_url: str, token: str, timeout: float = CHAT_TIMEOUT) -> str:
+    """One chat through the gateway's OpenAI-compatible endpoint, which asks the model through
+    the platform's LLM proxy with the instance's own key. Returns the reply's text."""
+    try:
+        response = httpx.post(
+            f"{gateway_url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"model": "openclaw", "messages": [{"role": "user", "content": CHECK_MESSAGE}]},
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+    except httpx.HTTPError as exc:
+        raise GatewayNotAnswering(
+            f"the assistant did not answer a test message ({type(exc).__name__})"
+        ) from exc
+    if response.status_code == 200:
+        try:
+            return response.json()["choices"][0]["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise GatewayNotAnswering(
+                "the assistant answered a test message with something unreadable"
+            ) from None
+    if response.status_code == 401 and "authentication" in response.text:
+        raise GatewayNotAnswering(
+            "the assistant's key for the language model was refused (a stale or wrong LLM key)"
+        )
+    if response.status_code == 401:
+        raise GatewayNotAnswering("the assistant refused its gateway token")
+    raise GatewayNotAnswering(f"the assistant could not answer a test message (HTTP {response.status_code})")

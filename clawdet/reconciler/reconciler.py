@@ -20,7 +20,7 @@ from clawdet.instances.lifecycle import Action, DesiredState, EventKind, Instanc
 from clawdet.instances.notify import Notifier
 from clawdet.mail.notifier import EmailNotifier
 from clawdet.ops import observed
-from clawdet.reconciler.health import wait_healthy
+from clawdet.reconciler.health import chat_check, wait_healthy
 from clawdet.reconciler.stacks import Stacks
 from clawdet.settings import Settings
 from db.engine import Database
@@ -268,6 +268,13 @@ class Reconciler:
             raise RuntimeError(
                 f"the gateway did not answer /healthz within {self.config.ready_deadline:.0f}s"
             )
+        self.event(instance_id, "checking", "Sending your assistant a first message")
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            token = credentials.gateway_token(
+                self.settings.secret_key, instance.id, instance.gateway_token_version
+            )
+        chat_check(self.target.gateway_url(fqdn=fqdn or "", ipv4=ipv4), token)
 
     def mark_ready(self, instance_id: str, generation: int, message: str) -> None:
         with self.database.session() as session:
@@ -325,14 +332,16 @@ class Reconciler:
             self.notifier.instance_failed(session, instance, reason)
         if not first_create:
             message = (
-                "We could not repair your instance; its server is kept as it is. "
+                f"We could not repair your instance: {reason}. Its server is kept as it is. "
                 "Try Rebuild from your dashboard, or contact support."
             )
         elif cleanup_error:
-            message = "We could not set up your instance and are cleaning up; our team has been told."
+            message = (
+                f"We could not set up your instance: {reason}. We are cleaning up; our team has been told."
+            )
         else:
             message = (
-                "We could not set up your instance. Nothing is left running. "
+                f"We could not set up your instance: {reason}. Nothing is left running. "
                 "Try again from your dashboard; if it fails again, contact support."
             )
         self.event(instance_id, "failed", message, status=settled.status, kind=EventKind.ERROR)

@@ -178,7 +178,8 @@ def test_drift_delete_power_off_and_kill_gateway(sandbox, hcloud_client):
 def test_cloud_init_encodings_are_understood(encoding):
     config = parse_gateway_config(cloud_config("enc-token", model="m1", encoding=encoding))
     assert config.token == "enc-token" and config.model == "m1"
-    assert config.env_file_path == "/opt/openclaw/gateway.env"
+    assert config.env_file_path == "/opt/openclaw/.env"
+    assert config.llm_api_key == "ck_sandbox_test_key_0123456789"  # ${CLAWDET_LLM_API_KEY} resolved
 
 
 def test_cloud_init_without_token_gives_unready_gateway(sandbox, hcloud_client):

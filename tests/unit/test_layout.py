@@ -34,6 +34,15 @@ def test_the_web_app_imports_neither_pulumi_nor_the_reconciler():
         assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}"
 
 
+def test_the_domain_never_imports_the_web_app():
+    """Except the CLI, which stands on everything: `clawdet web` and `clawdet run` serve it."""
+    for path, tree in modules("clawdet"):
+        if "cli" in path.relative_to(REPO).parts:
+            continue
+        bad = {n for n in imported(tree) if n.split(".")[0] == "webapp"}
+        assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}"
+
+
 def test_only_the_reconciler_imports_the_automation_api():
     for path, tree in modules("clawdet", "webapp", "db"):
         if "reconciler" in path.parts:

@@ -62,7 +62,7 @@ def ask(client, key: str, text: str = "hello there proxy", **extra):
 
 def settle(app) -> None:
     """Usage is written by a background thread; wait for it."""
-    from clawdet.llm.recorder import recorder
+    from webapp import usage_recorder as recorder
 
     recorder(app).flush()
 

@@ -1,12 +1,16 @@
 """Signup to a live instance and back, on the real engine, the real plugins, the sandbox cloud
 and PostgreSQL."""
 
+import time
+
 import httpx
 import pytest
+from sqlalchemy import select
 
+from clawdet.instances import credentials
 from clawdet.instances.requests import request_destroy
 from clawdet.reconciler import fleet
-from db.models import Instance
+from db.models import Instance, LlmUsage
 from tests.fixtures.provisioning import instance, new_instance, records_named, servers_named
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
@@ -19,6 +23,9 @@ def test_create_ready_then_destroy_leaves_nothing(reconciler, prov_db, prov_sett
     assert ready.status == "ready", ready.status_message
     assert ready.observed_generation == ready.generation and ready.health == "healthy"
     assert ready.url == "https://alice.clawdet.test"
+    # Ready means the gateway answered a first chat, through the LLM proxy with its own key.
+    assert eventually(lambda: usage_requests(prov_db, instance_id) >= 1)  # written in the background
+    assert cloud_sandbox.llm.completions()[-1].model == prov_settings.instance_model
 
     [server] = servers_named(cloud_sandbox, "alice")
     assert str(server["id"]) == ready.server_id and server["ipv4"] == ready.ipv4
@@ -38,6 +45,21 @@ def test_create_ready_then_destroy_leaves_nothing(reconciler, prov_db, prov_sett
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://{ready.ipv4}:18789/healthz", timeout=1)
     assert not (prov_settings.project_dir / "stacks" / "Pulumi.alice.yaml").exists()
+
+
+def usage_requests(database, instance_id: str) -> int:
+    with database.sessions() as session:
+        rows = session.scalars(select(LlmUsage).where(LlmUsage.instance_id == instance_id)).all()
+        return sum(row.requests for row in rows)
+
+
+def eventually(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def test_out_of_band_drift_is_found_and_repaired(reconciler, prov_db, prov_settings, cloud_sandbox):
@@ -107,8 +129,6 @@ def test_restart_and_rebuild_actions(reconciler, prov_db, prov_settings, cloud_s
 def test_final_failure_cleans_up_and_tells_the_user(reconciler, prov_db, prov_settings, cloud_sandbox):
     cloud_sandbox.faults.add(service="cloudflare", method="POST", error_rate=1.0, status=500)
     instance_id = new_instance(prov_db, prov_settings, "doomed")
-    import time
-
     deadline = time.monotonic() + 240
     while instance(prov_db, instance_id).status != "failed" and time.monotonic() < deadline:
         if not reconciler.run_once():
@@ -121,6 +141,26 @@ def test_final_failure_cleans_up_and_tells_the_user(reconciler, prov_db, prov_se
     with prov_db.sessions() as session:
         messages = [e.message for e in session.get(Instance, instance_id).events]
     assert any("trying again" in m for m in messages) and any("Giving up" in m for m in messages)
+
+
+def test_a_wrong_llm_key_is_never_a_silent_ready(reconciler, prov_db, prov_settings, cloud_sandbox):
+    """The server gets a key the proxy does not know (a stale one): the gateway's first chat is
+    refused, the instance is not ready, and the owner reads why in plain words."""
+    instance_id = new_instance(prov_db, prov_settings, "stale")
+    with prov_db.session() as session:
+        row = session.get(Instance, instance_id)
+        row.llm_key_hash = credentials.key_hash("ck_a_key_the_server_does_not_have_0123456789")
+    deadline = time.monotonic() + 240
+    while instance(prov_db, instance_id).status != "failed" and time.monotonic() < deadline:
+        if not reconciler.run_once():
+            time.sleep(0.2)
+    failed = instance(prov_db, instance_id)
+    assert failed.status == "failed" and failed.ready_at is None and failed.health != "healthy"
+    assert "key for the language model was refused" in failed.status_message
+    with prov_db.sessions() as session:
+        events = session.get(Instance, instance_id).events
+        assert any(e.step == "checking" for e in events)
+        assert all(e.step != "ready" for e in events)
 
 
 def test_a_failing_repair_never_deletes_a_live_server(prov_settings, prov_db, cloud_sandbox):

@@ -40,6 +40,24 @@ def test_defaults_and_types(tmp_path):
     assert settings.database_url == f"sqlite:///{tmp_path / 'clawdet.db'}"
 
 
+def test_the_default_data_dir_is_the_checkouts_wherever_the_command_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({}, dotenv=False)
+    assert settings.data_dir == REPO / ".data"
+
+
+def test_secrets_are_taken_as_given_and_blank_counts_as_unset(tmp_path):
+    env = {"CLAWDET_DATA_DIR": str(tmp_path), "SECRET_KEY": " padded key ", "BASE_DOMAIN": "  "}
+    settings = Settings.from_env(env)
+    assert settings.secret_key == " padded key " and settings.base_domain == "clawdet.test"
+
+
+def test_a_port_given_on_the_command_line_moves_the_urls(tmp_path):
+    settings = Settings.from_env({"CLAWDET_DATA_DIR": str(tmp_path), "PORT": "8000"}, PORT="8125")
+    assert settings.port == 8125 and settings.public_url == "http://127.0.0.1:8125"
+    assert settings.llm_proxy_url == "http://127.0.0.1:8125/llm/v1"
+
+
 @pytest.mark.parametrize(
     ("env", "sandbox"),
     [

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from programs import cloud_init, tiers
+from programs import cloud_init, openclaw, tiers
 
 GATEWAY_TOKEN = "gw-" + "7f" * 20
 LLM_KEY = "clw-instance-key-abcdef0123"
 LLM_URL = "https://clawdet.example/llm/v1"
 UPSTREAM_KEY = "sk-upstream-PLATFORM-ONLY-do-not-ship-0123456789"
-ENV_NAMES = ["OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_LLM_BASE_URL", "OPENCLAW_LLM_API_KEY", "OPENCLAW_MODEL"]
+ENV_NAMES = ["OPENCLAW_GATEWAY_TOKEN", "CLAWDET_LLM_API_KEY"]
+IMAGE = openclaw.OPENCLAW_IMAGE
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -29,7 +30,7 @@ def render(tier: str, fqdn: str = "alice.clawdet.example") -> str:
     return cloud_init.render_user_data(
         tier=tier,
         fqdn=fqdn,
-        openclaw_image="ghcr.io/openclaw/openclaw:2026.9.8",
+        openclaw_image=IMAGE,
         model="grok-4",
         llm_base_url=LLM_URL,
         gateway_token=GATEWAY_TOKEN,
@@ -75,19 +76,49 @@ def test_the_env_file_is_root_only_and_holds_exactly_the_instance_variables(monk
     assert env_entry["owner"] == "root:root"
     lines = env_entry["content"].splitlines()
     assert [line.split("=", 1)[0] for line in lines] == ENV_NAMES
-    assert lines == [
-        f"OPENCLAW_GATEWAY_TOKEN={GATEWAY_TOKEN}",
-        f"OPENCLAW_LLM_BASE_URL={LLM_URL}",
-        f"OPENCLAW_LLM_API_KEY={LLM_KEY}",
-        "OPENCLAW_MODEL=grok-4",
-    ]
+    assert lines == [f"OPENCLAW_GATEWAY_TOKEN={GATEWAY_TOKEN}", f"CLAWDET_LLM_API_KEY={LLM_KEY}"]
     assert UPSTREAM_KEY not in user_data
+
+
+def test_openclaw_json_names_the_proxy_the_model_and_the_origin_and_holds_no_secret():
+    files = written_files(render("pro", fqdn="bob.clawdet.example"))
+    entry = files[cloud_init.OPENCLAW_CONFIG_FILE_PATH]
+    config = json.loads(entry["content"])
+    assert GATEWAY_TOKEN not in entry["content"] and LLM_KEY not in entry["content"]
+    provider = config["models"]["providers"][openclaw.PROVIDER_ID]
+    assert provider["baseUrl"] == LLM_URL and provider["apiKey"] == "${CLAWDET_LLM_API_KEY}"
+    assert [m["id"] for m in provider["models"]] == ["grok-4"]
+    assert config["agents"]["defaults"]["model"]["primary"] == "clawdet/grok-4"
+    gateway = config["gateway"]
+    assert gateway["auth"] == {"mode": "token"} and gateway["bind"] == "lan"
+    assert gateway["controlUi"]["allowedOrigins"] == ["https://bob.clawdet.example"]
+    assert gateway["trustedProxies"] == [openclaw.CADDY_ADDRESS]
+    assert gateway["http"]["endpoints"]["chatCompletions"]["enabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda c: c["gateway"]["auth"].update(token="plain"), "no credential"),
+        (
+            lambda c: c["gateway"].update(controlUi={"allowedOrigins": ["alice.example/path"]}),
+            "allowedOrigins",
+        ),
+        (lambda c: c["gateway"].update(trustedProxies=["not-an-ip"]), "trustedProxies"),
+        (lambda c: c["models"]["providers"]["clawdet"].update(apiKey="ck_literal"), "apiKey"),
+    ],
+)
+def test_what_openclaws_own_validator_lets_through_is_refused_here(change, problem):
+    """`openclaw config validate` accepts each of these (measured); a hosted gateway must not."""
+    config = openclaw.gateway_config(fqdn="alice.clawdet.example", llm_base_url=LLM_URL, model="grok-4")
+    change(config)
+    assert any(problem in p for p in openclaw.validate_config(config))
 
 
 @pytest.mark.parametrize("bad", ["two\nlines", "with space", "dollar$sign", 'quote"d', "hash#tag", ""])
 def test_values_that_could_break_out_of_the_env_file_are_refused(bad):
     with pytest.raises(ValueError, match="OPENCLAW_GATEWAY_TOKEN") as caught:
-        cloud_init.render_env_file(gateway_token=bad, llm_base_url=LLM_URL, llm_api_key=LLM_KEY, model="m")
+        cloud_init.render_env_file(gateway_token=bad, llm_api_key=LLM_KEY)
     assert bad not in str(caught.value) or bad == ""
 
 
@@ -100,10 +131,10 @@ def test_caddy_terminates_tls_for_the_instance_name_in_front_of_the_gateway():
 
 
 @pytest.mark.parametrize("tier", tiers.TIER_NAMES)
-def test_each_tier_has_its_own_compose_template(tier):
-    assert (cloud_init.TEMPLATE_DIR / f"compose.{tier}.yaml").is_file()
-    compose = yaml.safe_load(cloud_init.render_compose(tier, "ghcr.io/openclaw/openclaw:2026.9.8"))
+def test_one_compose_template_serves_every_tier(tier):
+    compose = yaml.safe_load(cloud_init.render_compose(tier, IMAGE))
     assert ("browser" in compose["services"]) == (tier == "enterprise")
+    assert "$" not in cloud_init.render_compose(tier, IMAGE)
 
 
 # --- cloud-init's own schema -------------------------------------------------------------------
@@ -236,13 +267,31 @@ def test_every_rendered_compose_file_passes_docker_compose_config(tier, tmp_path
         assert mebibytes(applied["memory"]) == container.memory_mb
 
     gateway = services["openclaw"]
-    assert gateway["image"] == "ghcr.io/openclaw/openclaw:2026.9.8"
+    assert gateway["image"] == IMAGE
     assert "/healthz" in " ".join(gateway["healthcheck"]["test"])
-    assert sorted(gateway["environment"]) == sorted(ENV_NAMES)
-    assert gateway["environment"]["OPENCLAW_GATEWAY_TOKEN"] == GATEWAY_TOKEN
+    environment = gateway["environment"]
+    assert (
+        environment["OPENCLAW_GATEWAY_TOKEN"] == GATEWAY_TOKEN
+        and environment["CLAWDET_LLM_API_KEY"] == LLM_KEY
+    )
+    assert environment["OPENCLAW_STATE_DIR"] == openclaw.STATE_DIR
+    assert environment["OPENCLAW_CONFIG_PATH"] == openclaw.CONFIG_PATH
+    assert environment["OPENCLAW_CONFIG_READONLY"] == "1"
+    assert environment["NODE_OPTIONS"] == f"--max-old-space-size={limits.gateway.heap_mb}"
+    assert limits.gateway.heap_mb * 4 == limits.gateway.memory_mb * 3
     assert "ports" not in gateway  # reachable only through Caddy
-    assert {volume["source"] for volume in gateway["volumes"]} == {"openclaw-data"}
+    mounts = {volume["target"]: volume for volume in gateway["volumes"]}
+    assert mounts[openclaw.STATE_DIR]["source"] == "openclaw-data"
+    assert mounts[openclaw.CONFIG_PATH]["read_only"] is True
     assert "openclaw-data" in config["volumes"]
+    # openclaw fleet's hardening profile
+    for service in services.values():
+        assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"]
+        assert service["deploy"]["resources"]["limits"]["pids"] > 0 and service.get("network_mode") != "host"
+        assert not any("docker.sock" in str(v.get("source")) for v in service.get("volumes", []))
+    assert gateway["init"] is True and gateway["user"] == "1000:1000"
+    assert gateway["networks"]["edge"]["ipv4_address"] == openclaw.GATEWAY_ADDRESS
+    assert services["caddy"]["networks"]["edge"]["ipv4_address"] == openclaw.CADDY_ADDRESS
     published = sorted(port["published"] for port in services["caddy"]["ports"])
     assert published == ["443", "80"]
 

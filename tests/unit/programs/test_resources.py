@@ -247,7 +247,7 @@ def test_user_data_is_secret_and_carries_only_the_instance_credentials(mocks, mo
             user_data = wire_secret_value(mocks.one(SERVER).inputs["userData"])
             assert user_data.startswith("#cloud-config\n")
             assert f"OPENCLAW_GATEWAY_TOKEN={GATEWAY_TOKEN}" in user_data
-            assert f"OPENCLAW_LLM_API_KEY={LLM_KEY}" in user_data
+            assert f"CLAWDET_LLM_API_KEY={LLM_KEY}" in user_data
             assert UPSTREAM_KEY not in user_data
 
         return settled(instance.server_id, check=check)
