@@ -146,8 +146,15 @@ def test_a_newcomer_gets_a_real_assistant_that_answers(control_plane, page, tmp_
     ui = page.context.new_page()
     ui.goto(f"http://{server['ipv4']}:18789/#token={token}")
     expect(ui).to_have_title(re.compile("OpenClaw", re.I), timeout=30_000)
-    ui.wait_for_timeout(3000)
+    box = ui.get_by_placeholder(re.compile("Message", re.I))
+    expect(box).to_be_visible(timeout=30_000)
     ui.screenshot(path=str(tmp_path / "7-control-ui.png"), full_page=True)
+    box.fill("hello from the control ui")
+    box.press("Enter")
+    expect(
+        ui.get_by_text(re.compile(r"Sandbox reply [0-9a-f]{8} to:.*hello from the control ui"))
+    ).to_be_visible(timeout=120_000)
+    ui.screenshot(path=str(tmp_path / "8-control-ui-chat.png"), full_page=True)
     ui.close()
 
     page.once("dialog", lambda dialog: dialog.accept())
