@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 run: venv toolchain openclaw migrate
 	$(VENV)/bin/clawdet run
 
-test: venv toolchain openclaw system-deps
+test: venv system-deps toolchain openclaw
 	bash tests/run.sh $(PYTEST_ARGS)
 
 venv: $(STAMP)

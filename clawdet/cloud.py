@@ -11,7 +11,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,43 @@ class Hetzner(_Api):
             body = self.request("GET", path, params={**params, "page": page, "per_page": 50})
             yield from body.get(key, [])
             page = (body.get("meta", {}).get("pagination") or {}).get("next_page")
+
+    def volumes(self, label_selector: str = MANAGED_LABEL) -> list[dict[str, Any]]:
+        return list(self._paged("volumes", "volumes", label_selector=label_selector))
+
+    def delete_volume(self, volume_id: int | str, wait: float = 60.0) -> None:
+        """Detach (if attached) and delete; the data is gone for good."""
+        try:
+            volume = self.request("GET", f"volumes/{volume_id}")["volume"]
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+            raise
+        if volume.get("server") is not None:
+            self.request("POST", f"volumes/{volume_id}/actions/detach", json={})
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._ignore_missing("DELETE", f"volumes/{volume_id}")
+            except ApiError as exc:  # still detaching: locked, or attached for a moment longer
+                if exc.status not in (409, 422, 423) or time.monotonic() > deadline:
+                    raise
+            time.sleep(1.0)
+
+    def wait_action(
+        self, action: dict[str, Any], *, timeout: float = 300.0, cancelled: Callable[[], bool] = lambda: False
+    ) -> dict[str, Any]:
+        """Poll an action until it is no longer running; an action in error raises."""
+        deadline = time.monotonic() + timeout
+        while action.get("status") == "running" and time.monotonic() < deadline and not cancelled():
+            time.sleep(0.5)
+            action = self.request("GET", f"actions/{action['id']}")["action"]
+        if action.get("status") == "error":
+            error = action.get("error") or {}
+            raise ApiError(
+                "hcloud", 422, f"{action.get('command')} failed: {error.get('message', 'unknown')}"
+            )
+        return action
 
     def delete_server(self, server_id: int | str) -> None:
         self._ignore_missing("DELETE", f"servers/{server_id}")

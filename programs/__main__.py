@@ -47,6 +47,7 @@ def main() -> dict[str, pulumi.Output]:
     instance = ClawInstance(COMPONENT_NAME, args)
     outputs = {
         OutputName.SERVER_ID: instance.server_id,
+        OutputName.VOLUME_ID: instance.volume_id,
         OutputName.SERVER_STATUS: instance.server_status,
         OutputName.IPV4: instance.ipv4_address,
         OutputName.IPV6: instance.ipv6_address,

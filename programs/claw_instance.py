@@ -1,4 +1,9 @@
-"""ClawInstance: one customer's OpenClaw gateway (firewall, server, DNS records)."""
+"""ClawInstance: one customer's OpenClaw gateway (firewall, data volume, server, DNS records).
+
+The customer's data (the gateway's state: sessions, memory, workspace) lives on a Hetzner Volume
+in the server's location, attached to the server and mounted where the gateway keeps its state;
+a replaced server gets the same volume back, so nothing is lost.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +54,8 @@ def firewall_rules(operator_ssh_cidrs: tuple[str, ...], proxied: bool) -> list[h
 class ClawInstance(pulumi.ComponentResource):
     server: hcloud.Server
     firewall: hcloud.Firewall
+    volume: hcloud.Volume
+    volume_attachment: hcloud.VolumeAttachment
     dns_records: list[cloudflare.DnsRecord]
 
     def __init__(self, name: str, args: ClawInstanceArgs, opts: pulumi.ResourceOptions | None = None):
@@ -65,15 +72,26 @@ class ClawInstance(pulumi.ComponentResource):
             opts=child,
         )
 
-        user_data = pulumi.Output.all(args.gateway_token, args.llm_api_key).apply(
-            lambda secrets: cloud_init.render_user_data(
+        self.volume = hcloud.Volume(
+            f"{name}-volume",
+            name=f"{args.instance_name}-data",
+            size=tiers.TIERS[args.tier].volume_gb,
+            location=args.region,
+            format="ext4",
+            labels=labels,
+            opts=child,
+        )
+
+        user_data = pulumi.Output.all(args.gateway_token, args.llm_api_key, self.volume.linux_device).apply(
+            lambda values: cloud_init.render_user_data(
                 tier=args.tier,
                 fqdn=args.fqdn,
                 openclaw_image=args.openclaw_image,
                 model=args.model,
                 llm_base_url=args.llm_base_url,
-                gateway_token=secrets[0],
-                llm_api_key=secrets[1],
+                gateway_token=values[0],
+                llm_api_key=values[1],
+                data_device=values[2],
             )
         )
 
@@ -93,6 +111,14 @@ class ClawInstance(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
+        self.volume_attachment = hcloud.VolumeAttachment(
+            f"{name}-volume-attachment",
+            server_id=self.server.id.apply(int),
+            volume_id=self.volume.id.apply(int),
+            automount=False,  # cloud-init mounts it where the gateway keeps its state
+            opts=child,
+        )
+
         self.dns_records = [self._dns_record(name, "A", self.server.ipv4_address, args)]
         if args.ipv6:
             self.dns_records.append(self._dns_record(name, "AAAA", self.server.ipv6_address, args))
@@ -100,6 +126,7 @@ class ClawInstance(pulumi.ComponentResource):
         self.fqdn = args.fqdn
         self.url = f"https://{args.fqdn}"
         self.server_id = self.server.id
+        self.volume_id = self.volume.id
         self.server_status = self.server.status
         self.ipv4_address = self.server.ipv4_address
         self.ipv6_address = self.server.ipv6_address
@@ -109,6 +136,7 @@ class ClawInstance(pulumi.ComponentResource):
                 "fqdn": self.fqdn,
                 "url": self.url,
                 "server_id": self.server_id,
+                "volume_id": self.volume_id,
                 "server_status": self.server_status,
                 "ipv4_address": self.ipv4_address,
                 "ipv6_address": self.ipv6_address,

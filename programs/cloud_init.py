@@ -22,6 +22,9 @@ ENV_FILE_PATH = f"{INSTANCE_DIR}/.env"
 COMPOSE_FILE_PATH = f"{INSTANCE_DIR}/docker-compose.yml"
 CADDYFILE_PATH = f"{INSTANCE_DIR}/Caddyfile"
 OPENCLAW_CONFIG_FILE_PATH = f"{INSTANCE_DIR}/openclaw.json"
+DATA_MOUNT = "/mnt/openclaw-data"  # the customer's volume; the gateway's state dir lives on it
+STATE_ON_VOLUME = f"{DATA_MOUNT}/state"
+DEVICE_WAIT_SECONDS = 300  # Hetzner attaches the volume a few seconds after the server boots
 GATEWAY_PORT = openclaw.GATEWAY_PORT
 USER_DATA_LIMIT = 32 * 1024  # bytes Hetzner accepts as user_data
 
@@ -53,8 +56,10 @@ def render_compose(tier: str, openclaw_image: str) -> str:
         "browser_image": BROWSER_IMAGE,
         "gateway_port": GATEWAY_PORT,
         "state_dir": openclaw.STATE_DIR,
+        "state_on_volume": STATE_ON_VOLUME,
         "config_path": openclaw.CONFIG_PATH,
         "edge_network": openclaw.PROXY_NETWORK,
+        "dynamic_range": openclaw.DYNAMIC_RANGE,
         "gateway_address": openclaw.GATEWAY_ADDRESS,
         "caddy_address": openclaw.CADDY_ADDRESS,
         "gateway_heap_mb": limits.gateway.heap_mb,
@@ -85,13 +90,21 @@ def render_user_data(
     llm_base_url: str,
     gateway_token: str,
     llm_api_key: str,
+    data_device: str,
 ) -> str:
-    """The complete #cloud-config document for one instance."""
+    """The complete #cloud-config document for one instance; `data_device` is the customer's
+    volume (its linux_device), mounted at DATA_MOUNT before the containers start."""
+    if not re.fullmatch(r"/dev/disk/by-id/[A-Za-z0-9_.-]+", data_device):
+        raise ValueError(f"{data_device!r} is not a /dev/disk/by-id/ device path")
     files = {
         "env_file": render_env_file(gateway_token=gateway_token, llm_api_key=llm_api_key),
         "openclaw_config": openclaw.render_config(fqdn=fqdn, llm_base_url=llm_base_url, model=model),
         "compose_file": render_compose(tier, openclaw_image),
         "caddyfile": render_caddyfile(fqdn),
+        "data_device": data_device,
+        "data_mount": DATA_MOUNT,
+        "state_on_volume": STATE_ON_VOLUME,
+        "device_wait": str(DEVICE_WAIT_SECONDS),
     }
     template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
     cloud_config = _fill_strings(template, files)

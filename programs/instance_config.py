@@ -310,6 +310,7 @@ class OutputName:
     """Names of the stack outputs (the provisioner reads them)."""
 
     SERVER_ID = "serverId"
+    VOLUME_ID = "volumeId"
     SERVER_STATUS = "serverStatus"
     IPV4 = "ipv4Address"
     IPV6 = "ipv6Address"

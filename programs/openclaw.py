@@ -34,6 +34,7 @@ CONFIG_PATH = "/home/node/.config/openclaw/openclaw.json"  # platform-managed, m
 
 # The compose network's fixed addresses: Caddy is the only peer whose X-Forwarded-For counts.
 PROXY_NETWORK = "172.30.0.0/24"
+DYNAMIC_RANGE = "172.30.0.128/25"  # addresses Docker hands out itself; the fixed ones are below
 CADDY_ADDRESS = "172.30.0.2"
 GATEWAY_ADDRESS = "172.30.0.3"
 

@@ -65,6 +65,7 @@ class Tier:
     server_types: tuple[str, ...]
     gateway: ContainerLimits
     proxy: ContainerLimits  # Caddy, terminating TLS
+    volume_gb: int  # the customer's data volume (Hetzner's minimum is 10 GB)
     browser: ContainerLimits | None = None  # headless Chromium sidecar (enterprise)
 
 
@@ -81,18 +82,21 @@ TIERS: dict[str, Tier] = {
             ("cx23", "cpx22"),
             gateway=ContainerLimits("1.0", "2048M", pids=256),
             proxy=ContainerLimits("0.25", "128M", pids=128),
+            volume_gb=10,
         ),
         Tier(
             "pro",
             ("cx23", "cpx22"),
             gateway=ContainerLimits("1.75", "3072M"),
             proxy=ContainerLimits("0.25", "256M", pids=128),
+            volume_gb=20,
         ),
         Tier(
             "enterprise",
             ("cpx32",),
             gateway=ContainerLimits("2.5", "5120M", pids=1024),
             proxy=ContainerLimits("0.25", "256M", pids=128),
+            volume_gb=50,
             browser=ContainerLimits("1.25", "2048M"),
         ),
     )

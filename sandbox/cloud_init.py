@@ -17,7 +17,7 @@ import gzip
 import json
 import re
 import shlex
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -37,6 +37,8 @@ class GatewayConfig:
     files: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # path -> content
     service: dict[str, Any] | None = dataclasses.field(default=None, repr=False)  # compose service
     compose_dir: str | None = None
+    mounts: tuple[tuple[str, str], ...] = ()  # cloud-init `mounts`: (device, mount point)
+    disks: dict[str, Path] = dataclasses.field(default_factory=dict, repr=False)  # device -> data
 
     @property
     def runnable(self) -> bool:
@@ -113,8 +115,8 @@ def _decompress_user_data(user_data: str | bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
-def written_files(user_data: str | bytes | None) -> dict[str, str]:
-    """The files cloud-init's `write_files` would write: absolute path -> content."""
+def cloud_config(user_data: str | bytes | None) -> dict[str, Any]:
+    """The parsed #cloud-config document ({} for anything else)."""
     if not user_data:
         return {}
     text = _decompress_user_data(user_data)
@@ -124,7 +126,22 @@ def written_files(user_data: str | bytes | None) -> dict[str, str]:
         document = yaml.safe_load(text)
     except yaml.YAMLError:
         return {}
-    entries = document.get("write_files") if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else {}
+
+
+def mounts(document: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """cloud-init's `mounts`: [device, mount point, fstype, options, ...] entries."""
+    found = []
+    for entry in document.get("mounts") or []:
+        if isinstance(entry, list) and len(entry) >= 2 and all(isinstance(x, str) for x in entry[:2]):
+            found.append((entry[0], entry[1]))
+    return tuple(found)
+
+
+def written_files(user_data: str | bytes | None) -> dict[str, str]:
+    """The files cloud-init's `write_files` would write: absolute path -> content."""
+    document = cloud_config(user_data)
+    entries = document.get("write_files")
     files = {}
     for entry in entries or []:
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
@@ -164,7 +181,13 @@ def parse_gateway_config(user_data: str | bytes | None) -> GatewayConfig:
     env_path = next(
         (path for path, content in files.items() if "OPENCLAW_GATEWAY_TOKEN" in env_values(content)), None
     )
-    config = GatewayConfig(files=files, service=service, compose_dir=compose_dir, env_file_path=env_path)
+    config = GatewayConfig(
+        files=files,
+        service=service,
+        compose_dir=compose_dir,
+        env_file_path=env_path,
+        mounts=mounts(cloud_config(user_data)),
+    )
     env = config.environment() if service else env_values(files.get(env_path or "", ""))
     model = base_url = key = None
     openclaw_json = config.openclaw_json or {}

@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,7 @@ class GatewayFleet:
         self.real_limit = real_gateways if install is not None and servers_dir is not None else 0
         self.install = install
         self._real: dict[int, RealGateway] = {}
+        self._all_real: weakref.WeakSet[RealGateway] = weakref.WeakSet()  # also those stopping
         self._stopping: dict[int, asyncio.Task[None]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._running: dict[int, Gateway] = {}
@@ -273,6 +275,7 @@ class GatewayFleet:
         if config.runnable and len(self._real) < self.real_limit:
             real = RealGateway(self.install, self.server_dir(server_id), address, self.port, config)
             self._real[server_id] = real
+            self._all_real.add(real)
             try:
                 await real.start()
             except (OSError, LaunchError) as exc:
@@ -280,6 +283,9 @@ class GatewayFleet:
                 await real.stop()
                 self._failures[server_id] = str(exc)
                 log.warning("real gateway of server %s could not start: %s", server_id, exc)
+                return
+            if self._real.get(server_id) is not real:  # stopped or deleted while it was starting
+                await real.stop()
                 return
             self._failures.pop(server_id, None)
             return
@@ -323,10 +329,21 @@ class GatewayFleet:
 
     def kill_real_now(self) -> None:
         """At interpreter exit, from any thread: no real gateway process outlives the sandbox."""
-        for real in list(self._real.values()):
+        for real in list(self._all_real):
             real.kill_now()
 
+    def _reap(self, server_id: int) -> None:
+        """A real gateway whose process died is failed, and frees its slot."""
+        real = self._real.get(server_id)
+        if real is not None and real.exited is not None:
+            del self._real[server_id]
+            log_file = real.root / "gateway.log"
+            tail = log_file.read_text(errors="replace")[-400:] if log_file.exists() else ""
+            self._failures[server_id] = f"the gateway exited with status {real.exited}: {tail}"
+            self._spawn(real.stop())  # closes its forwarder
+
     def status(self, server_id: int) -> str:
+        self._reap(server_id)
         if server_id in self._running or server_id in self._real:
             return "up"
         if server_id in self._booting:

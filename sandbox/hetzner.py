@@ -20,6 +20,7 @@ from .gateways import GatewayFleet
 from .hetzner_common import ActionBook, HcloudError, list_actions, not_found, paginate, path_id, sort_items
 from .hetzner_firewalls import FirewallService
 from .hetzner_servers import ServerService
+from .hetzner_volumes import VolumeService
 from .http_common import RequestJournal, fault_and_journal_middleware, json_response
 from .state import StateStore
 
@@ -30,7 +31,6 @@ EMPTY_COLLECTIONS = (
     "primary_ips",
     "floating_ips",
     "networks",
-    "volumes",
     "placement_groups",
     "load_balancers",
     "certificates",
@@ -91,6 +91,7 @@ class HetznerCloud:
         self.actions = ActionBook(store, action_delay)
         self.servers = ServerService(self)
         self.firewalls = FirewallService(self)
+        self.volumes = VolumeService(self)
 
     def restore(self) -> None:
         self.actions.finish_all_running()
@@ -107,7 +108,7 @@ class HetznerCloud:
                 self._api_middleware,
             ]
         )
-        servers, firewalls = self.servers, self.firewalls
+        servers, firewalls, volumes = self.servers, self.firewalls, self.volumes
         routes: list[tuple[str, str, Callable[..., Any]]] = [
             ("GET", "/servers", servers.list),
             ("POST", "/servers", servers.create),
@@ -127,6 +128,13 @@ class HetznerCloud:
             ("DELETE", "/firewalls/{id}", firewalls.delete),
             ("GET", "/firewalls/{id}/actions", firewalls.firewall_actions),
             ("POST", "/firewalls/{id}/actions/{verb}", firewalls.action),
+            ("GET", "/volumes", volumes.list),
+            ("POST", "/volumes", volumes.create),
+            ("GET", "/volumes/{id}", volumes.get_one),
+            ("PUT", "/volumes/{id}", volumes.update),
+            ("DELETE", "/volumes/{id}", volumes.delete),
+            ("GET", "/volumes/{id}/actions", volumes.volume_actions),
+            ("POST", "/volumes/{id}/actions/{verb}", volumes.action),
             ("GET", "/ssh_keys", firewalls.list_ssh_keys),
             ("POST", "/ssh_keys", firewalls.create_ssh_key),
             ("GET", "/ssh_keys/{id}", firewalls.get_ssh_key),
@@ -296,6 +304,7 @@ class HetznerCloud:
                     "ipv4": server["address"],
                     "labels": dict(server["labels"]),
                     "firewall_ids": self.firewalls.applied_to_server(server),
+                    "volume_ids": [v["id"] for v in self.volumes.attached_to(server["id"])],
                     "gateway": self.gateways.describe(server["id"]),
                 }
             )
@@ -303,5 +312,12 @@ class HetznerCloud:
             self.firewalls.view(f) for f in sorted(self.firewalls.firewalls.values(), key=lambda f: f["id"])
         ]
         ssh_keys = [dict(k) for k in self.firewalls.ssh_keys.values()]
+        volumes = [self.volumes.view(v) for v in sorted(self.volumes.volumes.values(), key=lambda v: v["id"])]
         running = sum(1 for a in self.actions.actions.values() if a["status"] == "running")
-        return {"servers": servers, "firewalls": firewalls, "ssh_keys": ssh_keys, "running_actions": running}
+        return {
+            "servers": servers,
+            "firewalls": firewalls,
+            "ssh_keys": ssh_keys,
+            "volumes": volumes,
+            "running_actions": running,
+        }

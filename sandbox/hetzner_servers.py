@@ -6,6 +6,7 @@ killed out of band) its OpenClaw gateway listens there, ``boot_delay`` after it 
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +118,7 @@ class ServerService:
             "included_traffic": 21990232555520,
             "protection": dict(server["protection"]),
             "labels": dict(server["labels"]),
-            "volumes": [],
+            "volumes": [v["id"] for v in self.cloud.volumes.attached_to(server["id"])],
             "load_balancers": [],
             "primary_disk_size": server_type["disk"],
             "placement_group": None,
@@ -125,15 +126,33 @@ class ServerService:
 
     # -- gateway coupling ---------------------------------------------------------------
     def boot_gateway(self, server: dict[str, Any], delay: float | None = None) -> None:
+        """Start the server's gateway, once every disk its cloud-config mounts is attached (the
+        instance's runcmd waits for its volume's device before `docker compose up`)."""
         if server["status"] != "running" or server.get("gateway_killed"):
+            return
+        config = parse_gateway_config(server.get("user_data"))
+        disks = self.cloud.volumes.device_dirs(server["id"])
+        if any(device not in disks for device, _ in config.mounts):
+            self.stop_gateway(server)  # waiting for its volume
             return
         self.cloud.gateways.start(
             server["id"],
             server["name"],
             server["address"],
-            parse_gateway_config(server.get("user_data")),
+            dataclasses.replace(config, disks=disks),
             self.cloud.boot_delay if delay is None else delay,
         )
+
+    def volumes_changed(self, server: dict[str, Any]) -> None:
+        """A volume was attached or detached: a waiting gateway starts; one whose disk went stops."""
+        config = parse_gateway_config(server.get("user_data"))
+        if not config.mounts:
+            return
+        state = self.cloud.gateways.status(server["id"])
+        if state in ("down", "failed"):
+            self.boot_gateway(server, delay=0.0)
+        elif any(device not in self.cloud.volumes.device_dirs(server["id"]) for device, _ in config.mounts):
+            self.stop_gateway(server)
 
     def stop_gateway(self, server: dict[str, Any]) -> None:
         self.cloud.gateways.stop_soon(server["id"])
@@ -390,6 +409,7 @@ class ServerService:
         """The server is gone: its gateway stops, its disk goes, firewalls forget it; DNS is
         untouched."""
         self.cloud.gateways.forget(server["id"])
+        self.cloud.volumes.forget_server(server["id"])
         self.cloud.firewalls.forget_server(server["id"])
         self.servers.pop(str(server["id"]), None)
         self.store.mark_dirty()

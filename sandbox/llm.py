@@ -34,6 +34,7 @@ class CompletionRecord:
     prompt_tokens: int
     completion_tokens: int
     at: float
+    conversation: str = ""  # every user and assistant message's text, for tests to look into
 
 
 def count_tokens(text: str) -> int:
@@ -192,7 +193,12 @@ class LLMUpstream:
         }
         stream = bool(body.get("stream"))
         with self._lock:
-            self._log.append(CompletionRecord(model, stream, prompt_tokens, len(words), time.time()))
+            said = "\n".join(
+                message_text(m)
+                for m in messages
+                if isinstance(m, dict) and m.get("role") in ("user", "assistant")
+            )
+            self._log.append(CompletionRecord(model, stream, prompt_tokens, len(words), time.time(), said))
         completion_id = (
             "chatcmpl-" + hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:24]
         )

@@ -34,16 +34,50 @@ class LaunchError(RuntimeError):
     """The server's files do not describe a gateway this runner can start."""
 
 
+PATH_VARIABLE_SUFFIXES = ("_DIR", "_PATH", "_HOME", "_CACHE")  # env values that name container paths
+
+
 def host_path(root: Path, path: str) -> Path:
-    return root / PurePosixPath(path).relative_to("/")
+    """A path of the fake server as a path in its folder; never outside it."""
+    relative = PurePosixPath(os.path.normpath(PurePosixPath("/") / path)).relative_to("/")
+    if ".." in relative.parts:
+        raise LaunchError(f"{path!r} leaves the server's file system")
+    return root / relative
 
 
 def write_server_files(root: Path, config: GatewayConfig) -> None:
+    read_only = {target for target, (_source, ro) in _bind_sources(config).items() if ro}
     for path, content in config.files.items():
         target = host_path(root, path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            os.chmod(target, 0o600)
         target.write_text(content)
-        os.chmod(target, 0o600)
+        os.chmod(target, 0o444 if path in read_only else 0o600)
+
+
+def _bind_sources(config: GatewayConfig) -> dict[str, tuple[str, bool]]:
+    """Host files bind-mounted into the gateway: host path -> (container path, read-only)."""
+    found = {}
+    compose_dir = PurePosixPath(config.compose_dir or "/")
+    for volume in (config.service or {}).get("volumes") or []:
+        source, _, rest = str(volume).partition(":")
+        if source.startswith(("./", "../")):
+            parts = rest.split(":")
+            found[str(compose_dir / source)] = (parts[0], "ro" in parts[1:])
+    return found
+
+
+def mount_disks(root: Path, config: GatewayConfig) -> None:
+    """cloud-init's `mounts`: each mount point becomes the attached volume's data folder."""
+    for device, mount_point in config.mounts:
+        target = host_path(root, mount_point)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            target.rmdir()  # an empty mount point; a full one would hide data, so this fails loudly
+        target.symlink_to(config.disks[device], target_is_directory=True)
 
 
 def mounts(root: Path, config: GatewayConfig) -> dict[str, Path]:
@@ -55,12 +89,8 @@ def mounts(root: Path, config: GatewayConfig) -> dict[str, Path]:
         target = rest.split(":")[0]
         if not target:
             continue
-        if source.startswith(("./", "/", "../")):
-            table[target] = (
-                host_path(root, str(compose_dir / source))
-                if not source.startswith("/")
-                else (host_path(root, source))
-            )
+        if source.startswith(("./", "/", "../")):  # a bind mount, relative to the compose file
+            table[target] = host_path(root, str(compose_dir / source))
         else:  # a named volume
             table[target] = root / "var/lib/docker/volumes" / source / "_data"
     return table
@@ -117,6 +147,7 @@ class RealGateway:
         if not self.config.runnable:
             raise LaunchError("user_data has no compose service and openclaw.json to start from")
         write_server_files(self.root, self.config)
+        mount_disks(self.root, self.config)
         table = mounts(self.root, self.config)
         for host in table.values():  # as Docker does: a missing mount source becomes a directory
             if not host.exists():
@@ -131,7 +162,8 @@ class RealGateway:
             "LANG": "C.UTF-8",
         }
         for name, value in self.config.environment().items():
-            env[name] = to_host(self.root, table, value) if value.startswith("/") else value
+            is_path = value.startswith("/") and name.endswith(PATH_VARIABLE_SUFFIXES)
+            env[name] = to_host(self.root, table, value) if is_path else value
         self.local_port = free_local_port()
         argv = launch_argv(self.install, self.config, self.local_port)
         output = open(self.root / "gateway.log", "ab")  # noqa: SIM115 (handed to the process)
@@ -184,6 +216,11 @@ class RealGateway:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+
+    @property
+    def exited(self) -> int | None:
+        """The process's exit status once it has died (None while it runs)."""
+        return self.process.returncode if self.process is not None else None
 
     def kill_now(self) -> None:
         """From outside the loop (interpreter exit): leave no gateway process behind."""

@@ -24,6 +24,7 @@ _EMPTY_SECTIONS = (
     "servers",
     "actions",
     "firewalls",
+    "volumes",
     "ssh_keys",
     "zones",
     "dns_records",

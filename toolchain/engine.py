@@ -235,7 +235,8 @@ def ensure(log: Log = print) -> Toolchain:
         else:
             tc = _prepare_core(versions, cache, log)
         _install_plugins(tc, log)
-        if tc.missing_plugins and os.environ.get("CLAWDET_NO_STANDINS") != "1":
+        # Missing plugins get stand-ins; installed stand-ins are rebuilt when their source changed.
+        if os.environ.get("CLAWDET_NO_STANDINS") != "1":
             try:
                 standin_build.ensure_standins(tc, log)
             except standin_build.StandinBuildError as exc:

@@ -177,7 +177,19 @@ def install_standins(tc, binaries: Mapping[str, Path], log: Log = print) -> None
             )
         (tc.plugin_dir(name) / MARKER).write_text(
             "Clawdet's offline stand-in provider (toolchain/standin-providers), not the real plugin.\n"
+            f"digest: {_source_digest(tc.versions)}\n"
         )
+
+
+def wanted_standins(tc, *, force: bool = False) -> list[str]:
+    """The stand-ins to build: for each missing plugin, and for each installed stand-in whose
+    Go source changed since it was built (or every stand-in, with `force`)."""
+    current = _source_digest(tc.versions)
+    return [
+        n
+        for n in NAMES
+        if not tc.has_plugin(n) or (is_standin(tc, n) and (force or installed_digest(tc, n) != current))
+    ]
 
 
 def is_standin(tc, name: str) -> bool:
@@ -185,11 +197,19 @@ def is_standin(tc, name: str) -> bool:
     return (tc.plugin_dir(name) / MARKER).is_file()
 
 
+def installed_digest(tc, name: str) -> str | None:
+    """The source digest the installed stand-in was built from (None: unknown, an old build)."""
+    for line in (tc.plugin_dir(name) / MARKER).read_text().splitlines():
+        if line.startswith("digest: "):
+            return line.removeprefix("digest: ").strip()
+    return None
+
+
 def ensure_standins(tc, log: Log = print, *, force: bool = False) -> list[str]:
     """Build and install the stand-ins for those of hcloud/cloudflare that are missing (or, with
     ``force``, also replace installed stand-ins by a fresh build); a real plugin is never
     replaced. Returns the names installed."""
-    wanted = [n for n in NAMES if not tc.has_plugin(n) or (force and is_standin(tc, n))]
+    wanted = wanted_standins(tc, force=force)
     if not wanted:
         return []
     log(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import login_required
 
+from clawdet import cloud
 from clawdet.errors import UserFacingError
 from clawdet.instances import credentials
 from clawdet.instances import requests as instances
@@ -14,7 +15,6 @@ from clawdet.instances import rotation as llm_keys
 from clawdet.instances.lifecycle import STEPS, in_flight
 from clawdet.llm import usage as llm_usage
 from db.models import Instance
-from programs import openclaw
 from programs.tiers import LOCATIONS
 from webapp import dbs, settings
 from webapp.auth import client_ip, current
@@ -70,11 +70,18 @@ class Assistant:
         return self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
 
 
-def open_my_assistant(instance: Instance) -> Assistant:
+def open_my_assistant(instance: Instance) -> Assistant | None:
+    """Where the owner reaches their gateway: https://<fqdn>, or in the sandbox the fake server's
+    own address (the cloud target's gateway URL, as the reconciler probes it)."""
     token = credentials.gateway_token(settings().secret_key, instance.id, instance.gateway_token_version)
-    if settings().sandbox and instance.ipv4:  # the fake server's gateway, reachable from this machine
-        return Assistant(f"http://{instance.ipv4}:{openclaw.GATEWAY_PORT}", token, sandbox=True)
-    return Assistant(instance.url or "", token, sandbox=False)
+    fqdn = (instance.url or "").removeprefix("https://")
+    if settings().sandbox:
+        try:
+            base = cloud.resolve(settings()).gateway_url(fqdn=fqdn, ipv4=instance.ipv4)
+        except UserFacingError:
+            base = None  # the sandbox is not running: nothing to open
+        return Assistant(base, token, sandbox=True) if base else None
+    return Assistant(instance.url, token, sandbox=False) if instance.url else None
 
 
 @bp.post("/dashboard/instance")

@@ -40,7 +40,14 @@ def _unset(variables: dict[str, str]) -> dict[str, str]:
 
 
 def _sandbox_args(settings: Settings) -> list[str]:
-    return ["--state", str(settings.data_dir / "sandbox" / "state.json"), "--zone", settings.base_domain]
+    return [
+        "--state",
+        str(settings.data_dir / "sandbox" / "state.json"),
+        "--zone",
+        settings.base_domain,
+        "--real-gateways",
+        str(settings.sandbox_real_gateways),
+    ]
 
 
 @main.command(

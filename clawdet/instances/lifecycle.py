@@ -58,8 +58,9 @@ class EventKind(enum.StrEnum):
 # The named steps of the dashboard's progress bar, in order, with how far along each one is.
 STEPS = (
     ("requested", "Requested", 0),
-    ("firewall", "Firewall", 20),
-    ("server", "Server", 40),
+    ("firewall", "Firewall", 15),
+    ("volume", "Data volume", 30),
+    ("server", "Server", 45),
     ("dns", "DNS record", 65),
     ("booting", "Starting the gateway", 75),
     ("checking", "First chat", 90),

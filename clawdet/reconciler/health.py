@@ -81,7 +81,8 @@ def wait_healthy(
         interval = min(interval * 1.6, 5.0)
 
 
-CHAT_TIMEOUT = 180.0  # a cold gateway's first answer takes 5-15 s; the model may take longer
+CHAT_TIMEOUT = 90.0  # below Cloudflare's 100 s for a proxied request; a cold first answer takes 5-15 s
+CHAT_ATTEMPTS = 3
 CHECK_MESSAGE = "Clawdet readiness check: reply with one word."
 
 
@@ -89,31 +90,60 @@ class GatewayNotAnswering(RuntimeError):
     """The gateway is up but cannot answer a chat; the message says why, in plain words."""
 
 
-def chat_check(gateway_url: str, token: str, timeout: float = CHAT_TIMEOUT) -> str:
+def chat_check(
+    gateway_url: str,
+    token: str,
+    *,
+    timeout: float = CHAT_TIMEOUT,
+    attempts: int = CHAT_ATTEMPTS,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> str:
     """One chat through the gateway's OpenAI-compatible endpoint, which asks the model through
-    the platform's LLM proxy with the instance's own key. Returns the reply's text."""
-    try:
-        response = httpx.post(
-            f"{gateway_url}/v1/chat/completions",
-            headers={"Authorization": f"Bearer {token}"},
-            json={"model": "openclaw", "messages": [{"role": "user", "content": CHECK_MESSAGE}]},
-            timeout=httpx.Timeout(timeout, connect=10.0),
-        )
-    except httpx.HTTPError as exc:
-        raise GatewayNotAnswering(
-            f"the assistant did not answer a test message ({type(exc).__name__})"
-        ) from exc
-    if response.status_code == 200:
+    the platform's LLM proxy with the instance's own key. Returns the reply's text. Connection
+    errors, timeouts and 5xx are tried again (a gateway that just answered /healthz may still be
+    warming up); a refused key or token is not. A 429 (the owner's quota or rate limit) counts
+    as answered: the gateway and its key work."""
+    problem = "the assistant did not answer a test message"
+    for attempt in range(1, attempts + 1):
         try:
-            return response.json()["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise GatewayNotAnswering(
-                "the assistant answered a test message with something unreadable"
-            ) from None
-    if response.status_code == 401 and "authentication" in response.text:
-        raise GatewayNotAnswering(
-            "the assistant's key for the language model was refused (a stale or wrong LLM key)"
-        )
-    if response.status_code == 401:
-        raise GatewayNotAnswering("the assistant refused its gateway token")
-    raise GatewayNotAnswering(f"the assistant could not answer a test message (HTTP {response.status_code})")
+            response = httpx.post(
+                f"{gateway_url}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"model": "openclaw", "messages": [{"role": "user", "content": CHECK_MESSAGE}]},
+                timeout=httpx.Timeout(timeout, connect=10.0),
+            )
+        except httpx.HTTPError as exc:
+            problem = f"the assistant did not answer a test message ({type(exc).__name__})"
+        else:
+            if response.status_code == 200:
+                return _reply_text(response)
+            if response.status_code == 429:
+                return ""
+            kind = _error_type(response)
+            if response.status_code == 401 and kind == "authentication_error":
+                raise GatewayNotAnswering(
+                    "the assistant's key for the language model was refused (a stale or wrong LLM key)"
+                )
+            if response.status_code == 401:
+                raise GatewayNotAnswering("the assistant refused its gateway token")
+            problem = f"the assistant could not answer a test message (HTTP {response.status_code})"
+            if response.status_code < 500 and response.status_code != 408:
+                break
+        if attempt < attempts and not cancelled():
+            time.sleep(2.0 * attempt)
+    raise GatewayNotAnswering(problem)
+
+
+def _reply_text(response: httpx.Response) -> str:
+    try:
+        return response.json()["choices"][0]["message"]["content"] or ""
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise GatewayNotAnswering("the assistant answered a test message with something unreadable") from None
+
+
+def _error_type(response: httpx.Response) -> str | None:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error.get("type") if isinstance(error, dict) else None

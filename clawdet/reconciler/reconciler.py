@@ -31,10 +31,16 @@ log = logging.getLogger(__name__)
 
 SERVER_TYPE = "hcloud:index/server:Server"
 FIREWALL_TYPE = "hcloud:index/firewall:Firewall"
+VOLUME_TYPE = "hcloud:index/volume:Volume"
 DNS_TYPE = "cloudflare:index/dnsRecord:DnsRecord"
 
-STEP_OF_TYPE = {FIREWALL_TYPE: "firewall", SERVER_TYPE: "server", DNS_TYPE: "dns"}
-STEP_WORDS = {"firewall": "the firewall", "server": "your server", "dns": "the DNS record"}
+STEP_OF_TYPE = {FIREWALL_TYPE: "firewall", VOLUME_TYPE: "volume", SERVER_TYPE: "server", DNS_TYPE: "dns"}
+STEP_WORDS = {
+    "firewall": "the firewall",
+    "volume": "your data volume",
+    "server": "your server",
+    "dns": "the DNS record",
+}
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,7 @@ class Reconciler:
         if sweep:
             self.stacks.refresh(name, clear_pending_creates=True)
         if sweep or repair:
-            self.sweep_orphans(name)
+            self.sweep_orphans(name, keep_data=not first_time)
         outputs = self.stacks.up(
             name,
             config,
@@ -209,8 +215,8 @@ class Reconciler:
             return self.converge(instance_id, repair=True)
         self.event(instance_id, "booting", "Restarting your server", status=InstanceStatus.BOOTING)
         hetzner, cloudflare_api = cloud.clients(self.target)
-        try:
-            hetzner.server_action(server_id, "reboot")
+        try:  # until the reboot is done, /healthz may still be the old gateway's answer
+            hetzner.wait_action(hetzner.server_action(server_id, "reboot"), cancelled=self._cancelled)
         finally:
             hetzner.close(), cloudflare_api.close()
         self.await_health(instance_id, fqdn, ipv4)
@@ -274,7 +280,7 @@ class Reconciler:
             token = credentials.gateway_token(
                 self.settings.secret_key, instance.id, instance.gateway_token_version
             )
-        chat_check(self.target.gateway_url(fqdn=fqdn or "", ipv4=ipv4), token)
+        chat_check(self.target.gateway_url(fqdn=fqdn or "", ipv4=ipv4), token, cancelled=self._cancelled)
 
     def mark_ready(self, instance_id: str, generation: int, message: str) -> None:
         with self.database.session() as session:
@@ -346,9 +352,11 @@ class Reconciler:
             )
         self.event(instance_id, "failed", message, status=settled.status, kind=EventKind.ERROR)
 
-    def sweep_orphans(self, name: str) -> list[str]:
+    def sweep_orphans(self, name: str, *, keep_data: bool = False) -> list[str]:
         """Delete cloud resources labelled for this instance that its stack does not hold: what
-        an interrupted `up` created after its last checkpoint, so a retry never duplicates."""
+        an interrupted `up` created after its last checkpoint, so a retry never duplicates.
+        `keep_data`: an instance that once was ready never loses a volume this way (its stack
+        may have lost track of it; an operator decides), it is only reported."""
         known = {(r.get("type"), str(r.get("id"))) for r in self.stacks.resources(name) if r.get("id")}
         fqdn = f"{name}.{self.target.base_domain}"
         hetzner, cloudflare_api = cloud.clients(self.target)
@@ -363,6 +371,14 @@ class Reconciler:
                 if (FIREWALL_TYPE, str(firewall["id"])) not in known:
                     hetzner.delete_firewall(firewall["id"])
                     removed.append(f"firewall {firewall['id']}")
+            for volume in hetzner.volumes(selector):
+                if (VOLUME_TYPE, str(volume["id"])) in known:
+                    continue
+                if keep_data:
+                    log.error("volume %s of %s is not in its stack; kept for an operator", volume["id"], name)
+                    continue
+                hetzner.delete_volume(volume["id"])
+                removed.append(f"volume {volume['id']}")
             for record in cloudflare_api.records(self.target.zone_id, name=fqdn):
                 if (DNS_TYPE, str(record["id"])) not in known:
                     cloudflare_api.delete_record(self.target.zone_id, record["id"])

@@ -81,7 +81,7 @@ def test_a_newcomer_gets_a_real_assistant_that_answers(control_plane, page, tmp_
     page.get_by_label("Name (optional)").fill("grace")
     page.get_by_role("button", name="Create my instance").click()
     expect(page.locator("#instance-progress")).to_be_visible()
-    expect(page.locator("#instance-steps li")).to_have_count(7)
+    expect(page.locator("#instance-steps li")).to_have_count(8)
     shot("2-progress")
     expect(page.locator("#instance-steps li[data-step='checking']")).to_have_class(
         re.compile("current|done"), timeout=240_000

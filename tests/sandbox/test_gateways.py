@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from hcloud.images import Image
 from hcloud.server_types import ServerType
 
 from sandbox.cloud_init import parse_gateway_config
+from tests.fixtures import eventually
 from tests.fixtures.sandbox import cloud_config, start_sandbox
 
 
@@ -28,14 +28,6 @@ def refused(url: str) -> bool:
     except httpx.ConnectError:
         return True
     return False
-
-
-def eventually(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def new_server(client: Client, name: str, token: str, **extra):

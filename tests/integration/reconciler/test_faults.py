@@ -4,25 +4,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from sqlalchemy import select
 
 from clawdet.reconciler.worker import Worker
 from db.models import Instance, InstanceEvent
+from tests.fixtures import eventually
 from tests.fixtures.provisioning import FAST, REPO, instance, new_instance, records_named, servers_named
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
-
-
-def wait_for(predicate, timeout, interval=0.25, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def statuses(database, ids):
@@ -54,7 +45,7 @@ def test_flaky_cloud_ten_instances_two_workers(prov_settings, prov_db, cloud_san
         prov_settings, prov_db, concurrency=2, poll_interval=0.2, scan_interval=0, config=FAST
     ).start()
     try:
-        wait_for(
+        eventually(
             lambda: set(statuses(prov_db, ids).values()) <= {"ready", "failed"},
             900,
             what="every instance ready or failed",
@@ -93,7 +84,7 @@ def test_sigkill_mid_up_second_worker_finishes_without_duplicates(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: servers_named(cloud_sandbox, "killed"), 180, what="the first worker's server")
+        eventually(lambda: servers_named(cloud_sandbox, "killed"), 180, what="the first worker's server")
         engine = _children_of(first.pid)  # the engine it started dies with it, as on a crashed machine
         for pid in [first.pid, *engine]:
             try:
@@ -110,7 +101,7 @@ def test_sigkill_mid_up_second_worker_finishes_without_duplicates(
         prov_settings, prov_db, concurrency=1, poll_interval=0.2, scan_interval=0, config=FAST
     ).start()
     try:
-        wait_for(
+        eventually(
             lambda: instance(prov_db, instance_id).status in ("ready", "failed"),
             300,
             what="the second worker to finish",
@@ -142,7 +133,7 @@ def test_sigterm_lets_the_running_operation_finish(prov_env, prov_settings, prov
         text=True,
     )
     try:
-        wait_for(lambda: instance(prov_db, instance_id).status == "creating", 120, what="creating")
+        eventually(lambda: instance(prov_db, instance_id).status == "creating", 120, what="creating")
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=300)
     finally:

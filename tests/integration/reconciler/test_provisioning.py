@@ -11,6 +11,7 @@ from clawdet.instances import credentials
 from clawdet.instances.requests import request_destroy
 from clawdet.reconciler import fleet
 from db.models import Instance, LlmUsage
+from tests.fixtures import eventually
 from tests.fixtures.provisioning import instance, new_instance, records_named, servers_named
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
@@ -24,7 +25,9 @@ def test_create_ready_then_destroy_leaves_nothing(reconciler, prov_db, prov_sett
     assert ready.observed_generation == ready.generation and ready.health == "healthy"
     assert ready.url == "https://alice.clawdet.test"
     # Ready means the gateway answered a first chat, through the LLM proxy with its own key.
-    assert eventually(lambda: usage_requests(prov_db, instance_id) >= 1)  # written in the background
+    eventually(
+        lambda: usage_requests(prov_db, instance_id) >= 1, timeout=10, what="usage"
+    )  # in the background
     assert cloud_sandbox.llm.completions()[-1].model == prov_settings.instance_model
 
     [server] = servers_named(cloud_sandbox, "alice")
@@ -51,15 +54,6 @@ def usage_requests(database, instance_id: str) -> int:
     with database.sessions() as session:
         rows = session.scalars(select(LlmUsage).where(LlmUsage.instance_id == instance_id)).all()
         return sum(row.requests for row in rows)
-
-
-def eventually(check, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_out_of_band_drift_is_found_and_repaired(reconciler, prov_db, prov_settings, cloud_sandbox):

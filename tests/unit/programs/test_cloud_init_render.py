@@ -23,6 +23,7 @@ LLM_URL = "https://clawdet.example/llm/v1"
 UPSTREAM_KEY = "sk-upstream-PLATFORM-ONLY-do-not-ship-0123456789"
 ENV_NAMES = ["OPENCLAW_GATEWAY_TOKEN", "CLAWDET_LLM_API_KEY"]
 IMAGE = openclaw.OPENCLAW_IMAGE
+DEVICE = "/dev/disk/by-id/scsi-0HC_Volume_4242"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -35,6 +36,7 @@ def render(tier: str, fqdn: str = "alice.clawdet.example") -> str:
         llm_base_url=LLM_URL,
         gateway_token=GATEWAY_TOKEN,
         llm_api_key=LLM_KEY,
+        data_device=DEVICE,
     )
 
 
@@ -65,6 +67,34 @@ def test_user_data_installs_docker_from_ubuntu_and_starts_the_stack(tier):
     assert "curl" not in commands and "wget" not in commands and "get.docker.com" not in user_data
     assert ["docker", "compose", "--file", cloud_init.COMPOSE_FILE_PATH, "up", "--detach"] in config["runcmd"]
     assert len(user_data.encode()) < cloud_init.USER_DATA_LIMIT / 2  # room to grow below Hetzner's limit
+    # the customer's volume is mounted (fstab for later boots; runcmd waits for it the first
+    # time) and holds the gateway's state folder before any container starts
+    assert config["mounts"] == [[DEVICE, cloud_init.DATA_MOUNT, "ext4", "discard,nofail,defaults", "0", "0"]]
+    mount, state_dir, *_ = config["runcmd"]
+    assert DEVICE in mount[2] and f"mount -o discard,defaults {DEVICE} {cloud_init.DATA_MOUNT}" in mount[2]
+    assert state_dir[-1] == cloud_init.STATE_ON_VOLUME and state_dir[:7] == [
+        "install",
+        "-d",
+        "-o",
+        "1000",
+        "-g",
+        "1000",
+        "-m",
+    ]
+
+
+def test_a_data_device_that_is_not_a_disk_path_is_refused():
+    with pytest.raises(ValueError, match="by-id"):
+        cloud_init.render_user_data(
+            tier="free",
+            fqdn="a.clawdet.example",
+            openclaw_image=IMAGE,
+            model="m",
+            llm_base_url=LLM_URL,
+            gateway_token=GATEWAY_TOKEN,
+            llm_api_key=LLM_KEY,
+            data_device="/dev/sda; rm -rf /",
+        )
 
 
 def test_the_env_file_is_root_only_and_holds_exactly_the_instance_variables(monkeypatch):
@@ -281,9 +311,9 @@ def test_every_rendered_compose_file_passes_docker_compose_config(tier, tmp_path
     assert limits.gateway.heap_mb * 4 == limits.gateway.memory_mb * 3
     assert "ports" not in gateway  # reachable only through Caddy
     mounts = {volume["target"]: volume for volume in gateway["volumes"]}
-    assert mounts[openclaw.STATE_DIR]["source"] == "openclaw-data"
+    assert mounts[openclaw.STATE_DIR]["source"] == cloud_init.STATE_ON_VOLUME  # on the customer's volume
     assert mounts[openclaw.CONFIG_PATH]["read_only"] is True
-    assert "openclaw-data" in config["volumes"]
+    assert mounts[openclaw.STATE_DIR]["type"] == "bind"
     # openclaw fleet's hardening profile
     for service in services.values():
         assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"]

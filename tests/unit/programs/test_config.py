@@ -14,6 +14,7 @@ from programs import instance_config, naming, tiers
 from programs.instance_config import KEYS, StackConfigError, load, to_stack_config
 from tests.fixtures import REPO
 
+pytestmark = pytest.mark.usefixtures("current_event_loop")  # load() makes Pulumi outputs
 GATEWAY_TOKEN = "gw-" + "a1" * 20
 LLM_KEY = "clw-proxy-key-0123456789"
 

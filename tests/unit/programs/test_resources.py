@@ -26,6 +26,9 @@ from programs.instance_config import (
 pytestmark = pytest.mark.usefixtures("current_event_loop")
 SERVER = "hcloud:index/server:Server"
 FIREWALL = "hcloud:index/firewall:Firewall"
+VOLUME = "hcloud:index/volume:Volume"
+ATTACHMENT = "hcloud:index/volumeAttachment:VolumeAttachment"
+VOLUME_ID = "7070"
 DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
 COMPONENT = "clawdet:index:ClawInstance"
 
@@ -51,6 +54,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return "1001", state
         if args.typ == FIREWALL:
             return FIREWALL_ID, state
+        if args.typ == VOLUME:
+            return VOLUME_ID, state | {"linuxDevice": f"/dev/disk/by-id/scsi-0HC_Volume_{VOLUME_ID}"}
         return f"rec-{args.name}", state
 
     def call(self, args):
@@ -121,14 +126,14 @@ def wire_secret_value(value):
         ("enterprise", "hil"),
     ],
 )
-def test_an_instance_is_a_firewall_a_server_and_its_dns_records(mocks, tier, region):
+def test_an_instance_is_a_firewall_a_volume_a_server_and_its_dns_records(mocks, tier, region):
     @pulumi.runtime.test
     def run():
         instance = ClawInstance("instance", instance_args(tier=tier, region=region))
 
         def check():
             assert sorted(r.typ for r in mocks.resources) == sorted(
-                [COMPONENT, FIREWALL, SERVER, DNS_RECORD, DNS_RECORD]
+                [COMPONENT, FIREWALL, VOLUME, SERVER, ATTACHMENT, DNS_RECORD, DNS_RECORD]
             )
             server = mocks.one(SERVER).inputs
             assert server["serverType"] == tiers.server_type_for(tier, region).name
@@ -145,6 +150,15 @@ def test_an_instance_is_a_firewall_a_server_and_its_dns_records(mocks, tier, reg
             assert server["publicNets"] == [{"ipv4Enabled": True, "ipv6Enabled": True}]
             assert server["sshKeys"] == []
             assert mocks.one(FIREWALL).inputs["labels"] == server["labels"]
+            volume = mocks.one(VOLUME).inputs
+            assert volume["name"] == "alice-data" and volume["location"] == region
+            assert volume["size"] == tiers.TIERS[tier].volume_gb and volume["format"] == "ext4"
+            assert volume["labels"] == server["labels"]
+            attachment = mocks.one(ATTACHMENT).inputs
+            assert (attachment["serverId"], attachment["volumeId"]) == (1001, int(VOLUME_ID))
+            assert attachment["automount"] is False
+            user_data = wire_secret_value(server["userData"])
+            assert f"/dev/disk/by-id/scsi-0HC_Volume_{VOLUME_ID}" in user_data
 
             records = {r.inputs["type"]: r.inputs for r in mocks.of_type(DNS_RECORD)}
             assert records["A"]["content"] == SERVER_IPV4
@@ -155,7 +169,9 @@ def test_an_instance_is_a_firewall_a_server_and_its_dns_records(mocks, tier, reg
                 assert record["proxied"] is True
                 assert record["ttl"] == 1
 
-        return settled(instance.server_id, instance.dns_record_ids, check=check)
+        return settled(
+            instance.server_id, instance.dns_record_ids, instance.volume_attachment.id, check=check
+        )
 
     run()
 
@@ -290,6 +306,7 @@ def test_the_program_reads_the_stack_and_exports_plain_outputs(mocks, monkeypatc
             resolved = {name: await output.future() for name, output in outputs.items()}
             assert resolved == {
                 OutputName.SERVER_ID: "1001",
+                OutputName.VOLUME_ID: VOLUME_ID,
                 OutputName.SERVER_STATUS: "running",
                 OutputName.IPV4: SERVER_IPV4,
                 OutputName.IPV6: SERVER_IPV6,

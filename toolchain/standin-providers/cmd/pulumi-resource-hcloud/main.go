@@ -17,8 +17,10 @@ func main() {
 	p := &standin.Provider{
 		Name: "hcloud", Version: version, Config: h, DefaultTimeout: 20 * time.Minute,
 		Resources: map[string]standin.Resource{
-			"hcloud:index/server:Server":     &standin.HcloudServer{H: h},
-			"hcloud:index/firewall:Firewall": &standin.HcloudFirewall{H: h},
+			"hcloud:index/server:Server":                     &standin.HcloudServer{H: h},
+			"hcloud:index/firewall:Firewall":                 &standin.HcloudFirewall{H: h},
+			"hcloud:index/volume:Volume":                     &standin.HcloudVolume{H: h},
+			"hcloud:index/volumeAttachment:VolumeAttachment": &standin.HcloudVolumeAttachment{H: h},
 		},
 	}
 	if err := standin.Serve(p); err != nil {
