@@ -10,7 +10,8 @@ from clawdet.instances import lifecycle
 from clawdet.instances import requests as instances
 from db.models import Instance
 from webapp import database, dbs, settings
-from webapp.auth import _json_body, client_ip, current
+from webapp.auth import client_ip, current
+from webapp.bodies import json_body
 from webapp.events import event_stream
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -57,7 +58,7 @@ def owned_instance(instance_id: str) -> Instance:
 @bp.post("/instances")
 @login_required
 def create_instance():
-    body = _json_body()
+    body = json_body(subdomain=str, tier=str, region=str)
     instance = instances.request_instance(
         dbs(),
         current(),

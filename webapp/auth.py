@@ -11,6 +11,7 @@ from clawdet.accounts.free_beta import grants_free_beta
 from clawdet.errors import UserFacingError
 from db.models import User
 from webapp import dbs, settings
+from webapp.bodies import json_body
 from webapp.extensions import limiter, login_manager
 from webapp.security import safe_next
 
@@ -164,17 +165,6 @@ def details_page():
 # JSON -----------------------------------------------------------------------------------------
 
 
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise UserFacingError(
-            "invalid_json",
-            "The request body must be a JSON object.",
-            "Send Content-Type: application/json with an object body.",
-        )
-    return body
-
-
 @bp.get("/api/auth/csrf")
 def csrf_token():
     return jsonify(csrfToken=generate_csrf())
@@ -183,7 +173,7 @@ def csrf_token():
 @bp.post("/api/auth/register")
 @limiter.limit(REGISTER_LIMIT)
 def register_json():
-    body = _json_body()
+    body = json_body(name=str, email=str, password=str)
     user = accounts.register(
         dbs(),
         name=body.get("name"),
@@ -200,7 +190,7 @@ def register_json():
 @bp.post("/api/auth/login")
 @limiter.limit(LOGIN_LIMIT)
 def login_json():
-    body = _json_body()
+    body = json_body(email=str, password=str)
     user = accounts.authenticate(
         dbs(), email=body.get("email"), password=body.get("password"), ip=client_ip()
     )
@@ -219,7 +209,7 @@ def logout_json():
 @bp.post("/api/auth/details")
 @login_required
 def details_json():
-    body = _json_body()
+    body = json_body(email=str, acceptTerms=bool)
     accounts.complete_details(
         dbs(),
         current(),

@@ -22,6 +22,7 @@ from clawdet.llm import usage as llm_usage
 from clawdet.llm.recorder import UsageEntry, UsageRecorder
 from db.models import Instance, LlmUsage, User
 from webapp import dbs, llm_pool, settings, usage_recorder
+from webapp.bodies import json_body
 from webapp.extensions import csrf, limiter
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,8 @@ def check_quota(caller: Caller) -> None:
 
 
 def _chat_body() -> tuple[dict, str, bool]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"]:
+    body = json_body(model=str, messages=list, stream=bool, stream_options=dict)
+    if not body.get("model"):
         raise UserFacingError(
             "invalid_request",
             "The body must be a JSON object with a model.",

@@ -60,3 +60,13 @@ def test_metrics_token_guards_the_endpoint(settings, database):
     ).test_client()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer scrape-me-please"}).status_code == 200
+
+
+def test_without_a_token_only_this_machine_may_scrape(client):
+    """Hardening: /metrics without METRICS_TOKEN answers loopback peers only, never a request a
+    proxy forwarded (whose peer is loopback too)."""
+    assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
+    remote = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert remote.status_code == 401 and b"METRICS_TOKEN" in remote.data
+    forwarded = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert forwarded.status_code == 401
