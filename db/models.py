@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -163,7 +164,17 @@ class Instance(Base):
         back_populates="instance", cascade="all, delete-orphan", order_by="InstanceEvent.id"
     )
 
-    __table_args__ = (Index("ix_instances_work_queue", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_instances_work_queue", "status", "next_attempt_at"),
+        # One instance per user, held by the database itself (two requests at once cannot both win).
+        Index(
+            "uq_instances_one_active_per_user",
+            "user_id",
+            unique=True,
+            sqlite_where=text("status != 'destroyed'"),
+            postgresql_where=text("status != 'destroyed'"),
+        ),
+    )
 
     @property
     def is_active(self) -> bool:

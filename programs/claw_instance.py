@@ -11,7 +11,7 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_hcloud as hcloud
 
-from programs import cloud_init, tiers
+from programs import cloud_init, naming, tiers
 from programs.cloudflare_ips import CLOUDFLARE_RANGES
 from programs.instance_config import ClawInstanceArgs
 
@@ -155,6 +155,6 @@ class ClawInstance(pulumi.ComponentResource):
             content=address,
             proxied=args.proxied,
             ttl=AUTOMATIC_TTL,
-            comment=f"clawdet instance {args.instance_name}",
+            comment=naming.dns_record_comment(args.instance_name),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -126,3 +126,9 @@ def _as_text(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"The {what} must be text, not {type(value).__name__}.")
     return value
+
+
+def dns_record_comment(instance_name: str) -> str:
+    """The comment on every DNS record an instance's stack makes: how the platform tells its own
+    records from the operator's (only these are ever swept)."""
+    return f"clawdet instance {instance_name}"

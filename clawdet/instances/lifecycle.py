@@ -263,9 +263,10 @@ def destroyed(instance: Instance, generation: int) -> None:
     instance.destroyed_at = utcnow()
 
 
-def attempt_failed(instance: Instance, policy: RetryPolicy) -> Settlement:
-    """Count a failed attempt and schedule the next one, if any."""
-    instance.attempts += 1
+def attempt_failed(instance: Instance, policy: RetryPolicy, *, give_up: bool = False) -> Settlement:
+    """Count a failed attempt and schedule the next one, if any (`give_up`: a failure no retry
+    can mend counts as the last attempt)."""
+    instance.attempts = max(instance.attempts + 1, policy.max_attempts if give_up else 0)
     destroying = instance.desired_state == DesiredState.DESTROYED.value
     settlement = settle_failure(
         instance.attempts,

@@ -65,12 +65,7 @@ def request_instance(
     # One request per user at a time (PostgreSQL); SQLite serialises writers anyway.
     session.execute(select(User.id).where(User.id == user.id).with_for_update())
     if active_instance(session, user) is not None:
-        raise UserFacingError(
-            "instance_exists",
-            "You already have an instance.",
-            "Open it from your dashboard, or destroy it before creating another.",
-            status=409,
-        )
+        raise _instance_exists()
     tier = tier or tiers_for(user)[0]
     if tier not in tiers_for(user):
         raise UserFacingError(
@@ -103,12 +98,15 @@ def request_instance(
     session.add(instance)
     try:
         session.flush()
+        lifecycle.requested(
+            session, instance, f"Instance {name} requested ({tier}, {region})", renewed=previous is not None
+        )
+        session.flush()  # where a request that raced this one meets the one-active-instance index
     except IntegrityError as exc:
         session.rollback()
+        if active_instance(session, user) is not None:
+            raise _instance_exists() from exc
         raise _subdomain_taken(name) from exc
-    lifecycle.requested(
-        session, instance, f"Instance {name} requested ({tier}, {region})", renewed=previous is not None
-    )
     credentials.assign_llm_key(instance, secret)
     audit.record(
         session,
@@ -134,6 +132,15 @@ def _chosen_subdomain(raw: str) -> str:
             "Use lowercase letters, digits and hyphens, e.g. alice or my-claw.",
             field="subdomain",
         ) from exc
+
+
+def _instance_exists() -> UserFacingError:
+    return UserFacingError(
+        "instance_exists",
+        "You already have an instance.",
+        "Open it from your dashboard, or destroy it before creating another.",
+        status=409,
+    )
 
 
 def _subdomain_taken(name: str) -> UserFacingError:

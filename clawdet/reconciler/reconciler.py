@@ -25,6 +25,7 @@ from clawdet.reconciler.stacks import Stacks
 from clawdet.settings import Settings
 from db.engine import Database
 from db.models import Instance
+from programs import naming
 from programs.instance_config import to_stack_config
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,8 @@ class Reconciler:
             self.stacks.refresh(name, clear_pending_creates=True)
         if sweep or repair:
             self.sweep_orphans(name, keep_data=not first_time)
+        if first_time:
+            self.check_name_free(name)
         outputs = self.stacks.up(
             name,
             config,
@@ -302,7 +305,9 @@ class Reconciler:
             instance = session.get(Instance, instance_id)
             if not self._own(instance):
                 return
-            settled = lifecycle.attempt_failed(instance, self.config.retry)
+            settled = lifecycle.attempt_failed(
+                instance, self.config.retry, give_up=isinstance(error, NameTaken)
+            )
             attempts, name = instance.attempts, instance.stack_name
             first_create = instance.ready_at is None
         if settled.alarm:
@@ -352,6 +357,21 @@ class Reconciler:
             )
         self.event(instance_id, "failed", message, status=settled.status, kind=EventKind.ERROR)
 
+    def check_name_free(self, name: str) -> None:
+        """A new instance never takes a name that already has DNS records the platform did not
+        make (an operator's mail, a status page): refused at once, nothing is created."""
+        fqdn = f"{name}.{self.target.base_domain}"
+        _hetzner, cloudflare_api = cloud.clients(self.target)
+        try:
+            records = cloudflare_api.records(self.target.zone_id, name=fqdn)
+        finally:
+            _hetzner.close(), cloudflare_api.close()
+        foreign = [r for r in records if r.get("comment") != naming.dns_record_comment(name)]
+        if foreign:
+            raise NameTaken(
+                f"the name {fqdn} already has DNS records Clawdet did not make; choose another name"
+            )
+
     def sweep_orphans(self, name: str, *, keep_data: bool = False) -> list[str]:
         """Delete cloud resources labelled for this instance that its stack does not hold: what
         an interrupted `up` created after its last checkpoint, so a retry never duplicates.
@@ -380,9 +400,12 @@ class Reconciler:
                 hetzner.delete_volume(volume["id"])
                 removed.append(f"volume {volume['id']}")
             for record in cloudflare_api.records(self.target.zone_id, name=fqdn):
-                if (DNS_TYPE, str(record["id"])) not in known:
-                    cloudflare_api.delete_record(self.target.zone_id, record["id"])
-                    removed.append(f"record {record['id']}")
+                if (DNS_TYPE, str(record["id"])) in known:
+                    continue
+                if record.get("comment") != naming.dns_record_comment(name):
+                    continue  # not made by an instance's stack: the operator's, never ours to delete
+                cloudflare_api.delete_record(self.target.zone_id, record["id"])
+                removed.append(f"record {record['id']}")
         finally:
             hetzner.close(), cloudflare_api.close()
         if removed:
@@ -425,6 +448,10 @@ class Reconciler:
                 log.exception("could not record engine event")
 
         return on_event
+
+
+class NameTaken(Exception):
+    """The instance's name belongs to someone else: a final failure, not worth retrying."""
 
 
 class Interrupted(Exception):

@@ -119,3 +119,46 @@ def test_dashboard_form_creates_and_shows_instance(app, database):
     assert r.status_code == 303
     page = browser.get("/dashboard").data
     assert b"pats-claw" in page and b"pending" in page
+
+
+def test_two_requests_at_once_make_one_instance(database, settings):
+    """Hardening (issue 16, item 4): the rule holds in the database, also on SQLite, where the
+    row lock of PostgreSQL is not there. The second request checks before the first commits and
+    must still lose when it writes."""
+    import threading
+    import time
+
+    from clawdet.errors import UserFacingError
+    from clawdet.instances.requests import request_instance
+    from db.models import utcnow
+
+    with database.session() as session:
+        user = User(email="race@example.com", name="Race", terms_accepted_at=utcnow())
+        user.mark_free_beta()
+        session.add(user)
+        session.flush()
+        user_id = user.id
+
+    first = database.sessions()
+    request_instance(first, first.get(User, user_id), secret=settings.secret_key, subdomain="first-one")
+    committer = threading.Timer(0.5, first.commit)  # the first request finishes while the second writes
+    committer.start()
+    try:
+        with database.session() as second:
+            outcome = None
+            try:
+                request_instance(
+                    second, second.get(User, user_id), secret=settings.secret_key, subdomain="second-one"
+                )
+                second.commit()
+            except UserFacingError as exc:
+                outcome = exc.code
+    finally:
+        committer.join()
+        first.close()
+    time.sleep(0.1)
+    assert outcome == "instance_exists"
+    with database.sessions() as session:
+        assert (
+            session.scalar(select(func.count()).select_from(Instance).where(Instance.user_id == user_id)) == 1
+        )
