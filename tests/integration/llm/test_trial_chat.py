@@ -85,3 +85,11 @@ def test_bad_requests_are_not_counted(client, database):
 def test_csrf_is_required(app):
     response = app.test_client().post(TRIAL, json={"messages": [{"role": "user", "content": "x"}]})
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "csrf_failed"
+
+
+def test_an_ipv6_subscriber_is_one_visitor_across_its_64(make_client):
+    """Hardening (issue 16, item 17): new addresses inside one /64 share the count."""
+    for index in range(5):
+        assert say(make_client(), "hi", ip=f"2001:db8:1:2::{index + 1:x}").status_code == 200
+    assert say(make_client(), "hi", ip="2001:db8:1:2:ffff::9").status_code == 429
+    assert say(make_client(), "hi", ip="2001:db8:1:3::1").status_code == 200  # another subscriber
