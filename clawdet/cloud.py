@@ -196,23 +196,31 @@ class Hetzner(_Api):
             if exc.status == 404:
                 return
             raise
-        if volume.get("server") is not None:
-            self.request("POST", f"volumes/{volume_id}/actions/detach", json={})
         deadline = time.monotonic() + wait
         while True:
             try:
+                if volume.get("server") is not None:
+                    self.request("POST", f"volumes/{volume_id}/actions/detach", json={})
                 return self._ignore_missing("DELETE", f"volumes/{volume_id}")
-            except ApiError as exc:  # still detaching: locked, or attached for a moment longer
-                if exc.status not in (409, 422, 423) or time.monotonic() > deadline:
+            except ApiError as exc:  # a server deleted a moment ago, a detach still running: locked
+                if exc.status not in (400, 409, 422, 423) or time.monotonic() > deadline:
                     raise
             time.sleep(1.0)
+            try:
+                volume = self.request("GET", f"volumes/{volume_id}")["volume"]
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                raise
 
     def wait_action(
         self, action: dict[str, Any], *, timeout: float = 300.0, cancelled: Callable[[], bool] = lambda: False
     ) -> dict[str, Any]:
         """Poll an action until it is no longer running; an action in error raises."""
         deadline = time.monotonic() + timeout
-        while action.get("status") == "running" and time.monotonic() < deadline and not cancelled():
+        while action.get("status") == "running" and not cancelled():
+            if time.monotonic() > deadline:
+                raise ApiError("hcloud", 504, f"{action.get('command')} still running after {timeout:.0f}s")
             time.sleep(0.5)
             action = self.request("GET", f"actions/{action['id']}")["action"]
         if action.get("status") == "error":
@@ -221,6 +229,23 @@ class Hetzner(_Api):
                 "hcloud", 422, f"{action.get('command')} failed: {error.get('message', 'unknown')}"
             )
         return action
+
+    def power_down(
+        self, server_id: int | str, *, grace: float = 60.0, cancelled: Callable[[], bool] = lambda: False
+    ) -> None:
+        """ACPI shutdown (the OS unmounts its disks), then power off if it is not off in time."""
+        try:
+            self.wait_action(self.server_action(server_id, "shutdown"), cancelled=cancelled)
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+            raise
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not cancelled():
+            if self.request("GET", f"servers/{server_id}")["server"]["status"] == "off":
+                return
+            time.sleep(1.0)
+        self.wait_action(self.server_action(server_id, "poweroff"), cancelled=cancelled)
 
     def delete_server(self, server_id: int | str) -> None:
         self._ignore_missing("DELETE", f"servers/{server_id}")

@@ -24,7 +24,7 @@ CADDYFILE_PATH = f"{INSTANCE_DIR}/Caddyfile"
 OPENCLAW_CONFIG_FILE_PATH = f"{INSTANCE_DIR}/openclaw.json"
 DATA_MOUNT = "/mnt/openclaw-data"  # the customer's volume; the gateway's state dir lives on it
 STATE_ON_VOLUME = f"{DATA_MOUNT}/state"
-DEVICE_WAIT_SECONDS = 300  # Hetzner attaches the volume a few seconds after the server boots
+DEVICE_WAIT_SECONDS = 600  # Hetzner attaches the volume a few seconds after the server boots
 GATEWAY_PORT = openclaw.GATEWAY_PORT
 USER_DATA_LIMIT = 32 * 1024  # bytes Hetzner accepts as user_data
 
@@ -105,6 +105,7 @@ def render_user_data(
         "data_mount": DATA_MOUNT,
         "state_on_volume": STATE_ON_VOLUME,
         "device_wait": str(DEVICE_WAIT_SECONDS),
+        "compose_file_path": COMPOSE_FILE_PATH,
     }
     template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
     cloud_config = _fill_strings(template, files)

@@ -340,7 +340,7 @@ class GatewayFleet:
             log_file = real.root / "gateway.log"
             tail = log_file.read_text(errors="replace")[-400:] if log_file.exists() else ""
             self._failures[server_id] = f"the gateway exited with status {real.exited}: {tail}"
-            self._spawn(real.stop())  # closes its forwarder
+            self._stopping[server_id] = self._spawn(real.stop())  # closes its forwarder
 
     def status(self, server_id: int) -> str:
         self._reap(server_id)

@@ -199,7 +199,7 @@ class VolumeService:
             raise HcloudError(403, "protected", "volume deletion is protected")
         if volume["server"] is not None:
             raise HcloudError(
-                422, "invalid_input", f"volume with ID '{volume['id']}' is attached to a server; detach first"
+                400, "invalid_input", f"volume with ID '{volume['id']}' is attached to a server; detach first"
             )
         if self.cloud.actions.is_locked("volume", volume["id"]):
             raise locked("volume")
@@ -225,20 +225,24 @@ class VolumeService:
             if volume["server"] is not None:
                 raise HcloudError(422, "volume_already_attached", "volume is already attached to a server")
             if server["location"] != volume["location"]:
-                raise HcloudError(422, "invalid_input", "server and volume must be in the same location")
+                raise HcloudError(400, "invalid_input", "server and volume must be in the same location")
             return json_response(
                 {"action": self._attach(volume, server, bool(body.get("automount")))}, status=201
             )
         if verb == "detach":
             if volume["server"] is None:
-                raise HcloudError(422, "invalid_input", "volume is not attached to a server")
+                raise HcloudError(400, "invalid_input", "volume is not attached to a server")
             server = self.cloud.servers.servers.get(str(volume["server"]))
-            volume["server"] = None
-            self.store.mark_dirty()
+
+            def detached() -> None:
+                volume["server"] = None
+                self.store.mark_dirty()
+                if server is not None and str(server["id"]) in self.cloud.servers.servers:
+                    self.cloud.servers.volumes_changed(server)
+
             resources = [(volume["id"], "volume")] + ([(server["id"], "server")] if server else [])
-            if server is not None:
-                self.cloud.servers.volumes_changed(server)
-            return json_response({"action": self.cloud.actions.start("detach_volume", resources)}, status=201)
+            action = self.cloud.actions.start("detach_volume", resources, then=detached, locks=True)
+            return json_response({"action": action}, status=201)
         if verb == "resize":
             size = body.get("size")
             if not is_integer(size) or not MIN_SIZE <= size <= MAX_SIZE:
@@ -278,13 +282,16 @@ class VolumeService:
         return server
 
     def _attach(self, volume: dict[str, Any], server: dict[str, Any], automount: bool) -> dict[str, Any]:
-        volume["server"] = server["id"]
-        self.store.mark_dirty()
+        """Attached when the action finishes; meanwhile the volume and the server are locked."""
+        if self.cloud.actions.is_locked("server", server["id"]):
+            raise locked("server")
 
         def attached() -> None:
             if str(server["id"]) in self.cloud.servers.servers:
+                volume["server"] = server["id"]
+                self.store.mark_dirty()
                 self.cloud.servers.volumes_changed(server)
 
         return self.cloud.actions.start(
-            "attach_volume", [(volume["id"], "volume"), (server["id"], "server")], then=attached
+            "attach_volume", [(volume["id"], "volume"), (server["id"], "server")], then=attached, locks=True
         )

@@ -56,16 +56,29 @@ def write_server_files(root: Path, config: GatewayConfig) -> None:
         os.chmod(target, 0o444 if path in read_only else 0o600)
 
 
-def _bind_sources(config: GatewayConfig) -> dict[str, tuple[str, bool]]:
-    """Host files bind-mounted into the gateway: host path -> (container path, read-only)."""
-    found = {}
+def service_volumes(config: GatewayConfig) -> list[tuple[str, str, bool]]:
+    """The gateway service's volumes, short or long syntax: (source, target, read-only); a bind
+    source is made absolute against the compose file's folder."""
+    found = []
     compose_dir = PurePosixPath(config.compose_dir or "/")
     for volume in (config.service or {}).get("volumes") or []:
-        source, _, rest = str(volume).partition(":")
-        if source.startswith(("./", "../")):
-            parts = rest.split(":")
-            found[str(compose_dir / source)] = (parts[0], "ro" in parts[1:])
+        if isinstance(volume, dict):
+            source, target = str(volume.get("source", "")), str(volume.get("target", ""))
+            read_only = bool(volume.get("read_only"))
+            bind = volume.get("type") == "bind"
+        else:
+            source, _, rest = str(volume).partition(":")
+            target, *options = rest.split(":")
+            read_only = "ro" in options
+            bind = source.startswith(("./", "/", "../"))
+        if target:
+            found.append((str(compose_dir / source) if bind else source, target, read_only))
     return found
+
+
+def _bind_sources(config: GatewayConfig) -> dict[str, tuple[str, bool]]:
+    """Host files bind-mounted into the gateway: host path -> (container path, read-only)."""
+    return {source: (target, ro) for source, target, ro in service_volumes(config) if source.startswith("/")}
 
 
 def mount_disks(root: Path, config: GatewayConfig) -> None:
@@ -83,14 +96,9 @@ def mount_disks(root: Path, config: GatewayConfig) -> None:
 def mounts(root: Path, config: GatewayConfig) -> dict[str, Path]:
     """Container path -> host path for the gateway service's volumes."""
     table: dict[str, Path] = {}
-    compose_dir = PurePosixPath(config.compose_dir or "/")
-    for volume in (config.service or {}).get("volumes") or []:
-        source, _, rest = str(volume).partition(":")
-        target = rest.split(":")[0]
-        if not target:
-            continue
-        if source.startswith(("./", "/", "../")):  # a bind mount, relative to the compose file
-            table[target] = host_path(root, str(compose_dir / source))
+    for source, target, _read_only in service_volumes(config):
+        if source.startswith("/"):  # a bind mount
+            table[target] = host_path(root, source)
         else:  # a named volume
             table[target] = root / "var/lib/docker/volumes" / source / "_data"
     return table

@@ -9,8 +9,6 @@ processes on any number of machines report one consistent picture.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import time
 from collections import defaultdict
 
@@ -156,13 +154,12 @@ def metrics():
     from flask import current_app
 
     from webapp import settings
+    from webapp.security import from_this_machine, has_metrics_token
 
     token = settings().metrics_token
-    if token and not hmac.compare_digest(
-        request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
-    ):
+    if token and not has_metrics_token(token):
         return Response("metrics need the bearer token of METRICS_TOKEN\n", status=401, mimetype="text/plain")
-    if not token and not _from_this_machine():
+    if not token and not from_this_machine():
         return Response(
             "metrics are served without a token only to this machine; set METRICS_TOKEN and send it "
             "as a bearer token to scrape from elsewhere\n",
@@ -173,15 +170,6 @@ def metrics():
     for metric in (HTTP_REQUESTS, HTTP_SECONDS, current_app.extensions["clawdet.metrics"]):
         registry.register(metric)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-
-
-def _from_this_machine() -> bool:
-    """A direct loopback peer: not forwarded by a proxy (whose own peer is loopback too)."""
-    forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
-    try:
-        return not forwarded and ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        return False
 
 
 def install(app: Flask, database: Database) -> None:

@@ -95,13 +95,17 @@ def _remember_request_id(session, _context, _instances) -> None:
 
 
 def platform_health_response(app: Flask):
+    """Up or down for anyone (load balancers); what is down and why only for operators."""
+    from flask_login import current_user
+
+    from webapp.security import operator_view
+
     checks = app.extensions["clawdet.platform_health"].checks()
     down = [name for name, check in checks.items() if not check.ok]
-    body = {
-        "status": "down" if down else "ok",
-        "down": down,
-        "checks": {name: check.as_dict() for name, check in checks.items()},
-    }
+    body: dict = {"status": "down" if down else "ok"}
+    settings: Settings = app.extensions["clawdet.settings"]
+    if operator_view(settings.metrics_token, bool(getattr(current_user, "is_admin", False))):
+        body |= {"down": down, "checks": {name: check.as_dict() for name, check in checks.items()}}
     return jsonify(body), (503 if down else 200)
 
 

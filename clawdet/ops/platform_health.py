@@ -18,7 +18,8 @@ from clawdet.settings import Settings, normalise_database_url
 from db.engine import Database
 
 TIMEOUT = 3.0
-CACHE_SECONDS = 5.0
+CACHE_SECONDS = 5.0  # the database and the state backend
+CLOUD_CACHE_SECONDS = 60.0  # the cloud APIs: their quotas are not spent on load balancer polls
 
 
 @dataclass
@@ -118,21 +119,31 @@ def check_clouds(settings: Settings) -> dict[str, Check]:
 
 @dataclass
 class PlatformHealth:
+    """Cached checks, refreshed single-flight: however many requests arrive when a cache runs
+    out, one of them checks and the others wait for its answer."""
+
     settings: Settings
     database: Database
     cache_seconds: float = CACHE_SECONDS
-    _cached: tuple[float, dict[str, Check]] | None = field(default=None, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    cloud_cache_seconds: float = CLOUD_CACHE_SECONDS
+    _local: tuple[float, dict[str, Check]] | None = field(default=None, init=False)
+    _clouds: tuple[float, dict[str, Check]] | None = field(default=None, init=False)
+    _refresh: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def checks(self) -> dict[str, Check]:
-        with self._lock:
-            if self._cached and time.monotonic() - self._cached[0] < self.cache_seconds:
-                return self._cached[1]
-        results = {
-            "database": check_database(self.database),
-            "pulumi_state": check_state_backend(self.settings),
-            **check_clouds(self.settings),
-        }
-        with self._lock:
-            self._cached = (time.monotonic(), results)
-        return results
+        with self._refresh:
+            now = time.monotonic()
+            if self._local is None or now - self._local[0] >= self.cache_seconds:
+                local = {
+                    "database": check_database(self.database),
+                    "pulumi_state": check_state_backend(self.settings),
+                }
+                self._local = (time.monotonic(), local)
+            if self._clouds is None or now - self._clouds[0] >= self._cloud_ttl():
+                self._clouds = (time.monotonic(), check_clouds(self.settings))
+            return {**self._local[1], **self._clouds[1]}
+
+    def _cloud_ttl(self) -> float:
+        """Healthy clouds are checked once a minute; a cloud that was down, as often as the rest."""
+        healthy = self._clouds is not None and all(check.ok for check in self._clouds[1].values())
+        return self.cloud_cache_seconds if healthy else self.cache_seconds

@@ -129,7 +129,9 @@ def chat_check(
             problem = f"the assistant could not answer a test message (HTTP {response.status_code})"
             if response.status_code < 500 and response.status_code != 408:
                 break
-        if attempt < attempts and not cancelled():
+        if cancelled():
+            break
+        if attempt < attempts:
             time.sleep(2.0 * attempt)
     raise GatewayNotAnswering(problem)
 

@@ -20,7 +20,7 @@ from clawdet.instances.lifecycle import Action, DesiredState, EventKind, Instanc
 from clawdet.instances.notify import Notifier
 from clawdet.mail.notifier import EmailNotifier
 from clawdet.ops import observed
-from clawdet.reconciler.health import chat_check, wait_healthy
+from clawdet.reconciler.health import GatewayNotAnswering, chat_check, wait_healthy
 from clawdet.reconciler.stacks import Stacks
 from clawdet.settings import Settings
 from db.engine import Database
@@ -191,6 +191,8 @@ class Reconciler:
             self.sweep_orphans(name, keep_data=not first_time)
         if first_time:
             self.check_name_free(name)
+        else:
+            self.keep_the_data_safe(instance_id, name, config, rebuild=rebuild)
         outputs = self.stacks.up(
             name,
             config,
@@ -283,7 +285,12 @@ class Reconciler:
             token = credentials.gateway_token(
                 self.settings.secret_key, instance.id, instance.gateway_token_version
             )
-        chat_check(self.target.gateway_url(fqdn=fqdn or "", ipv4=ipv4), token, cancelled=self._cancelled)
+        try:
+            chat_check(self.target.gateway_url(fqdn=fqdn or "", ipv4=ipv4), token, cancelled=self._cancelled)
+        except GatewayNotAnswering:
+            if self._cancelled():
+                raise Interrupted() from None
+            raise
 
     def mark_ready(self, instance_id: str, generation: int, message: str) -> None:
         with self.database.session() as session:
@@ -306,7 +313,7 @@ class Reconciler:
             if not self._own(instance):
                 return
             settled = lifecycle.attempt_failed(
-                instance, self.config.retry, give_up=isinstance(error, NameTaken)
+                instance, self.config.retry, give_up=isinstance(error, Refused)
             )
             attempts, name = instance.attempts, instance.stack_name
             first_create = instance.ready_at is None
@@ -357,6 +364,32 @@ class Reconciler:
             )
         self.event(instance_id, "failed", message, status=settled.status, kind=EventKind.ERROR)
 
+    def keep_the_data_safe(
+        self, instance_id: str, name: str, config: dict[str, tuple[str, bool]], *, rebuild: bool
+    ) -> None:
+        """Before an update that replaces the server: refuse it for an instance whose data is on
+        the server's own disk (made before data volumes), and otherwise shut the server down
+        cleanly, so the volume is unmounted before the engine detaches it."""
+        types = {r.get("type") for r in self.stacks.resources(name)}
+        if SERVER_TYPE not in types:
+            return
+        if not (rebuild or self.stacks.would_replace(name, config)):
+            return
+        if VOLUME_TYPE not in types:
+            raise Refused(
+                "this instance keeps its data on its server's own disk (it was made before data "
+                "volumes), and this change would replace the server; an operator moves the data first"
+            )
+        with self.database.sessions() as session:
+            server_id = session.get(Instance, instance_id).server_id
+        if server_id:
+            self.event(instance_id, "server", "Stopping your server cleanly before it is replaced")
+            hetzner, cloudflare_api = cloud.clients(self.target)
+            try:
+                hetzner.power_down(server_id, cancelled=self._cancelled)
+            finally:
+                hetzner.close(), cloudflare_api.close()
+
     def check_name_free(self, name: str) -> None:
         """A new instance never takes a name that already has DNS records the platform did not
         make (an operator's mail, a status page): refused at once, nothing is created."""
@@ -368,7 +401,7 @@ class Reconciler:
             _hetzner.close(), cloudflare_api.close()
         foreign = [r for r in records if r.get("comment") != naming.dns_record_comment(name)]
         if foreign:
-            raise NameTaken(
+            raise Refused(
                 f"the name {fqdn} already has DNS records Clawdet did not make; choose another name"
             )
 
@@ -450,8 +483,9 @@ class Reconciler:
         return on_event
 
 
-class NameTaken(Exception):
-    """The instance's name belongs to someone else: a final failure, not worth retrying."""
+class Refused(Exception):
+    """A change the platform will not make (a name that is someone else's, data that would be
+    lost): a final failure, not worth retrying."""
 
 
 class Interrupted(Exception):

@@ -142,6 +142,15 @@ class Stacks:
         update: the engine checkpoints every step."""
         return list(self.export(name).get("resources") or [])
 
+    def would_replace(self, name: str, config: dict[str, tuple[str, bool]]) -> bool:
+        """Whether `up` with `config` would replace a resource (the engine's own preview)."""
+        stack = self.existing(name)
+        if stack is None:
+            return False
+        self.configure(stack, config)
+        summary = stack.preview(color="never").change_summary
+        return bool(summary.get("replace"))
+
     def preview_changes(self, name: str, *, refresh: bool = True) -> dict[str, int]:
         """Planned operations by kind ({"same": 4} means no drift), refreshing first."""
         stack = self.existing(name)

@@ -62,3 +62,32 @@ def test_names_the_state_backend_and_the_database(cloud_settings, database, tmp_
     )
     body = broken.test_client().get("/api/health").get_json()
     assert body["down"] == ["database"]
+
+
+def test_details_are_for_operators_and_load_balancers_get_up_or_down(cloud_settings, database):
+    """Hardening (issue 16, item 5): what is down and why is configuration; anonymous remote
+    callers get only the status."""
+    with_token = dataclasses.replace(cloud_settings, metrics_token="ops-token-0123456789")
+    client = create_app(with_token, database).test_client()
+    remote = {"REMOTE_ADDR": "203.0.113.50"}
+    anonymous = client.get("/api/health", environ_base=remote)
+    assert anonymous.status_code == 200 and anonymous.get_json() == {"status": "ok"}
+    operator = client.get(
+        "/api/health", environ_base=remote, headers={"Authorization": "Bearer ops-token-0123456789"}
+    )
+    assert set(operator.get_json()["checks"]) == {"database", "pulumi_state", "hetzner", "cloudflare"}
+    assert "checks" not in client.get("/api/health").get_json()  # a token is set: loopback needs it too
+
+
+def test_a_stampede_calls_each_cloud_once(cloud_settings, database, sandbox):
+    """Concurrent requests when the cache runs out share one check of each cloud API."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = create_app(cloud_settings, database)
+    sandbox.journal.clear()
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda _: app.test_client().get("/api/health").status_code, range(32)))
+    assert statuses == [200] * 32
+    hetzner_calls = [e for e in sandbox.journal.entries("hetzner") if e.path.endswith("/locations")]
+    cloudflare_calls = [e for e in sandbox.journal.entries("cloudflare") if "/zones/" in e.path]
+    assert len(hetzner_calls) == 1 and len(cloudflare_calls) == 1

@@ -65,22 +65,27 @@ def test_user_data_installs_docker_from_ubuntu_and_starts_the_stack(tier):
     assert set(config["packages"]) == {"docker.io", "docker-compose-v2"}
     commands = " ".join(" ".join(command) for command in config["runcmd"])
     assert "curl" not in commands and "wget" not in commands and "get.docker.com" not in user_data
-    assert ["docker", "compose", "--file", cloud_init.COMPOSE_FILE_PATH, "up", "--detach"] in config["runcmd"]
     assert len(user_data.encode()) < cloud_init.USER_DATA_LIMIT / 2  # room to grow below Hetzner's limit
-    # the customer's volume is mounted (fstab for later boots; runcmd waits for it the first
-    # time) and holds the gateway's state folder before any container starts
-    assert config["mounts"] == [[DEVICE, cloud_init.DATA_MOUNT, "ext4", "discard,nofail,defaults", "0", "0"]]
-    mount, state_dir, *_ = config["runcmd"]
-    assert DEVICE in mount[2] and f"mount -o discard,defaults {DEVICE} {cloud_init.DATA_MOUNT}" in mount[2]
-    assert state_dir[-1] == cloud_init.STATE_ON_VOLUME and state_dir[:7] == [
-        "install",
-        "-d",
-        "-o",
-        "1000",
-        "-g",
-        "1000",
-        "-m",
+    # The customer's volume: an fstab entry for later boots, ordered before Docker; at first boot
+    # one strict script (sh -e) waits for the device, mounts it, makes sure it is mounted, gives
+    # uid 1000 its state folder, and only then starts the containers.
+    assert config["mounts"] == [
+        [DEVICE, cloud_init.DATA_MOUNT, "ext4", "discard,nofail,x-systemd.before=docker.service", "0", "0"]
     ]
+    enable, (shell, flags, script) = config["runcmd"]
+    assert enable == ["systemctl", "enable", "docker.service"] and (shell, flags) == ("sh", "-ec")
+    steps = [step.strip() for step in script.split(";")]
+    assert (
+        f"mountpoint -q {cloud_init.DATA_MOUNT} || mount -o discard,defaults {DEVICE} {cloud_init.DATA_MOUNT}"
+        in steps
+    )
+    ordered = [
+        f"mountpoint -q {cloud_init.DATA_MOUNT}",
+        f"install -d -o 1000 -g 1000 -m 0700 {cloud_init.STATE_ON_VOLUME}",
+        "systemctl start docker.service",
+        f"docker compose --file {cloud_init.COMPOSE_FILE_PATH} up --detach",
+    ]
+    assert [steps.index(step) for step in ordered] == sorted(steps.index(step) for step in ordered)
 
 
 def test_a_data_device_that_is_not_a_disk_path_is_refused():
@@ -314,6 +319,8 @@ def test_every_rendered_compose_file_passes_docker_compose_config(tier, tmp_path
     assert mounts[openclaw.STATE_DIR]["source"] == cloud_init.STATE_ON_VOLUME  # on the customer's volume
     assert mounts[openclaw.CONFIG_PATH]["read_only"] is True
     assert mounts[openclaw.STATE_DIR]["type"] == "bind"
+    # no volume, no start: the short syntax would make an empty folder on the server's disk
+    assert mounts[openclaw.STATE_DIR].get("bind", {}).get("create_host_path") is not True
     # openclaw fleet's hardening profile
     for service in services.values():
         assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"]

@@ -180,7 +180,8 @@ func (v *HcloudVolume) Update(ctx context.Context, id string, olds, news Props) 
 			return nil, err
 		}
 	}
-	if !Equal(olds["serverId"], news["serverId"]) {
+	// olds are the old outputs: they carry serverId once a VolumeAttachment attached the volume.
+	if _, set := news["serverId"]; set && !Equal(olds["serverId"], news["serverId"]) {
 		return nil, fmt.Errorf("hcloud: the offline stand-in provider attaches volumes with a " +
 			"VolumeAttachment resource, not by changing serverId; use the real plugin for that")
 	}
@@ -250,12 +251,19 @@ func (a *HcloudVolumeAttachment) Create(ctx context.Context, in Props) (string, 
 	server, _ := Num(in, "serverId")
 	volume, _ := Num(in, "volumeId")
 	id := idString(int64(volume))
+	outs := Props{"serverId": server, "volumeId": volume, "automount": Bool(in, "automount", false)}
+	// An operation that died after attaching (its state lost the attachment) left it in place:
+	// adopt it rather than fail with volume_already_attached.
+	if vol, err := a.volumes().get(ctx, id); err == nil && vol.Server != nil && *vol.Server == int64(server) {
+		Logf(ctx, "hcloud: volume %s is already attached to server %d; adopting the attachment", id, int64(server))
+		return id, outs, nil
+	}
 	body := map[string]any{"server": int64(server), "automount": Bool(in, "automount", false)}
 	if err := a.volumes().action(ctx, id, "attach", body); err != nil {
 		return "", nil, err
 	}
 	Logf(ctx, "hcloud: attached volume %s to server %d", id, int64(server))
-	return id, Props{"serverId": server, "volumeId": volume, "automount": Bool(in, "automount", false)}, nil
+	return id, outs, nil
 }
 
 func (a *HcloudVolumeAttachment) Read(ctx context.Context, id string, state Props) (Props, error) {
