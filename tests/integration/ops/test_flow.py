@@ -71,7 +71,8 @@ def signup(database: Database, settings, name: str, password: str) -> str:
         complete_details(session, user, email=f"{name}@example.com", accept_terms=True)
         with bound(request_id=f"req-{name}"):
             instance = request_instance(session, user, secret=settings.secret_key, subdomain=name)
-            session.add(
+            # What the web app's listener records (it may have already, when it serves this database).
+            session.merge(
                 OperationRequest(
                     instance_id=instance.id, request_id=f"req-{name}", generation=instance.generation
                 )
