@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from .http_common import json_response
-from .label_selector import InvalidSelector, parse_selector
+from .label_selector import InvalidSelector, label_errors, parse_selector
 from .state import StateStore, hetzner_time
 
 MISSING = "Missing data for required field."
@@ -120,6 +120,34 @@ class FieldErrors:
             self.add(name, message)
             return None
         return value
+
+
+def rename_and_relabel(
+    kind: str,
+    item: dict[str, Any],
+    siblings: Iterable[dict[str, Any]],
+    body: dict[str, Any],
+    check_name: Callable[[FieldErrors, str], None] | None = None,
+) -> None:
+    """`PUT /<kind>s/{id}`: a new name (unique among `siblings`) and/or new labels, validated
+    like the real API; every invalid field is listed before anything changes."""
+    errors = FieldErrors()
+    name = errors.optional(body, "name", str, NOT_STRING)
+    if name is not None and check_name is not None:
+        check_name(errors, name)
+    labels = body.get("labels")
+    if labels is not None:
+        for message in label_errors(labels):
+            errors.add("labels", message)
+    errors.raise_if_any()
+    if name is not None and name != item["name"]:
+        if any(other["name"] == name for other in siblings):
+            raise HcloudError(
+                409, "uniqueness_error", f"{kind} name is already used", {"fields": [{"name": "name"}]}
+            )
+        item["name"] = name
+    if labels is not None:
+        item["labels"] = dict(labels)
 
 
 # -- listing --------------------------------------------------------------------------------

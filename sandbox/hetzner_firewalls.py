@@ -25,6 +25,7 @@ from .hetzner_common import (
     paginate,
     path_id,
     read_body,
+    rename_and_relabel,
     sort_items,
 )
 from .http_common import json_response
@@ -279,22 +280,7 @@ class FirewallService:
 
     async def update(self, request: web.Request) -> web.Response:
         firewall = self.get(path_id(request, "firewall"))
-        body = await read_body(request)
-        errors = FieldErrors()
-        name = errors.optional(body, "name", str, NOT_STRING)
-        labels = body.get("labels")
-        if labels is not None:
-            for message in label_errors(labels):
-                errors.add("labels", message)
-        errors.raise_if_any()
-        if name is not None and name != firewall["name"]:
-            if any(f["name"] == name for f in self.firewalls.values()):
-                raise HcloudError(
-                    409, "uniqueness_error", "firewall name is already used", {"fields": [{"name": "name"}]}
-                )
-            firewall["name"] = name
-        if labels is not None:
-            firewall["labels"] = dict(labels)
+        rename_and_relabel("firewall", firewall, self.firewalls.values(), await read_body(request))
         self.store.mark_dirty()
         return json_response({"firewall": self.view(firewall)})
 

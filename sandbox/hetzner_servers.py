@@ -33,6 +33,7 @@ from .hetzner_common import (
     paginate,
     path_id,
     read_body,
+    rename_and_relabel,
     sort_items,
 )
 from .http_common import json_response
@@ -376,24 +377,12 @@ class ServerService:
 
     async def update(self, request: web.Request) -> web.Response:
         server = self.get(path_id(request, "server"))
-        body = await read_body(request)
-        errors = FieldErrors()
-        name = errors.optional(body, "name", str, NOT_STRING)
-        if name is not None and not is_hostname(name):
-            errors.add("name", "Name must be a valid hostname.")
-        labels = body.get("labels")
-        if labels is not None:
-            for message in label_errors(labels):
-                errors.add("labels", message)
-        errors.raise_if_any()
-        if name is not None and name != server["name"]:
-            if any(s["name"] == name for s in self.servers.values()):
-                raise HcloudError(
-                    409, "uniqueness_error", "server name is already used", {"fields": [{"name": "name"}]}
-                )
-            server["name"] = name
-        if labels is not None:
-            server["labels"] = dict(labels)
+
+        def hostname(errors: FieldErrors, name: str) -> None:
+            if not is_hostname(name):
+                errors.add("name", "Name must be a valid hostname.")
+
+        rename_and_relabel("server", server, self.servers.values(), await read_body(request), hostname)
         self.store.mark_dirty()
         return json_response({"server": self.view(server)})
 

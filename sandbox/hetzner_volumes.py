@@ -18,7 +18,6 @@ from aiohttp import web
 
 from . import hetzner_catalog as catalog
 from .hetzner_common import (
-    NOT_STRING,
     FieldErrors,
     HcloudError,
     is_integer,
@@ -29,6 +28,7 @@ from .hetzner_common import (
     paginate,
     path_id,
     read_body,
+    rename_and_relabel,
     sort_items,
 )
 from .http_common import json_response
@@ -174,22 +174,7 @@ class VolumeService:
 
     async def update(self, request: web.Request) -> web.Response:
         volume = self.get(path_id(request, "volume"))
-        body = await read_body(request)
-        errors = FieldErrors()
-        name = errors.optional(body, "name", str, NOT_STRING)
-        labels = body.get("labels")
-        if labels is not None:
-            for message in label_errors(labels):
-                errors.add("labels", message)
-        errors.raise_if_any()
-        if name is not None and name != volume["name"]:
-            if any(v["name"] == name for v in self.volumes.values()):
-                raise HcloudError(
-                    409, "uniqueness_error", "volume name is already used", {"fields": [{"name": "name"}]}
-                )
-            volume["name"] = name
-        if labels is not None:
-            volume["labels"] = dict(labels)
+        rename_and_relabel("volume", volume, self.volumes.values(), await read_body(request))
         self.store.mark_dirty()
         return json_response({"volume": self.view(volume)})
 
