@@ -122,6 +122,30 @@ class FieldErrors:
         return value
 
 
+def list_response(
+    request: web.Request,
+    items: Iterable[dict[str, Any]],
+    key: str,
+    view: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    by_status: bool = False,
+) -> web.Response:
+    """`GET /<key>`: filtered by `name`, `label_selector` (and `status`), sorted, paginated,
+    each item in its API view."""
+    chosen = sorted(items, key=lambda item: item["id"])
+    if "name" in request.query:
+        chosen = [item for item in chosen if item["name"] == request.query["name"]]
+    statuses = request.query.getall("status", []) if by_status else []
+    if statuses:
+        chosen = [item for item in chosen if item["status"] in statuses]
+    matches = label_filter(request)
+    if matches is not None:
+        chosen = [item for item in chosen if matches(item["labels"])]
+    page = paginate(request, sort_items(request, chosen, ("id", "name", "created")), key)
+    page[key] = [view(item) for item in page[key]]
+    return json_response(page)
+
+
 def rename_and_relabel(
     kind: str,
     item: dict[str, Any],

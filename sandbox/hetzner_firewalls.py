@@ -21,6 +21,7 @@ from .hetzner_common import (
     is_integer,
     label_filter,
     list_actions,
+    list_response,
     not_found,
     paginate,
     path_id,
@@ -228,16 +229,7 @@ class FirewallService:
 
     # -- firewall handlers --------------------------------------------------------------
     async def list(self, request: web.Request) -> web.Response:
-        firewalls = sorted(self.firewalls.values(), key=lambda f: f["id"])
-        if "name" in request.query:
-            firewalls = [f for f in firewalls if f["name"] == request.query["name"]]
-        matches = label_filter(request)
-        if matches is not None:
-            firewalls = [f for f in firewalls if matches(f["labels"])]
-        firewalls = sort_items(request, firewalls, ("id", "name", "created"))
-        page = paginate(request, firewalls, "firewalls")
-        page["firewalls"] = [self.view(firewall) for firewall in page["firewalls"]]
-        return json_response(page)
+        return list_response(request, self.firewalls.values(), "firewalls", self.view)
 
     async def get_one(self, request: web.Request) -> web.Response:
         return json_response({"firewall": self.view(self.get(path_id(request, "firewall")))})

@@ -26,15 +26,13 @@ from .hetzner_common import (
     HcloudError,
     is_hostname,
     is_integer,
-    label_filter,
     list_actions,
+    list_response,
     locked,
     not_found,
-    paginate,
     path_id,
     read_body,
     rename_and_relabel,
-    sort_items,
 )
 from .http_common import json_response
 from .label_selector import label_errors
@@ -44,7 +42,6 @@ if TYPE_CHECKING:
     from .hetzner import HetznerCloud
 
 USER_DATA_LIMIT = 32 * 1024
-SERVER_SORT_FIELDS = ("id", "name", "created")
 POWER_COMMANDS = {
     "poweron": "start_server",
     "poweroff": "stop_server",
@@ -170,19 +167,7 @@ class ServerService:
 
     # -- HTTP handlers ------------------------------------------------------------------
     async def list(self, request: web.Request) -> web.Response:
-        servers = sorted(self.servers.values(), key=lambda s: s["id"])
-        if "name" in request.query:
-            servers = [s for s in servers if s["name"] == request.query["name"]]
-        statuses = request.query.getall("status", [])
-        if statuses:
-            servers = [s for s in servers if s["status"] in statuses]
-        matches = label_filter(request)
-        if matches is not None:
-            servers = [s for s in servers if matches(s["labels"])]
-        servers = sort_items(request, servers, SERVER_SORT_FIELDS)
-        page = paginate(request, servers, "servers")
-        page["servers"] = [self.view(server) for server in page["servers"]]
-        return json_response(page)
+        return list_response(request, self.servers.values(), "servers", self.view, by_status=True)
 
     async def get_one(self, request: web.Request) -> web.Response:
         return json_response({"server": self.view(self.get(path_id(request, "server")))})

@@ -21,15 +21,13 @@ from .hetzner_common import (
     FieldErrors,
     HcloudError,
     is_integer,
-    label_filter,
     list_actions,
+    list_response,
     locked,
     not_found,
-    paginate,
     path_id,
     read_body,
     rename_and_relabel,
-    sort_items,
 )
 from .http_common import json_response
 from .label_selector import label_errors
@@ -93,19 +91,7 @@ class VolumeService:
 
     # -- HTTP handlers ------------------------------------------------------------------
     async def list(self, request: web.Request) -> web.Response:
-        volumes = sorted(self.volumes.values(), key=lambda v: v["id"])
-        if "name" in request.query:
-            volumes = [v for v in volumes if v["name"] == request.query["name"]]
-        statuses = request.query.getall("status", [])
-        if statuses:
-            volumes = [v for v in volumes if v["status"] in statuses]
-        matches = label_filter(request)
-        if matches is not None:
-            volumes = [v for v in volumes if matches(v["labels"])]
-        volumes = sort_items(request, volumes, ("id", "name", "created"))
-        page = paginate(request, volumes, "volumes")
-        page["volumes"] = [self.view(volume) for volume in page["volumes"]]
-        return json_response(page)
+        return list_response(request, self.volumes.values(), "volumes", self.view, by_status=True)
 
     async def get_one(self, request: web.Request) -> web.Response:
         return json_response({"volume": self.view(self.get(path_id(request, "volume")))})
