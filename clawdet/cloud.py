@@ -43,6 +43,9 @@ class CloudTarget:
     zone_id: str
     base_domain: str
     health_url_template: str
+    ssh_port: int = 22
+    control_plane_ssh_cidrs: str = ""  # where workers connect from; servers open SSH only to them
+    paused_page_ipv4: str = ""  # the web app's address: a paused instance's name points here
 
     def provider_env(self) -> dict[str, str]:
         """What the hcloud and cloudflare plugins read (kept out of the committed stack files)."""
@@ -86,6 +89,9 @@ def resolve(settings: Settings) -> CloudTarget:
             zone_id=env["CLOUDFLARE_ZONE_ID"],
             base_domain=settings.base_domain,
             health_url_template=env.get("HEALTH_URL_TEMPLATE", "https://{fqdn}/healthz"),
+            ssh_port=settings.instance_ssh_port,
+            control_plane_ssh_cidrs=settings.control_plane_ssh_cidrs,
+            paused_page_ipv4=settings.paused_page_ipv4,
         )
     path = sandbox_description_path(settings)
     try:
@@ -108,6 +114,9 @@ def resolve(settings: Settings) -> CloudTarget:
         health_url_template=env.get(
             "HEALTH_URL_TEMPLATE", f"http://{{ipv4}}:{sandbox['gateway_port']}/healthz"
         ),
+        ssh_port=int(sandbox.get("ssh_port", 2222)),
+        control_plane_ssh_cidrs=settings.control_plane_ssh_cidrs or "127.0.0.0/8",
+        paused_page_ipv4=settings.paused_page_ipv4 or "127.0.0.1",
     )
 
 
@@ -246,6 +255,14 @@ class Hetzner(_Api):
                 return
             time.sleep(1.0)
         self.wait_action(self.server_action(server_id, "poweroff"), cancelled=cancelled)
+
+    def server(self, server_id: int | str) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", f"/servers/{server_id}")["server"]
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def delete_server(self, server_id: int | str) -> None:
         self._ignore_missing("DELETE", f"servers/{server_id}")

@@ -17,6 +17,8 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from programs import ssh_keys
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 Parse = Callable[[str], Any]
@@ -130,7 +132,35 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     V(
         "OPERATOR_SSH_CIDRS",
-        "Comma-separated CIDRs allowed to reach port 22 of customer servers (none: closed).",
+        "Comma-separated CIDRs of operators allowed to reach port 22 of customer servers.",
+        section="Cloud",
+    ),
+    V(
+        "CONTROL_PLANE_SSH_CIDRS",
+        "Comma-separated CIDRs the workers connect from: servers open SSH only to them (and "
+        "OPERATOR_SSH_CIDRS). Required outside the sandbox (there: 127.0.0.0/8); unset, "
+        "instances are not provisioned rather than open SSH to the world.",
+        section="Cloud",
+    ),
+    V(
+        "INSTANCE_SSH_PORT",
+        "The SSH port of customer servers (the sandbox sets its own).",
+        "22",
+        "int",
+        section="Cloud",
+    ),
+    V(
+        "INSTANCE_SSH_PRIVATE_KEY",
+        "The platform's SSH key (OpenSSH ed25519; newlines may be written as \\n) that pushes the "
+        "app layer to servers. Unset: one is generated and kept in the data dir; back it up with "
+        "the database.",
+        secret=True,
+        section="Cloud",
+    ),
+    V(
+        "PAUSED_PAGE_IPV4",
+        "The web app's public IPv4: a paused instance's name points here and shows the paused "
+        "page (sandbox: 127.0.0.1).",
         section="Cloud",
     ),
     V(
@@ -167,6 +197,12 @@ VARIABLES: tuple[Variable, ...] = (
         section="Pulumi",
     ),
     V("INSTANCE_MODEL", "The default model of every customer's assistant.", "grok-4", section="Pulumi"),
+    V(
+        "OPENCLAW_IMAGE",
+        "The OpenClaw image every instance runs, pinned (a tag or @sha256 digest). Unset: the "
+        "version this release of Clawdet pins (programs/openclaw.py). A change updates in place.",
+        section="Pulumi",
+    ),
     V(
         "LLM_PROXY_URL",
         "The LLM proxy's address as customer gateways reach it. Default: $PUBLIC_URL/llm/v1.",
@@ -311,9 +347,14 @@ class Settings:
     cloud_env: dict[str, str] = field(repr=False)
     hcloud_ssh_keys: str
     operator_ssh_cidrs: str
+    control_plane_ssh_cidrs: str
+    instance_ssh_port: int
+    instance_ssh_private_key: str = field(repr=False)
+    paused_page_ipv4: str
     pulumi_backend_url: str
     pulumi_passphrase: str = field(repr=False)
     instance_model: str
+    openclaw_image: str
     llm_proxy_url: str
     smtp_host: str
     smtp_port: int
@@ -340,6 +381,7 @@ class Settings:
     llm_rate_limit: str
     trial_model: str
     trial_messages: int
+    instance_ssh_key_generated: bool = False  # no INSTANCE_SSH_PRIVATE_KEY: one kept in the data dir
 
     @property
     def sandbox(self) -> bool:
@@ -362,7 +404,7 @@ class Settings:
         found = [str(getattr(self, v.name.lower(), "") or "") for v in VARIABLES if v.secret]
         found += [self.cloud_env.get(name, "") for name in CLOUD_VARIABLES if BY_NAME[name].secret]
         found.append(self.pulumi_passphrase)
-        return [value for value in found if value]
+        return [value.strip() for value in found if value.strip()]
 
     @classmethod
     def from_env(
@@ -398,6 +440,12 @@ class Settings:
             pulumi_backend_url=values["pulumi_backend_url"] or f"file://{data_dir / 'pulumi-state'}",
             pulumi_passphrase=values.pop("pulumi_config_passphrase")
             or _installation_secret(data_dir, "pulumi_passphrase"),
+            instance_ssh_key_generated=not values["instance_ssh_private_key"],
+            instance_ssh_private_key=(
+                values["instance_ssh_private_key"].replace("\\n", "\n")
+                or _installation_secret(data_dir, "instance_ssh_key", ssh_keys.generate)
+            ).strip()
+            + "\n",
             llm_proxy_url=values["llm_proxy_url"] or f"{public_url}/llm/v1",
             smtp_from=values["smtp_from"] or f"Clawdet <noreply@{values['base_domain']}>",
             log_format=values["log_format"].lower(),
@@ -432,14 +480,14 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def _installation_secret(data_dir: Path, name: str) -> str:
+def _installation_secret(data_dir: Path, name: str, make: Callable[[], str] | None = None) -> str:
     """A per-installation random secret kept in the data directory, so `make run` needs no
     set-up and sessions and stacks survive restarts. Production sets the variable."""
     path = data_dir / name
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
+    key = make() if make else secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process of this installation won the race

@@ -143,12 +143,17 @@ class Instance(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]
     server_id: Mapped[str | None] = mapped_column(String(32))
+    volume_id: Mapped[str | None] = mapped_column(String(32))
+    config_hash: Mapped[str | None] = mapped_column(String(32))  # the app layer last deployed
+    openclaw_image: Mapped[str | None] = mapped_column(String(255))
+    restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ipv4: Mapped[str | None] = mapped_column(String(45))
     ipv6: Mapped[str | None] = mapped_column(String(64))
     dns_record_id: Mapped[str | None] = mapped_column(String(64))
     url: Mapped[str | None] = mapped_column(String(255))
     llm_key_version: Mapped[int] = mapped_column(Integer, default=1)
     llm_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    llm_key_previous_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # until rolled out
     gateway_token_version: Mapped[int] = mapped_column(Integer, default=1)
     health: Mapped[str] = mapped_column(String(16), default="unknown")
     health_checked_at: Mapped[datetime | None]

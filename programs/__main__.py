@@ -57,6 +57,8 @@ def main() -> dict[str, pulumi.Output]:
         OutputName.TIER: pulumi.Output.from_input(args.tier),
         OutputName.REGION: pulumi.Output.from_input(args.region),
         OutputName.SERVER_TYPE: pulumi.Output.from_input(instance.server_type.name),
+        OutputName.CONFIG_HASH: instance.config_hash,
+        OutputName.OPENCLAW_IMAGE: pulumi.Output.from_input(args.openclaw_image),
     }
     for name, value in outputs.items():
         pulumi.export(name, value)

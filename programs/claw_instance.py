@@ -1,22 +1,32 @@
-"""ClawInstance: one customer's OpenClaw gateway (firewall, data volume, server, DNS records).
+"""ClawInstance: one customer's OpenClaw gateway (firewall, data volume, server, app layer, DNS).
 
 The customer's data (the gateway's state: sessions, memory, workspace) lives on a Hetzner Volume
 in the server's location, attached to the server and mounted where the gateway keeps its state;
 a replaced server gets the same volume back, so nothing is lost.
+
+cloud-init only bootstraps the server (Docker, root's SSH key, the mount). The app layer (compose
+file, .env, openclaw.json, Caddyfile) is pushed over SSH by pulumi-command: one CopyToRemote per
+file uploads a release folder named by the hash of the files, a Command puts it live. A new OpenClaw
+version, a rotated credential, another model or new tier limits change that hash: `pulumi
+preview` shows an update of those two resources, and it costs a container restart, not the server.
+A paused instance has no server: the name points at the platform's paused page.
 """
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_cloudflare as cloudflare
+import pulumi_command as command
 import pulumi_hcloud as hcloud
 
-from programs import cloud_init, naming, tiers
+from programs import cloud_init, naming, ssh_keys, tiers
 from programs.cloudflare_ips import CLOUDFLARE_RANGES
 from programs.instance_config import ClawInstanceArgs
 
 ANYWHERE = ("0.0.0.0/0", "::/0")
 AUTOMATIC_TTL = 1  # Cloudflare's "automatic"
+DIAL_ATTEMPTS = 40  # SSH dials (backoff up to 5 s each): a few minutes for a server to boot
+DEPLOY_TIMEOUTS = pulumi.CustomTimeouts(create="15m", update="15m")
 
 
 def labels_for(args: ClawInstanceArgs) -> dict[str, str]:
@@ -29,8 +39,11 @@ def labels_for(args: ClawInstanceArgs) -> dict[str, str]:
     }
 
 
-def firewall_rules(operator_ssh_cidrs: tuple[str, ...], proxied: bool) -> list[hcloud.FirewallRuleArgs]:
-    """Inbound rules; Hetzner drops every inbound packet no rule allows."""
+def firewall_rules(
+    ssh_cidrs: tuple[str, ...], proxied: bool, ssh_port: str = "22"
+) -> list[hcloud.FirewallRuleArgs]:
+    """Inbound rules; Hetzner drops every inbound packet no rule allows. SSH is open only to
+    `ssh_cidrs`: the control plane's networks and the operators'."""
     web_sources = list(CLOUDFLARE_RANGES if proxied else ANYWHERE)
     rules = [
         hcloud.FirewallRuleArgs(
@@ -38,24 +51,26 @@ def firewall_rules(operator_ssh_cidrs: tuple[str, ...], proxied: bool) -> list[h
         )
         for port, description in (("80", "HTTP (ACME challenge, redirect)"), ("443", "HTTPS"))
     ]
-    if operator_ssh_cidrs:
+    if ssh_cidrs:
         rules.append(
             hcloud.FirewallRuleArgs(
                 direction="in",
                 protocol="tcp",
-                port="22",
-                source_ips=list(operator_ssh_cidrs),
-                description="SSH from operators",
+                port=ssh_port,
+                source_ips=list(ssh_cidrs),
+                description="SSH from the control plane and operators",
             )
         )
     return rules
 
 
 class ClawInstance(pulumi.ComponentResource):
-    server: hcloud.Server
     firewall: hcloud.Firewall
     volume: hcloud.Volume
-    volume_attachment: hcloud.VolumeAttachment
+    server: hcloud.Server | None
+    volume_attachment: hcloud.VolumeAttachment | None
+    release: list[command.remote.CopyToRemote]
+    deploy: command.remote.Command | None
     dns_records: list[cloudflare.DnsRecord]
 
     def __init__(self, name: str, args: ClawInstanceArgs, opts: pulumi.ResourceOptions | None = None):
@@ -63,12 +78,13 @@ class ClawInstance(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = labels_for(args)
         self.server_type = tiers.server_type_for(args.tier, args.region)
+        ssh_cidrs = tuple(dict.fromkeys((*args.control_plane_ssh_cidrs, *args.operator_ssh_cidrs)))
 
         self.firewall = hcloud.Firewall(
             f"{name}-firewall",
             name=args.instance_name,
             labels=labels,
-            rules=firewall_rules(args.operator_ssh_cidrs, args.proxied),
+            rules=firewall_rules(ssh_cidrs, args.proxied, args.ssh_port),
             opts=child,
         )
 
@@ -82,54 +98,39 @@ class ClawInstance(pulumi.ComponentResource):
             opts=child,
         )
 
-        user_data = pulumi.Output.all(args.gateway_token, args.llm_api_key, self.volume.linux_device).apply(
-            lambda values: cloud_init.render_user_data(
+        self.app_files = pulumi.Output.all(args.gateway_token, args.llm_api_key).apply(
+            lambda secrets: cloud_init.render_app_files(
                 tier=args.tier,
                 fqdn=args.fqdn,
                 openclaw_image=args.openclaw_image,
                 model=args.model,
                 llm_base_url=args.llm_base_url,
-                gateway_token=values[0],
-                llm_api_key=values[1],
-                data_device=values[2],
+                gateway_token=secrets[0],
+                llm_api_key=secrets[1],
             )
         )
+        # The hash names the release; it reveals nothing of the secrets in the files.
+        self.config_hash = pulumi.Output.unsecret(self.app_files.apply(cloud_init.config_hash))
 
-        self.server = hcloud.Server(
-            f"{name}-server",
-            name=args.instance_name,
-            server_type=self.server_type.name,
-            location=args.region,
-            image=args.server_image,
-            user_data=pulumi.Output.secret(user_data),
-            labels=labels,
-            firewall_ids=[self.firewall.id.apply(int)],
-            ssh_keys=list(args.ssh_keys),
-            public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=args.ipv6)],
-            shutdown_before_deletion=True,
-            # Server names are unique per Hetzner project: the old one must go first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
+        self.server = self.volume_attachment = self.deploy = None
+        self.release = []
+        if args.paused:
+            address: pulumi.Input[str] = args.paused_page_ipv4
+        else:
+            self._server(name, args, labels)
+            address = self.server.ipv4_address
 
-        self.volume_attachment = hcloud.VolumeAttachment(
-            f"{name}-volume-attachment",
-            server_id=self.server.id.apply(int),
-            volume_id=self.volume.id.apply(int),
-            automount=False,  # cloud-init mounts it where the gateway keeps its state
-            opts=child,
-        )
-
-        self.dns_records = [self._dns_record(name, "A", self.server.ipv4_address, args)]
-        if args.ipv6:
+        self.dns_records = [self._dns_record(name, "A", address, args)]
+        if args.ipv6 and self.server is not None:
             self.dns_records.append(self._dns_record(name, "AAAA", self.server.ipv6_address, args))
 
         self.fqdn = args.fqdn
         self.url = f"https://{args.fqdn}"
-        self.server_id = self.server.id
+        self.server_id = self.server.id if self.server else None
         self.volume_id = self.volume.id
-        self.server_status = self.server.status
-        self.ipv4_address = self.server.ipv4_address
-        self.ipv6_address = self.server.ipv6_address
+        self.server_status = self.server.status if self.server else "paused"
+        self.ipv4_address = self.server.ipv4_address if self.server else None
+        self.ipv6_address = self.server.ipv6_address if self.server else None
         self.dns_record_ids = pulumi.Output.all(*(record.id for record in self.dns_records))
         self.register_outputs(
             {
@@ -141,11 +142,87 @@ class ClawInstance(pulumi.ComponentResource):
                 "ipv4_address": self.ipv4_address,
                 "ipv6_address": self.ipv6_address,
                 "dns_record_ids": self.dns_record_ids,
+                "config_hash": self.config_hash,
             }
         )
 
+    def _server(self, name: str, args: ClawInstanceArgs, labels: dict[str, str]) -> None:
+        """The server, its volume attachment and the app layer pushed onto it."""
+        child = pulumi.ResourceOptions(parent=self)
+        public_key = pulumi.Output.unsecret(
+            pulumi.Output.from_input(args.ssh_private_key).apply(ssh_keys.public_key)
+        )
+        user_data = pulumi.Output.all(self.volume.linux_device, public_key).apply(
+            lambda values: cloud_init.render_user_data(data_device=values[0], ssh_public_key=values[1])
+        )
+        self.server = hcloud.Server(
+            f"{name}-server",
+            name=args.instance_name,
+            server_type=self.server_type.name,
+            keep_disk=True,  # a later, smaller type stays possible: the data is on the volume
+            location=args.region,
+            image=args.server_image,
+            user_data=user_data,
+            labels=labels,
+            firewall_ids=[self.firewall.id.apply(int)],
+            ssh_keys=list(args.ssh_keys),
+            public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=args.ipv6)],
+            shutdown_before_deletion=True,
+            # Server names are unique per Hetzner project: the old one must go first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.volume_attachment = hcloud.VolumeAttachment(
+            f"{name}-volume-attachment",
+            server_id=self.server.id.apply(int),
+            volume_id=self.volume.id.apply(int),
+            automount=False,  # cloud-init mounts it where the gateway keeps its state
+            opts=child,
+        )
+        connection = command.remote.ConnectionArgs(
+            host=self.server.ipv4_address,
+            port=float(args.ssh_port),
+            user="root",
+            private_key=args.ssh_private_key,
+            dial_error_limit=DIAL_ATTEMPTS,  # a new server takes a while to start sshd
+            per_dial_timeout=15,
+        )
+        release = self.config_hash.apply(lambda value: cloud_init.release_dir(value, args.restarts))
+        # Anything that changes the connection replaces both: a copy does not run again on a
+        # changed connection alone, and the deploy needs its release uploaded where it runs.
+        on_new_connection = [self.server.id, args.ssh_port, public_key]
+        self.release = [
+            command.remote.CopyToRemote(
+                f"{name}-release-{file_name.strip('.').lower()}",
+                connection=connection,
+                source=self._file(file_name),
+                remote_path=release.apply(lambda folder, n=file_name: f"{folder}/{n}"),
+                triggers=on_new_connection,
+                opts=child,
+            )
+            for file_name in cloud_init.APP_FILES
+        ]
+        self.deploy = command.remote.Command(
+            f"{name}-deploy",
+            connection=connection,
+            create=pulumi.Output.all(release, self.volume.linux_device).apply(
+                lambda values: cloud_init.deploy_command(*values)
+            ),
+            add_previous_output_in_env=False,  # sshd refuses env requests (no AcceptEnv)
+            triggers=on_new_connection,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*self.release, self.volume_attachment],
+                custom_timeouts=DEPLOY_TIMEOUTS,
+            ),
+        )
+
+    def _file(self, file_name: str) -> pulumi.Output[pulumi.StringAsset]:
+        """One file of the app layer; only the .env (the instance's credentials) stays secret."""
+        asset = self.app_files.apply(lambda files: pulumi.StringAsset(files[file_name]))
+        return asset if file_name == cloud_init.ENV_FILE else pulumi.Output.unsecret(asset)
+
     def _dns_record(
-        self, name: str, record_type: str, address: pulumi.Output[str], args: ClawInstanceArgs
+        self, name: str, record_type: str, address: pulumi.Input[str], args: ClawInstanceArgs
     ) -> cloudflare.DnsRecord:
         return cloudflare.DnsRecord(
             f"{name}-dns-{record_type.lower()}",

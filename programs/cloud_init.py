@@ -1,12 +1,14 @@
-"""Renders a server's user_data from the templates in cloud-init/.
+"""Renders what runs on a server from the templates in cloud-init/: the bootstrap user_data
+(fixed at creation) and the app layer (pushed over SSH, changed in place).
 
 The cloud-config template is parsed before anything is filled in, and values go into the parsed
-strings, so no value can change the YAML structure. The compose files and the Caddyfile are
+strings, so no value can change the YAML structure. The compose file and the Caddyfile are
 plain `string.Template` text; every value that goes into them has been validated first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import string
 from pathlib import Path
@@ -18,10 +20,17 @@ from programs import openclaw, tiers
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "cloud-init"
 INSTANCE_DIR = "/opt/openclaw"
-ENV_FILE_PATH = f"{INSTANCE_DIR}/.env"
-COMPOSE_FILE_PATH = f"{INSTANCE_DIR}/docker-compose.yml"
-CADDYFILE_PATH = f"{INSTANCE_DIR}/Caddyfile"
-OPENCLAW_CONFIG_FILE_PATH = f"{INSTANCE_DIR}/openclaw.json"
+ENV_FILE, OPENCLAW_CONFIG_FILE, COMPOSE_FILE, CADDYFILE = (
+    ".env",
+    "openclaw.json",
+    "docker-compose.yml",
+    "Caddyfile",
+)
+APP_FILES = (ENV_FILE, OPENCLAW_CONFIG_FILE, CADDYFILE, COMPOSE_FILE)  # the compose file goes live last
+ENV_FILE_PATH = f"{INSTANCE_DIR}/{ENV_FILE}"
+COMPOSE_FILE_PATH = f"{INSTANCE_DIR}/{COMPOSE_FILE}"
+CADDYFILE_PATH = f"{INSTANCE_DIR}/{CADDYFILE}"
+OPENCLAW_CONFIG_FILE_PATH = f"{INSTANCE_DIR}/{OPENCLAW_CONFIG_FILE}"
 DATA_MOUNT = "/mnt/openclaw-data"  # the customer's volume; the gateway's state dir lives on it
 STATE_ON_VOLUME = f"{DATA_MOUNT}/state"
 DEVICE_WAIT_SECONDS = 600  # Hetzner attaches the volume a few seconds after the server boots
@@ -81,7 +90,31 @@ def render_caddyfile(fqdn: str) -> str:
     return _fill("Caddyfile", {"fqdn": fqdn})
 
 
-def render_user_data(
+def render_user_data(*, data_device: str, ssh_public_key: str) -> str:
+    """The server's #cloud-config: the bootstrap only (Docker, root's SSH key, the customer's
+    volume mounted at DATA_MOUNT). `data_device` is the volume's linux_device."""
+    if not re.fullmatch(r"/dev/disk/by-id/[A-Za-z0-9_.-]+", data_device):
+        raise ValueError(f"{data_device!r} is not a /dev/disk/by-id/ device path")
+    if not re.fullmatch(r"ssh-ed25519 [A-Za-z0-9+/=]+( [A-Za-z0-9@._-]+)?", ssh_public_key):
+        raise ValueError("the platform's SSH public key is not an ssh-ed25519 key in authorized_keys form")
+    values = {
+        "ssh_public_key": ssh_public_key,
+        "data_device": data_device,
+        "data_mount": DATA_MOUNT,
+        "state_on_volume": STATE_ON_VOLUME,
+        "instance_dir": INSTANCE_DIR,
+        "device_wait": str(DEVICE_WAIT_SECONDS),
+    }
+    template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
+    cloud_config = _fill_strings(template, values)
+    body = yaml.dump(cloud_config, Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
+    user_data = "#cloud-config\n" + body
+    if len(user_data.encode()) > USER_DATA_LIMIT:
+        raise ValueError(f"user_data is {len(user_data.encode())} bytes; Hetzner accepts {USER_DATA_LIMIT}")
+    return user_data
+
+
+def render_app_files(
     *,
     tier: str,
     fqdn: str,
@@ -90,30 +123,49 @@ def render_user_data(
     llm_base_url: str,
     gateway_token: str,
     llm_api_key: str,
-    data_device: str,
-) -> str:
-    """The complete #cloud-config document for one instance; `data_device` is the customer's
-    volume (its linux_device), mounted at DATA_MOUNT before the containers start."""
-    if not re.fullmatch(r"/dev/disk/by-id/[A-Za-z0-9_.-]+", data_device):
-        raise ValueError(f"{data_device!r} is not a /dev/disk/by-id/ device path")
-    files = {
-        "env_file": render_env_file(gateway_token=gateway_token, llm_api_key=llm_api_key),
-        "openclaw_config": openclaw.render_config(fqdn=fqdn, llm_base_url=llm_base_url, model=model),
-        "compose_file": render_compose(tier, openclaw_image),
-        "caddyfile": render_caddyfile(fqdn),
-        "data_device": data_device,
-        "data_mount": DATA_MOUNT,
-        "state_on_volume": STATE_ON_VOLUME,
-        "device_wait": str(DEVICE_WAIT_SECONDS),
-        "compose_file_path": COMPOSE_FILE_PATH,
+) -> dict[str, str]:
+    """The app layer the platform pushes to INSTANCE_DIR: file name -> content."""
+    return {
+        ENV_FILE: render_env_file(gateway_token=gateway_token, llm_api_key=llm_api_key),
+        OPENCLAW_CONFIG_FILE: openclaw.render_config(fqdn=fqdn, llm_base_url=llm_base_url, model=model),
+        COMPOSE_FILE: render_compose(tier, openclaw_image),
+        CADDYFILE: render_caddyfile(fqdn),
     }
-    template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
-    cloud_config = _fill_strings(template, files)
-    body = yaml.dump(cloud_config, Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
-    user_data = "#cloud-config\n" + body
-    if len(user_data.encode()) > USER_DATA_LIMIT:
-        raise ValueError(f"user_data is {len(user_data.encode())} bytes; Hetzner accepts {USER_DATA_LIMIT}")
-    return user_data
+
+
+def config_hash(files: dict[str, str]) -> str:
+    """Names what is deployed: the same files always give the same hash (a high-entropy secret
+    inside cannot be recovered from it)."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{len(files[name])}\0{files[name]}".encode())
+    return digest.hexdigest()[:16]
+
+
+def release_dir(config: str, restarts: str) -> str:
+    """Where a release is uploaded before it goes live; a new restart count is a new release of
+    the same files, so the containers are recreated."""
+    return f"{INSTANCE_DIR}/release-{config}-{restarts}"
+
+
+def deploy_command(release: str, data_device: str) -> str:
+    """Puts an uploaded release live: wait for the bootstrap, refuse without the customer's volume
+    (and grow its file system to the volume's size, after a tier change), validate, then copy each
+    file next to its live name and rename it into place (never a half-written file live) and
+    recreate the containers. Plain `&&` steps: a failure stops it with that step's own error. The
+    release folder stays as uploaded, so the same deploy can run again."""
+    steps = [
+        "cloud-init status --wait",
+        f"mountpoint {DATA_MOUNT}",  # its "... is not a mountpoint" reads well in an error
+        f"resize2fs {data_device}",
+        f"docker compose --file {release}/{COMPOSE_FILE} config --quiet",
+    ]
+    for name in APP_FILES:
+        live = f"{INSTANCE_DIR}/{name}"
+        mode = "600" if name == ENV_FILE else "644"
+        steps += [f"install -m {mode} {release}/{name} {live}.new", f"mv -f {live}.new {live}"]
+    steps.append(f"docker compose --file {COMPOSE_FILE_PATH} up --detach --force-recreate --remove-orphans")
+    return " && ".join(steps)
 
 
 def _fill(template_name: str, values: dict[str, object]) -> str:

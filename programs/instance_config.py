@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from programs import naming, openclaw, tiers
+from programs import naming, openclaw, ssh_keys, tiers
 
 if TYPE_CHECKING:
     import pulumi
@@ -115,6 +115,45 @@ def _secret_token(min_length: int) -> Callable[[str], str]:
         return value
 
     return check
+
+
+def _ssh_private_key(value: str) -> str:
+    # Never echo the value: it is a secret.
+    text = value.replace("\\n", "\n").strip() + "\n"
+    pem = r"-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n"
+    if not re.fullmatch(pem, text):
+        raise ValueError(
+            "must be a private key in OpenSSH format without a passphrase (ssh-keygen -t ed25519 -N ''); "
+            "the value is not shown because it is secret"
+        )
+    ssh_keys.public_key(text)  # an ed25519 key that loads; its error never shows the key
+    return text
+
+
+def _ssh_source(value: str) -> str:
+    network = _cidr(value)
+    if network.endswith("/0"):
+        raise ValueError(f"{value!r} is every address: SSH is never opened to the world")
+    return network
+
+
+def _port(value: str) -> str:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError(f"{value!r} is not a TCP port (1-65535)")
+    return str(int(value))
+
+
+def _count(value: str) -> str:
+    if not value.isdigit():
+        raise ValueError(f"{value!r} is not a whole number")
+    return str(int(value))
+
+
+def _ipv4(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address") from None
 
 
 def _label_value(value: str) -> str:
@@ -270,6 +309,44 @@ KEYS: tuple[ConfigKey, ...] = (
         check=_cidr,
     ),
     ConfigKey(
+        "controlPlaneSshCidrs",
+        "control_plane_ssh_cidrs",
+        "networks the control plane connects from to push changes in place (comma-separated CIDRs); "
+        "port 22 opens only to them and to operatorSshCidrs",
+        kind="list",
+        required=True,
+        check=_ssh_source,
+    ),
+    ConfigKey("sshPort", "ssh_port", "the servers' SSH port", default="22", check=_port),
+    ConfigKey(
+        "sshPrivateKey",
+        "ssh_private_key",
+        "the platform's SSH key (OpenSSH format) that pushes the app layer; root accepts its public key",
+        required=True,
+        secret=True,
+        check=_ssh_private_key,
+    ),
+    ConfigKey(
+        "paused",
+        "paused",
+        "paused: no server (the volume and firewall stay), the name shows the platform's paused page",
+        kind="bool",
+        default=False,
+    ),
+    ConfigKey(
+        "pausedPageIpv4",
+        "paused_page_ipv4",
+        "where the name points while paused: the platform's own address",
+        check=_ipv4,
+    ),
+    ConfigKey(
+        "restarts",
+        "restarts",
+        "raise it by one to restart the containers (the app layer is deployed again)",
+        default="0",
+        check=_count,
+    ),
+    ConfigKey(
         "openclawImage",
         "openclaw_image",
         "OpenClaw gateway container image, pinned",
@@ -320,6 +397,8 @@ class OutputName:
     TIER = "tier"
     REGION = "region"
     SERVER_TYPE = "serverType"
+    CONFIG_HASH = "configHash"
+    OPENCLAW_IMAGE = "openclawImage"
 
 
 @dataclass(frozen=True)
@@ -342,6 +421,12 @@ class ClawInstanceArgs:
     server_image: str = DEFAULT_SERVER_IMAGE
     ssh_keys: tuple[str, ...] = ()
     operator_ssh_cidrs: tuple[str, ...] = ()
+    control_plane_ssh_cidrs: tuple[str, ...] = ()
+    ssh_port: str = "22"
+    ssh_private_key: pulumi.Input[str] | None = field(default=None, repr=False)
+    paused: bool = False
+    paused_page_ipv4: str | None = None
+    restarts: str = "0"
     openclaw_image: str = DEFAULT_OPENCLAW_IMAGE
     fqdn: str = field(init=False)
 
@@ -371,6 +456,13 @@ def _validate(values: Mapping[str, Any]) -> dict[str, Any]:
             result[key.field] = key.normalize(value)
         except ValueError as error:
             problems[key.full_name] = str(error)
+            continue
+        if key.required and result[key.field] in ((), ""):  # an empty list, or only commas
+            problems[key.full_name] = _missing(key)
+    if result.get("paused") and not result.get("paused_page_ipv4"):
+        problems[KEYS_BY_FIELD["paused_page_ipv4"].full_name] = (
+            "is required while paused: the platform's address that serves the paused page"
+        )
     if not problems:
         result["instance_name"] = result["instance_name"] or result["subdomain"]
         try:

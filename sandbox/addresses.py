@@ -2,7 +2,7 @@
 
 Addresses are handed out in order from a block of 127.0.0.0/8 (skipping .0 and .255 host
 octets); a counter kept in the state means a deleted server's address is not handed out
-again until the block wraps, and a live one never is. An address whose gateway port is
+again until the block wraps, and a live one never is. An address whose gateway or SSH port is
 already taken on this machine (another sandbox, say) is skipped.
 """
 
@@ -17,14 +17,14 @@ class AddressAllocator:
     def __init__(
         self,
         network: str,
-        gateway_port: int,
+        ports: tuple[int, ...],
         read_counter: Callable[[], int],
         write_counter: Callable[[int], None],
     ) -> None:
         self.network = ipaddress.IPv4Network(network)
         if not self.network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
             raise ValueError("fake servers live on loopback: the network must be inside 127.0.0.0/8")
-        self.gateway_port = gateway_port
+        self.ports = ports
         self._read_counter = read_counter
         self._write_counter = write_counter
 
@@ -32,16 +32,8 @@ class AddressAllocator:
         last_octet = int(address) & 0xFF
         return last_octet not in (0, 255) and address != ipaddress.IPv4Address("127.0.0.1")
 
-    def _port_is_free(self, address: str) -> bool:
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((address, self.gateway_port))
-            return True
-        except OSError:
-            return False
-        finally:
-            probe.close()
+    def _ports_are_free(self, address: str) -> bool:
+        return all(_port_is_free(address, port) for port in self.ports)
 
     def allocate(self, in_use: set[str]) -> str:
         size = self.network.num_addresses
@@ -52,11 +44,23 @@ class AddressAllocator:
             text = str(address)
             if not self._usable(address) or text in in_use:
                 continue
-            if not self._port_is_free(text):
+            if not self._ports_are_free(text):
                 continue
             self._write_counter(index + 1)
             return text
         raise RuntimeError(f"no free loopback address left in {self.network}")
+
+
+def _port_is_free(address: str, port: int) -> bool:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 def ipv6_network_for(server_id: int) -> str:

@@ -25,6 +25,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--boot-delay", type=float, default=1.0, help="seconds from power-on to gateway up")
     parser.add_argument("--action-delay", type=float, default=0.2, help="seconds an action stays running")
     parser.add_argument("--gateway-port", type=int, default=18789)
+    parser.add_argument("--ssh-port", type=int, default=2222, help="each fake server's SSH port")
+    parser.add_argument(
+        "--device-wait",
+        type=float,
+        default=600.0,
+        help="seconds a first boot waits for the volume its cloud-config mounts",
+    )
     parser.add_argument(
         "--port-base",
         type=int,
@@ -72,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         real_gateways=args.real_gateways,
         action_delay=args.action_delay,
         gateway_port=args.gateway_port,
+        ssh_port=args.ssh_port,
+        device_wait=args.device_wait,
         port_base=args.port_base,
         zone_name=args.zone,
         server_network=args.server_network,
@@ -99,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             print(f"  {key:<15} {description[key]}")
         print(f"  {'gateways':<15} <server ipv4>:{args.gateway_port} in {args.server_network}")
+        print(f"  {'ssh':<15} root@<server ipv4> -p {args.ssh_port}")
         print(f"  {'credentials':<15} {env_file}")
         print(f"  {'state':<15} {args.state}", flush=True)
         stop.wait()

@@ -1,23 +1,31 @@
-"""Reads a fake server's ``#cloud-config`` user_data the way the server would use it.
+"""Reads a fake server's ``#cloud-config`` user_data the way the server would use it, and builds
+what its OpenClaw gateway reads from the server's files.
 
-``write_files`` entries become the server's files (``b64``/``base64``, ``gzip``/``gz`` or
-``gz+b64`` encoded, as cloud-init allows). From them, ``GatewayConfig`` is what OpenClaw itself
-would read: the token from ``OPENCLAW_GATEWAY_TOKEN``, the model provider (base URL, key, model)
-from ``openclaw.json`` with its ``${VAR}`` references resolved against the env file, and the
-gateway service of the compose file (command, environment, mounts), which the real-gateway
+``CloudConfig`` is what cloud-init does at an instance's first boot: ``write_files`` (``b64``/
+``base64``, ``gzip``/``gz`` or ``gz+b64`` encoded, as cloud-init allows), ``mounts``, root's
+``ssh_authorized_keys``, and the effects of ``runcmd`` the sandbox reproduces: the folders it
+creates (``install -d``, ``mkdir``) and whether it runs ``docker compose ... up`` (the old layout,
+with the whole app in user_data). ``GatewayConfig`` is what OpenClaw itself would read from a
+set of files: the token from ``OPENCLAW_GATEWAY_TOKEN``, the model provider (base URL, key,
+model) from ``openclaw.json`` with its ``${VAR}`` references resolved against the env file, and
+the gateway service of the compose file (command, environment, mounts), which the real-gateway
 runner starts from. A bare env file with ``OPENCLAW_GATEWAY_TOKEN`` (no compose file) is enough
-for the fake gateway.
+for the stand-in.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import gzip
+import itertools
 import json
+import posixpath
 import re
 import shlex
-from pathlib import Path, PurePosixPath
+from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
 import yaml
@@ -25,6 +33,9 @@ import yaml
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 GATEWAY_SERVICE = "openclaw"
+TOKEN_VARIABLE = "OPENCLAW_GATEWAY_TOKEN"
+COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+_COMMAND_SEPARATORS = {";", "&&", "||", "|", "&", "(", ")", "\n"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +48,6 @@ class GatewayConfig:
     files: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # path -> content
     service: dict[str, Any] | None = dataclasses.field(default=None, repr=False)  # compose service
     compose_dir: str | None = None
-    mounts: tuple[tuple[str, str], ...] = ()  # cloud-init `mounts`: (device, mount point)
-    disks: dict[str, Path] = dataclasses.field(default_factory=dict, repr=False)  # device -> data
 
     @property
     def runnable(self) -> bool:
@@ -59,8 +68,8 @@ class GatewayConfig:
         """The gateway container's environment: its env files, then `environment:`."""
         env: dict[str, str] = {}
         service = self.service or {}
-        for name in _as_list(service.get("env_file")):
-            path = str(PurePosixPath(self.compose_dir or "/") / str(name))
+        for name in env_file_names(service):
+            path = posixpath.normpath(posixpath.join(self.compose_dir or "/", name))
             env.update(env_values(self.files.get(path, "")))
         raw = service.get("environment") or {}
         if isinstance(raw, list):
@@ -69,10 +78,37 @@ class GatewayConfig:
         return env
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+@dataclasses.dataclass(frozen=True)
+class CloudConfig:
+    files: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # write_files
+    modes: dict[str, int] = dataclasses.field(default_factory=dict)  # write_files permissions
+    mounts: tuple[tuple[str, str], ...] = ()  # (device, mount point)
+    authorized_keys: tuple[str, ...] = ()  # root's, from the top-level ssh_authorized_keys
+    disable_root: bool = False  # Hetzner's images let root in with a key
+    runcmd_folders: tuple[str, ...] = ()
+    runcmd_compose_file: str | None = None  # the old layout: runcmd runs `docker compose up`
+    token_outside_cloud_config: str | None = None  # a shell-script user_data naming a token
+
+    @property
+    def compose_file(self) -> str | None:
+        return next((p for p in self.files if PurePosixPath(p).name in COMPOSE_FILE_NAMES), None)
+
+    @property
+    def bare_env_file(self) -> bool:
+        """The sandbox's own shorthand: an env file with the token and no compose file."""
+        return self.compose_file is None and any(TOKEN_VARIABLE in env_values(c) for c in self.files.values())
+
+    @property
+    def starts_gateway(self) -> bool:
+        """Whether the first boot itself starts the gateway (every layout but the bootstrap)."""
+        return bool(self.runcmd_compose_file or self.bare_env_file or self.token_outside_cloud_config)
+
+
+def env_file_names(service: Mapping[str, Any]) -> list[str]:
+    """A compose service's env_file entries, short or long syntax."""
+    value = service.get("env_file")
+    entries = value if isinstance(value, list) else [] if value is None else [value]
+    return [str(e.get("path", "")) if isinstance(e, dict) else str(e) for e in entries]
 
 
 def decode_write_file(entry: dict) -> str:
@@ -138,31 +174,122 @@ def mounts(document: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-def written_files(user_data: str | bytes | None) -> dict[str, str]:
-    """The files cloud-init's `write_files` would write: absolute path -> content."""
-    document = cloud_config(user_data)
-    entries = document.get("write_files")
-    files = {}
-    for entry in entries or []:
+def _write_files(document: dict[str, Any]) -> tuple[dict[str, str], dict[str, int]]:
+    files, modes = {}, {}
+    for entry in document.get("write_files") or []:
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             try:
                 files[entry["path"]] = decode_write_file(entry)
             except (ValueError, OSError):
                 continue
-    return files
+            try:
+                modes[entry["path"]] = int(str(entry.get("permissions") or "0644"), 8)
+            except ValueError:
+                modes[entry["path"]] = 0o644
+    return files, modes
 
 
-def _gateway_service(files: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
-    for path, content in files.items():
-        if PurePosixPath(path).name not in ("docker-compose.yml", "docker-compose.yaml", "compose.yaml"):
-            continue
-        try:
-            compose = yaml.safe_load(content)
-        except yaml.YAMLError:
-            return None, None
-        service = ((compose or {}).get("services") or {}).get(GATEWAY_SERVICE)
-        return (service if isinstance(service, dict) else None), str(PurePosixPath(path).parent)
-    return None, None
+def written_files(user_data: str | bytes | None) -> dict[str, str]:
+    """The files cloud-init's `write_files` would write: absolute path -> content."""
+    return _write_files(cloud_config(user_data))[0]
+
+
+def _runcmd_scripts(document: dict[str, Any]) -> list[str]:
+    """Each runcmd entry as shell text: a list runs as argv (`sh -c SCRIPT` is the script)."""
+    scripts = []
+    for entry in document.get("runcmd") or []:
+        if isinstance(entry, str):
+            scripts.append(entry)
+        elif isinstance(entry, list) and all(isinstance(arg, str) for arg in entry):
+            if len(entry) >= 3 and entry[0] in ("sh", "bash", "/bin/sh") and "c" in entry[1]:
+                scripts.append(entry[2])
+            else:
+                scripts.append(shlex.join(entry))
+    return scripts
+
+
+def _simple_commands(script: str) -> list[list[str]]:
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    try:
+        for token in lexer:
+            if token in _COMMAND_SEPARATORS or set(token) <= set("();<>|&"):
+                commands.append([])
+            else:
+                commands[-1].append(token)
+    except ValueError:
+        pass
+    return [command for command in commands if command]
+
+
+def _operands(args: list[str], options_with_values: str) -> list[str]:
+    operands, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg.startswith("-") and len(arg) > 1:
+            skip = arg[-1] in options_with_values and len(arg) == 2
+        elif "$" not in arg:
+            operands.append(arg)
+    return operands
+
+
+def _runcmd_effects(document: dict[str, Any]) -> tuple[tuple[str, ...], str | None, bool]:
+    """Folders runcmd creates, and the compose file it runs `up` on (or whether it does at all)."""
+    folders: list[str] = []
+    compose_file, compose_up = None, False
+    for script in _runcmd_scripts(document):
+        for words in _simple_commands(script):
+            if words[0] == "mkdir":
+                folders += _operands(words[1:], "m")
+            elif words[0] == "install" and ("-d" in words or "--directory" in words):
+                folders += _operands(words[1:], "ogmt")
+            elif words[:2] == ["docker", "compose"] and "up" in words:
+                compose_up = True
+                for flag, value in itertools.pairwise(words):
+                    if flag in ("-f", "--file"):
+                        compose_file = value
+    return tuple(f for f in folders if f.startswith("/")), compose_file, compose_up
+
+
+@functools.lru_cache(maxsize=1024)  # a boot reads it several times; the result is not changed
+def parse_cloud_config(user_data: str | bytes | None) -> CloudConfig:
+    """Best effort, as cloud-init: what it cannot read it leaves out."""
+    document = cloud_config(user_data)
+    if not document:
+        token = env_values(_decompress_user_data(user_data)).get(TOKEN_VARIABLE) if user_data else None
+        return CloudConfig(token_outside_cloud_config=token)
+    files, modes = _write_files(document)
+    keys = document.get("ssh_authorized_keys") or []
+    folders, compose_file, compose_up = _runcmd_effects(document)
+    config = CloudConfig(
+        files=files,
+        modes=modes,
+        mounts=mounts(document),
+        authorized_keys=tuple(k for k in keys if isinstance(k, str)) if isinstance(keys, list) else (),
+        disable_root=document.get("disable_root") is True,
+        runcmd_folders=folders,
+    )
+    if compose_up:
+        config = dataclasses.replace(config, runcmd_compose_file=compose_file or config.compose_file)
+    return config
+
+
+def _gateway_service(
+    files: Mapping[str, str], compose_path: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    if compose_path is None:
+        compose_path = next((p for p in files if PurePosixPath(p).name in COMPOSE_FILE_NAMES), None)
+    if compose_path is None or compose_path not in files:
+        return None, None
+    try:
+        compose = yaml.safe_load(files[compose_path])
+    except yaml.YAMLError:
+        return None, None
+    services = (compose or {}).get("services") if isinstance(compose, dict) else None
+    service = (services or {}).get(GATEWAY_SERVICE) if isinstance(services, dict) else None
+    return (service if isinstance(service, dict) else None), str(PurePosixPath(compose_path).parent)
 
 
 def _dig(node: Any, *keys: str) -> Any:
@@ -171,37 +298,37 @@ def _dig(node: Any, *keys: str) -> Any:
     return node
 
 
-def parse_gateway_config(user_data: str | bytes | None) -> GatewayConfig:
-    """Best effort: a malformed cloud-config yields a gateway without a token."""
-    files = written_files(user_data)
-    if not files and user_data:  # not a cloud-config (a shell script, say): look for the token
-        values = env_values(_decompress_user_data(user_data))
-        return GatewayConfig(token=values.get("OPENCLAW_GATEWAY_TOKEN"))
-    service, compose_dir = _gateway_service(files)
-    env_path = next(
-        (path for path, content in files.items() if "OPENCLAW_GATEWAY_TOKEN" in env_values(content)), None
-    )
+def gateway_config(files: Mapping[str, str], compose_path: str | None = None) -> GatewayConfig:
+    """What the gateway reads from these files (path -> content): the compose file (``compose_path``
+    or the one named like a compose file), its env files and openclaw.json. Best effort: what is
+    malformed is left out, and a gateway without a token is not ready."""
+    service, compose_dir = _gateway_service(files, compose_path)
+    env_path = next((path for path, content in files.items() if TOKEN_VARIABLE in env_values(content)), None)
     config = GatewayConfig(
-        files=files,
-        service=service,
-        compose_dir=compose_dir,
-        env_file_path=env_path,
-        mounts=mounts(cloud_config(user_data)),
+        files=dict(files), service=service, compose_dir=compose_dir, env_file_path=env_path
     )
     env = config.environment() if service else env_values(files.get(env_path or "", ""))
     model = base_url = key = None
     openclaw_json = config.openclaw_json or {}
-    providers = (openclaw_json.get("models") or {}).get("providers") or {}
+    providers = _dig(openclaw_json, "models", "providers") or {}
     primary = _dig(openclaw_json, "agents", "defaults", "model", "primary")
     provider_id, _, model = str(primary or "").partition("/")
-    provider = providers.get(provider_id) or {}
-    if provider:
+    provider = providers.get(provider_id) if isinstance(providers, dict) else None
+    if isinstance(provider, dict):
         base_url = resolve(provider.get("baseUrl"), env)
         key = resolve(provider.get("apiKey"), env)
     return dataclasses.replace(
         config,
-        token=env.get("OPENCLAW_GATEWAY_TOKEN"),
+        token=env.get(TOKEN_VARIABLE),
         model=model or None,
         llm_base_url=base_url,
         llm_api_key=key,
     )
+
+
+def parse_gateway_config(user_data: str | bytes | None) -> GatewayConfig:
+    """The gateway straight from user_data (what its first boot would give it)."""
+    cloud = parse_cloud_config(user_data)
+    if cloud.token_outside_cloud_config:
+        return GatewayConfig(token=cloud.token_outside_cloud_config)
+    return gateway_config(cloud.files, cloud.runcmd_compose_file)

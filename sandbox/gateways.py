@@ -4,7 +4,7 @@ Up to ``real_gateways`` servers run the real OpenClaw gateway (sandbox/real_gate
 each); every other server gets this stand-in. All stand-ins share the sandbox's one event loop;
 each is a listening socket with aiohttp's low-level HTTP server, so a thousand of them cost a
 thousand file descriptors and little memory. Like the real gateway, a stand-in reads its token
-and model provider from the files its user_data wrote and answers `/v1/chat/completions` for
+and model provider from the server's files and answers `/v1/chat/completions` for
 the token holder by asking that provider (the platform's LLM proxy) with the instance's key. A
 stopped gateway closes its listener and its open connections: clients see "connection refused",
 as with a dead process.
@@ -237,19 +237,24 @@ class GatewayFleet:
         self._stopping: dict[int, asyncio.Task[None]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._running: dict[int, Gateway] = {}
-        self._booting: dict[int, asyncio.TimerHandle] = {}
         self._failures: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(
-        self, server_id: int, server_name: str, address: str, config: GatewayConfig, delay: float
-    ) -> None:
-        """Boots (or reboots) the server's gateway ``delay`` seconds from now."""
+    async def run(self, server_id: int, server_name: str, address: str, config: GatewayConfig) -> None:
+        """(Re)starts the server's gateway from ``config``; returns once it listens (or failed)."""
         self.stop_soon(server_id)
-        loop = asyncio.get_running_loop()
-        self._booting[server_id] = loop.call_later(
-            delay, lambda: self._spawn(self._boot(server_id, server_name, address, config))
-        )
+        self._failures.pop(server_id, None)
+        await self._boot(server_id, server_name, address, config)
+
+    def config_of(self, server_id: int) -> GatewayConfig | None:
+        """What the running gateway was started with."""
+        running = self._running.get(server_id) or self._real.get(server_id)
+        return running.config if running is not None else None
+
+    def fail(self, server_id: int, reason: str) -> None:
+        """The gateway could not start (its container was refused)."""
+        self.stop_soon(server_id)
+        self._failures[server_id] = reason
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -268,7 +273,6 @@ class GatewayFleet:
         return self.servers_dir / str(server_id)
 
     async def _boot(self, server_id: int, server_name: str, address: str, config: GatewayConfig) -> None:
-        self._booting.pop(server_id, None)
         stopping = self._stopping.pop(server_id, None)
         if stopping is not None:  # a reboot: the old process has let go of the server's disk
             await stopping
@@ -303,9 +307,6 @@ class GatewayFleet:
 
     def stop_soon(self, server_id: int) -> None:
         """Stops the gateway now (listener closed at once, connections just after)."""
-        handle = self._booting.pop(server_id, None)
-        if handle is not None:
-            handle.cancel()
         real = self._real.pop(server_id, None)
         if real is not None:
             self._stopping[server_id] = self._spawn(real.stop())
@@ -315,13 +316,12 @@ class GatewayFleet:
                 gateway._listener.close()
             self._spawn(gateway.close())
 
-    def forget(self, server_id: int) -> None:
-        """The server is deleted: its gateway stops and its disk goes."""
+    async def forget(self, server_id: int) -> None:
+        """The server's disk goes (deleted or rebuilt): its gateway stops first."""
         self.stop_soon(server_id)
-        if self.servers_dir is not None:
-            self._spawn(self._remove_disk(server_id))
-
-    async def _remove_disk(self, server_id: int) -> None:
+        self._failures.pop(server_id, None)
+        if self.servers_dir is None:
+            return
         stopping = self._stopping.pop(server_id, None)
         if stopping is not None:
             await stopping
@@ -346,8 +346,6 @@ class GatewayFleet:
         self._reap(server_id)
         if server_id in self._running or server_id in self._real:
             return "up"
-        if server_id in self._booting:
-            return "booting"
         if server_id in self._failures:
             return "failed"
         return "down"
@@ -375,9 +373,6 @@ class GatewayFleet:
         return len(self._running) + len(self._real)
 
     async def stop_all(self) -> None:
-        for handle in self._booting.values():
-            handle.cancel()
-        self._booting.clear()
         gateways = list(self._running.values())
         self._running.clear()
         reals = list(self._real.values())

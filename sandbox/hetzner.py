@@ -22,6 +22,7 @@ from .hetzner_firewalls import FirewallService
 from .hetzner_servers import ServerService
 from .hetzner_volumes import VolumeService
 from .http_common import RequestJournal, fault_and_journal_middleware, json_response
+from .machines import Machines
 from .state import StateStore
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class HetznerCloud:
         action_delay: float,
         rate_limit: int,
         server_limit: int,
+        ssh_port: int,
+        device_wait: float,
     ) -> None:
         self.store = store
         self.gateways = gateways
@@ -92,6 +95,9 @@ class HetznerCloud:
         self.servers = ServerService(self)
         self.firewalls = FirewallService(self)
         self.volumes = VolumeService(self)
+        self.machines = Machines(
+            self, gateways, ssh_port=ssh_port, boot_delay=boot_delay, device_wait=device_wait
+        )
 
     def restore(self) -> None:
         self.actions.finish_all_running()
@@ -277,21 +283,18 @@ class HetznerCloud:
 
     def drift_power_off(self, server_id: int) -> None:
         server = self.servers.get(server_id)
-        self.servers.stop_gateway(server)
+        self.servers.halt(server)
         server["status"] = "off"
         self.store.mark_dirty()
 
     def drift_kill_gateway(self, server_id: int) -> None:
-        server = self.servers.get(server_id)
-        server["gateway_killed"] = True
-        self.servers.stop_gateway(server)
+        """The gateway's process dies; the server (and its SSH) stays up."""
+        self.machines.kill_gateway(self.servers.get(server_id))
         self.store.mark_dirty()
 
     def drift_revive_gateway(self, server_id: int) -> None:
-        server = self.servers.get(server_id)
-        server["gateway_killed"] = False
+        self.machines.revive_gateway(self.servers.get(server_id))
         self.store.mark_dirty()
-        self.servers.boot_gateway(server, delay=0.0)
 
     def inventory(self) -> dict[str, Any]:
         servers = []
@@ -305,7 +308,12 @@ class HetznerCloud:
                     "labels": dict(server["labels"]),
                     "firewall_ids": self.firewalls.applied_to_server(server),
                     "volume_ids": [v["id"] for v in self.volumes.attached_to(server["id"])],
-                    "gateway": self.gateways.describe(server["id"]),
+                    "gateway": {
+                        **self.gateways.describe(server["id"]),
+                        "state": self.machines.gateway_state(server["id"]),
+                    },
+                    **self.machines.describe(server["id"]),
+                    "compose_project": server.get("compose_project"),
                 }
             )
         firewalls = [

@@ -67,6 +67,23 @@ class FirewallService:
                     continue
         return sorted(ids)
 
+    def admits(self, server: dict[str, Any], protocol: str, port: int, address: str) -> bool:
+        """Hetzner's inbound filtering: with no firewall applied everything comes in; with some,
+        only what an inbound rule of one of them allows (protocol, port, source)."""
+        applied = self.applied_to_server(server)
+        if not applied:
+            return True
+        client = ipaddress.ip_address(address)
+        for firewall_id in applied:
+            for rule in self.firewalls[str(firewall_id)]["rules"]:
+                if rule["direction"] != "in" or rule["protocol"] != protocol:
+                    continue
+                if not _port_covers(rule.get("port"), port):
+                    continue
+                if any(client in ipaddress.ip_network(cidr) for cidr in rule["source_ips"]):
+                    return True
+        return False
+
     def attach_server(self, firewall_id: int, server_id: int) -> None:
         servers = self.firewalls[str(firewall_id)]["servers"]
         if server_id not in servers:
@@ -474,3 +491,10 @@ class FirewallService:
         del self.ssh_keys[str(key["id"])]
         self.store.mark_dirty()
         return web.Response(status=204)
+
+
+def _port_covers(rule_port: str | None, port: int) -> bool:
+    if rule_port in (None, "any"):
+        return True
+    low, _, high = str(rule_port).partition("-")
+    return int(low) <= port <= int(high or low)

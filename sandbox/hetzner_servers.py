@@ -1,12 +1,11 @@
 """Hetzner Cloud servers: create, read, list, update, delete, power and rebuild actions.
 
-Each server owns a loopback address; while it is running (and its gateway has not been
-killed out of band) its OpenClaw gateway listens there, ``boot_delay`` after it came up.
+Each server owns a loopback address; while it is running, its system (machines.py: cloud-init,
+SSH, the gateway container) comes up there ``boot_delay`` after the server did.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,6 @@ from aiohttp import web
 
 from . import hetzner_catalog as catalog
 from .addresses import ipv6_network_for
-from .cloud_init import parse_gateway_config
 from .hetzner_common import (
     MISSING,
     NOT_BOOLEAN,
@@ -118,42 +116,18 @@ class ServerService:
             "labels": dict(server["labels"]),
             "volumes": [v["id"] for v in self.cloud.volumes.attached_to(server["id"])],
             "load_balancers": [],
-            "primary_disk_size": server_type["disk"],
+            "primary_disk_size": server.get("disk") or server_type["disk"],
             "placement_group": None,
         }
 
-    # -- gateway coupling ---------------------------------------------------------------
-    def boot_gateway(self, server: dict[str, Any], delay: float | None = None) -> None:
-        """Start the server's gateway, once every disk its cloud-config mounts is attached (the
-        instance's runcmd waits for its volume's device before `docker compose up`)."""
-        if server["status"] != "running" or server.get("gateway_killed"):
-            return
-        config = parse_gateway_config(server.get("user_data"))
-        disks = self.cloud.volumes.device_dirs(server["id"])
-        if any(device not in disks for device, _ in config.mounts):
-            self.stop_gateway(server)  # waiting for its volume
-            return
-        self.cloud.gateways.start(
-            server["id"],
-            server["name"],
-            server["address"],
-            dataclasses.replace(config, disks=disks),
-            self.cloud.boot_delay if delay is None else delay,
-        )
+    # -- the system inside (machines.py) ------------------------------------------------
+    def boot(self, server: dict[str, Any], delay: float | None = None) -> None:
+        """The server came up: its system boots ``boot_delay`` (or ``delay``) seconds from now."""
+        self.cloud.machines.power_on(server, delay)
 
-    def volumes_changed(self, server: dict[str, Any]) -> None:
-        """A volume was attached or detached: a waiting gateway starts; one whose disk went stops."""
-        config = parse_gateway_config(server.get("user_data"))
-        if not config.mounts:
-            return
-        state = self.cloud.gateways.status(server["id"])
-        if state in ("down", "failed"):
-            self.boot_gateway(server, delay=0.0)
-        elif any(device not in self.cloud.volumes.device_dirs(server["id"]) for device, _ in config.mounts):
-            self.stop_gateway(server)
-
-    def stop_gateway(self, server: dict[str, Any]) -> None:
-        self.cloud.gateways.stop_soon(server["id"])
+    def halt(self, server: dict[str, Any]) -> None:
+        """The server went down: SSH and the gateway stop; the disk stays."""
+        self.cloud.machines.power_off(server)
 
     def restore(self) -> None:
         """After a restart: settle transitional states and bring running gateways back."""
@@ -162,7 +136,7 @@ class ServerService:
                 server["status"] = "running"
             elif server["status"] == "stopping":
                 server["status"] = "off"
-            self.boot_gateway(server, delay=0.0)
+            self.boot(server, delay=0.0)
         self.store.mark_dirty()
 
     # -- HTTP handlers ------------------------------------------------------------------
@@ -201,6 +175,9 @@ class ServerService:
             "labels": spec["labels"],
             "user_data": spec["user_data"],
             "ssh_keys": spec["ssh_keys"],
+            "ssh_public_keys": [
+                self.cloud.firewalls.ssh_keys[str(k)]["public_key"] for k in spec["ssh_keys"]
+            ],
             "address": address,
             "ipv4_enabled": spec["enable_ipv4"],
             "ipv6_enabled": spec["enable_ipv6"],
@@ -220,7 +197,7 @@ class ServerService:
                 return
             server["status"] = "running" if start else "off"
             self.store.mark_dirty()
-            self.boot_gateway(server)
+            self.boot(server)
 
         action = self.cloud.actions.start("create_server", [(server_id, "server")], then=created, locks=True)
         next_actions = []
@@ -380,9 +357,9 @@ class ServerService:
         return json_response({"action": action})
 
     def remove(self, server: dict[str, Any]) -> None:
-        """The server is gone: its gateway stops, its disk goes, firewalls forget it; DNS is
+        """The server is gone: its system stops, its disk goes, firewalls forget it; DNS is
         untouched."""
-        self.cloud.gateways.forget(server["id"])
+        self.cloud.machines.forget(server)
         self.cloud.volumes.forget_server(server["id"])
         self.cloud.firewalls.forget_server(server["id"])
         self.servers.pop(str(server["id"]), None)
@@ -436,11 +413,11 @@ class ServerService:
             def started() -> None:
                 server["status"] = "running"
                 self.store.mark_dirty()
-                self.boot_gateway(server)
+                self.boot(server)
 
             return self.cloud.actions.start(command, resources, then=started, locks=True)
         if verb in ("poweroff", "shutdown"):
-            self.stop_gateway(server)
+            self.halt(server)
             if server["status"] == "off":
                 return self.cloud.actions.start(command, resources)
             server["status"] = "stopping" if verb == "shutdown" else "off"
@@ -453,7 +430,7 @@ class ServerService:
 
             return self.cloud.actions.start(command, resources, then=stopped, locks=True)
         # reboot / reset: the machine restarts; an off server comes up as well on reset.
-        self.stop_gateway(server)
+        self.halt(server)
         if verb == "reboot" and server["status"] == "off":
             return self.cloud.actions.start(command, resources)
         server["status"] = "starting" if server["status"] == "off" else "running"
@@ -463,7 +440,7 @@ class ServerService:
             if str(server["id"]) in self.servers:
                 server["status"] = "running"
                 self.store.mark_dirty()
-                self.boot_gateway(server)
+                self.boot(server)
 
         return self.cloud.actions.start(command, resources, then=restarted, locks=True)
 
@@ -485,7 +462,7 @@ class ServerService:
             raise HcloudError(403, "protected", "server rebuild is protected")
         if self.cloud.actions.is_locked("server", server["id"]):
             raise locked("server")
-        self.stop_gateway(server)
+        self.cloud.machines.reinstall(server)
         server["image_id"] = image["id"]
         if user_data is not None:
             server["user_data"] = user_data
@@ -497,7 +474,7 @@ class ServerService:
             if str(server["id"]) in self.servers:
                 server["status"] = "running"
                 self.store.mark_dirty()
-                self.boot_gateway(server)
+                self.boot(server)
 
         action = self.cloud.actions.start(
             "rebuild_server", [(server["id"], "server")], then=rebuilt, locks=True
@@ -520,9 +497,32 @@ class ServerService:
     def _change_type(self, server: dict[str, Any], body: dict[str, Any]) -> web.Response:
         errors = FieldErrors()
         server_type = self._resolve(errors, body, "server_type", catalog.SERVER_TYPES, required=True)
+        upgrade_disk = errors.optional(body, "upgrade_disk", bool, "must be a boolean")
         errors.raise_if_any()
         if server["status"] != "off":
             raise HcloudError(409, "server_not_stopped", "server must be stopped before changing its type")
+        if self.cloud.actions.is_locked("server", server["id"]):
+            raise locked("server")
+        current = catalog.find_by_id_or_name(catalog.SERVER_TYPES, server["server_type"])
+        disk = server.get("disk") or current["disk"]
+        if server_type["architecture"] != current["architecture"]:
+            raise HcloudError(422, "invalid_server_type", "the server type has another architecture")
+        if server_type["disk"] < disk:
+            raise HcloudError(
+                422, "invalid_server_type", f"the server's disk ({disk} GB) does not fit the new type"
+            )
         server["server_type"] = server_type["name"]
+        server["disk"] = server_type["disk"] if upgrade_disk else disk
+        server["status"] = "starting"
         self.store.mark_dirty()
-        return json_response({"action": self._simple_action(server, "change_server_type")}, status=201)
+
+        def started_again() -> None:  # Hetzner copies the disk, then starts the server again
+            if str(server["id"]) in self.servers:
+                server["status"] = "running"
+                self.store.mark_dirty()
+                self.boot(server)
+
+        action = self.cloud.actions.start(
+            "change_server_type", [(server["id"], "server")], then=started_again, locks=True
+        )
+        return json_response({"action": action}, status=201)

@@ -209,7 +209,7 @@ class VolumeService:
                 volume["server"] = None
                 self.store.mark_dirty()
                 if server is not None and str(server["id"]) in self.cloud.servers.servers:
-                    self.cloud.servers.volumes_changed(server)
+                    self.cloud.machines.volumes_changed(server)
 
             resources = [(volume["id"], "volume")] + ([(server["id"], "server")] if server else [])
             action = self.cloud.actions.start("detach_volume", resources, then=detached, locks=True)
@@ -261,7 +261,7 @@ class VolumeService:
             if str(server["id"]) in self.cloud.servers.servers:
                 volume["server"] = server["id"]
                 self.store.mark_dirty()
-                self.cloud.servers.volumes_changed(server)
+                self.cloud.machines.volumes_changed(server)
 
         return self.cloud.actions.start(
             "attach_volume", [(volume["id"], "volume"), (server["id"], "server")], then=attached, locks=True

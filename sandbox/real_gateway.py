@@ -1,7 +1,8 @@
-"""The real OpenClaw gateway for a fake server, started from exactly what its user_data wrote.
+"""The real OpenClaw gateway for a fake server, started from the server's own files.
 
-The fake server's folder is its root file system: `write_files` land there under their own
-paths, the gateway container's named volumes under `var/lib/docker/volumes/<name>/_data`. The
+The fake server's folder is its root file system: what cloud-init wrote and what arrived over
+SSH is there under its own path, the customer's volume at its mount point (server_fs.py), the
+gateway container's named volumes under `var/lib/docker/volumes/<name>/_data`. The
 process runs the compose service's own command (`node dist/index.js gateway ...`) in the npm
 package's folder (the image's working directory), with the service's env files and environment,
 container paths mapped into the server's folder, and HOME and TMPDIR inside it too.
@@ -45,17 +46,6 @@ def host_path(root: Path, path: str) -> Path:
     return root / relative
 
 
-def write_server_files(root: Path, config: GatewayConfig) -> None:
-    read_only = {target for target, (_source, ro) in _bind_sources(config).items() if ro}
-    for path, content in config.files.items():
-        target = host_path(root, path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            os.chmod(target, 0o600)
-        target.write_text(content)
-        os.chmod(target, 0o444 if path in read_only else 0o600)
-
-
 def service_volumes(config: GatewayConfig) -> list[tuple[str, str, bool]]:
     """The gateway service's volumes, short or long syntax: (source, target, read-only); a bind
     source is made absolute against the compose file's folder."""
@@ -74,23 +64,6 @@ def service_volumes(config: GatewayConfig) -> list[tuple[str, str, bool]]:
         if target:
             found.append((str(compose_dir / source) if bind else source, target, read_only))
     return found
-
-
-def _bind_sources(config: GatewayConfig) -> dict[str, tuple[str, bool]]:
-    """Host files bind-mounted into the gateway: host path -> (container path, read-only)."""
-    return {source: (target, ro) for source, target, ro in service_volumes(config) if source.startswith("/")}
-
-
-def mount_disks(root: Path, config: GatewayConfig) -> None:
-    """cloud-init's `mounts`: each mount point becomes the attached volume's data folder."""
-    for device, mount_point in config.mounts:
-        target = host_path(root, mount_point)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        elif target.is_dir():
-            target.rmdir()  # an empty mount point; a full one would hide data, so this fails loudly
-        target.symlink_to(config.disks[device], target_is_directory=True)
 
 
 def mounts(root: Path, config: GatewayConfig) -> dict[str, Path]:
@@ -153,9 +126,7 @@ class RealGateway:
 
     async def start(self) -> None:
         if not self.config.runnable:
-            raise LaunchError("user_data has no compose service and openclaw.json to start from")
-        write_server_files(self.root, self.config)
-        mount_disks(self.root, self.config)
+            raise LaunchError("the server has no compose service and openclaw.json to start from")
         table = mounts(self.root, self.config)
         for host in table.values():  # as Docker does: a missing mount source becomes a directory
             if not host.exists():

@@ -100,6 +100,8 @@ class Sandbox:
         *,
         boot_delay: float = 1.0,
         gateway_port: int = 18789,
+        ssh_port: int = 2222,
+        device_wait: float = 600.0,
         action_delay: float = 0.2,
         host: str = "127.0.0.1",
         port_base: int = 0,
@@ -118,6 +120,8 @@ class Sandbox:
         self.state_path = pathlib.Path(state_path)
         self.boot_delay = boot_delay
         self.gateway_port = gateway_port
+        self.ssh_port = ssh_port  # each fake server's SSH server, on its own address
+        self.device_wait = device_wait  # how long a first boot waits for its volume's device
         self.action_delay = action_delay
         self.host = host
         self.port_base = port_base
@@ -232,6 +236,7 @@ class Sandbox:
             },
             "control_url": self.control_url,
             "gateway_port": self.gateway_port,
+            "ssh_port": self.ssh_port,
             "server_network": self.server_network,
             "state_path": str(self.state_path),
             "pid": os.getpid(),
@@ -324,7 +329,7 @@ class Sandbox:
         counters = self.store.section("counters")
         allocator = AddressAllocator(
             self.server_network,
-            self.gateway_port,
+            (self.gateway_port, self.ssh_port),
             read_counter=lambda: counters.get("address", 0),
             write_counter=lambda value: counters.__setitem__("address", value),
         )
@@ -339,6 +344,8 @@ class Sandbox:
             action_delay=self.action_delay,
             rate_limit=self.hcloud_rate_limit,
             server_limit=self.server_limit,
+            ssh_port=self.ssh_port,
+            device_wait=self.device_wait,
         )
         self._cloudflare = Cloudflare(
             self.store, self.faults, self.journal, token=self.cloudflare_token, zone_name=self.zone_name
@@ -405,6 +412,7 @@ class Sandbox:
     async def _shutdown(self) -> None:
         if hasattr(self, "_hetzner"):
             self._hetzner.shutdown()
+            await self._hetzner.machines.stop_all()
         if hasattr(self, "_gateways"):
             await self._gateways.stop_all()
         for runner in reversed(self._runners):
@@ -427,7 +435,7 @@ class Sandbox:
 
     def gateway_state(self, server_id: int) -> str:
         """``up``, ``booting``, ``down`` or ``failed``."""
-        return self.call(self._gateways.status, server_id)
+        return self.call(self._hetzner.machines.gateway_state, server_id)
 
     def wait_for_gateway(self, server_id: int, state: str = "up", timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -437,6 +445,26 @@ class Sandbox:
                     f"gateway of server {server_id} is {self.gateway_state(server_id)}, not {state}"
                 )
             time.sleep(0.02)
+
+    def ssh_state(self, server_id: int) -> dict[str, Any]:
+        """The server's boot (``booting``, ``running``, ``done``, ``error``, ``off``) and its SSH
+        server: ``port``, ``state`` (``listening``, ``down``, ``failed``) and ``host_key``."""
+        return self.call(self._hetzner.machines.describe, server_id)
+
+    def ssh_host_key(self, server_id: int) -> str | None:
+        """The server's SSH host key (``ssh-ed25519 AAAA...``) once it has booted, to pin it."""
+        return self.ssh_state(server_id)["ssh"]["host_key"]
+
+    def wait_for_ssh(self, server_id: int, timeout: float = 10.0) -> str:
+        """Waits until the server's SSH server listens; returns its host key."""
+        deadline = time.monotonic() + timeout
+        while (state := self.ssh_state(server_id))["ssh"]["state"] != "listening":
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"ssh of server {server_id} is {state['ssh']['state']} (boot {state['boot']})"
+                )
+            time.sleep(0.02)
+        return state["ssh"]["host_key"]
 
     def requests(self, service: str | None = None) -> list[JournalEntry]:
         """Requests the services answered (``hetzner``, ``cloudflare``, ``x``, ``llm``, ``gateway:<id>``)."""

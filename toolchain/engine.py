@@ -5,7 +5,8 @@
 
 Standard library only: it runs before the virtualenv has anything in it.
 
-What ends up in the cache, ``${XDG_CACHE_HOME:-~/.cache}/clawdet/toolchain/<key>/`` (key = the pins):
+What ends up in the cache, ``${XDG_CACHE_HOME:-~/.cache}/clawdet/toolchain/<key>/`` (key = the pins
+of the CLI, hcloud and cloudflare; see CACHE_KEY_PINS):
 
 - ``bin/pulumi``: the CLI, built from the Go module ``github.com/pulumi/pulumi/pkg/v3`` at the
   ``pulumi`` pin, with its real version stamped in by ``-ldflags -X`` (so the Automation API's
@@ -17,7 +18,8 @@ What ends up in the cache, ``${XDG_CACHE_HOME:-~/.cache}/clawdet/toolchain/<key>
 - ``home/``: the engine's own PULUMI_HOME. Provider plugins (command, hcloud, cloudflare) are
   installed into it with ``pulumi plugin install resource NAME VERSION --file ...`` from the user's
   Pulumi installation or from release archives; their Go modules are not served by the module proxy
-  this project reaches, so they cannot be built here (``ensure`` says how to supply them).
+  this project reaches, so they cannot be built here (``ensure`` says how to supply them). Missing
+  ones get Clawdet's offline stand-ins (``toolchain.standins``).
 
 If the official ``pulumi`` at the pinned version is on PATH with its language host beside it, that
 installation is used and nothing is built. Go's module and build caches stay at Go's defaults
@@ -53,11 +55,15 @@ RECIPE = 1  # bump when the build steps change, so that old caches are not reuse
 SDK_MODULE = "github.com/pulumi/pulumi/sdk/v3"
 PKG_MODULE = "github.com/pulumi/pulumi/pkg/v3"
 VERSION_VAR = SDK_MODULE + "/go/common/version.Version"
-PROVIDERS = ("hcloud", "cloudflare")
+PROVIDERS = ("hcloud", "cloudflare", "command")
 PROVIDER_MODULES = {
     "hcloud": "github.com/pulumi/pulumi-hcloud/provider",
     "cloudflare": "github.com/pulumi/pulumi-cloudflare/provider/v6",
+    "command": "github.com/pulumi/pulumi-command/provider",
 }
+# The pins that name the cache directory. Plugins install side by side by version into its home,
+# so a provider added later stays out of the name: renaming the cache rebuilds the CLI (~10 min).
+CACHE_KEY_PINS = ("pulumi", "hcloud", "cloudflare")
 CORE_BINARIES = (
     "pulumi",
     "pulumi-language-python",
@@ -108,7 +114,7 @@ def cache_root() -> Path:
 
 
 def cache_key(versions: Mapping[str, str]) -> str:
-    return "-".join(f"{name}-{versions[name]}" for name in ("pulumi", *PROVIDERS)) + f"-r{RECIPE}"
+    return "-".join(f"{name}-{versions[name]}" for name in CACHE_KEY_PINS) + f"-r{RECIPE}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""Build and install Clawdet's OFFLINE STAND-IN provider plugins (hcloud, cloudflare).
+"""Build and install Clawdet's OFFLINE STAND-IN provider plugins (hcloud, cloudflare, command).
 
-    python -m toolchain.standins          # build both, install them into the toolchain
+    python -m toolchain.standins          # build them all, install them into the toolchain
 
-The real plugins (pulumi-resource-hcloud 1.39.1, pulumi-resource-cloudflare 6.17.0) cannot be
-built here: the Go module proxy does not serve their modules. ``toolchain/standin-providers/``
-holds small Go plugins that implement only the resources Clawdet's program uses, with the real
-type tokens and property names. Use them only when the real plugins cannot be installed.
+The real plugins (pulumi-resource-hcloud 1.39.1, pulumi-resource-cloudflare 6.17.0,
+pulumi-resource-command 1.2.1) cannot be built here: the Go module proxy does not serve their
+modules. ``toolchain/standin-providers/`` holds small Go plugins that implement only the resources
+Clawdet's program uses, with the real type tokens and property names. Use them only when the real
+plugins cannot be installed.
 
 Standard library only, like toolchain.engine.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "standin-providers"
-NAMES = ("hcloud", "cloudflare")
+NAMES = ("hcloud", "cloudflare", "command")
 MARKER = "CLAWDET-STANDIN"  # written into the installed plugin directory
 DOWNLOAD_TIMEOUT = 900
 BUILD_TIMEOUT = 1800
@@ -88,7 +89,7 @@ def _run(
 
 
 def build_standins(out_dir: Path, versions: Mapping[str, str], log: Log = print) -> dict[str, Path]:
-    """Build pulumi-resource-{hcloud,cloudflare} stamped with ``versions[name]`` into ``out_dir``
+    """Build pulumi-resource-{hcloud,cloudflare,command} stamped with ``versions[name]`` into ``out_dir``
     as ``pulumi-resource-NAME-vVERSION``; reuse them when the sources and pins are unchanged.
     Returns {name: binary}."""
     out_dir = Path(out_dir)
@@ -206,19 +207,23 @@ def installed_digest(tc, name: str) -> str | None:
 
 
 def ensure_standins(tc, log: Log = print, *, force: bool = False) -> list[str]:
-    """Build and install the stand-ins for those of hcloud/cloudflare that are missing (or, with
+    """Build and install the stand-ins for those of NAMES that are missing (or, with
     ``force``, also replace installed stand-ins by a fresh build); a real plugin is never
     replaced. Returns the names installed."""
     wanted = wanted_standins(tc, force=force)
     if not wanted:
         return []
-    log(
-        "standin: WARNING the real provider plugins "
-        + ", ".join(f"{n} {tc.versions[n]}" for n in wanted)
-        + " are missing; using Clawdet's OFFLINE STAND-INs (only the resources Clawdet uses). With internet "
-        "access install the real ones: "
-        + "; ".join(f"pulumi plugin install resource {n} {tc.versions[n]}" for n in wanted)
-    )
+    missing = [n for n in wanted if not tc.has_plugin(n)]
+    if missing:
+        log(
+            "standin: WARNING the real provider plugins "
+            + ", ".join(f"{n} {tc.versions[n]}" for n in missing)
+            + " are missing; using Clawdet's OFFLINE STAND-INs (only the resources Clawdet uses). With "
+            "internet access install the real ones: "
+            + "; ".join(f"pulumi plugin install resource {n} {tc.versions[n]}" for n in missing)
+        )
+    if rebuilt := [n for n in wanted if n not in missing]:
+        log(f"standin: rebuilding the installed stand-ins {', '.join(rebuilt)} from their current Go source")
     binaries = build_standins(tc.pulumi_home.parent / "standin-plugins", tc.versions, log)
     install_standins(tc, {n: binaries[n] for n in wanted}, log)
     return wanted

@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     login_manager.init_app(app)
     install_headers(app)
     install_error_handlers(app)
+    from webapp import paused
+
+    paused.install(app)
     for blueprint in (pages.bp, auth.bp, dashboard.bp, api.bp):
         app.register_blueprint(blueprint)
     for blueprint in (x_auth.bp, x_auth.profile_bp, llm_proxy.bp, trial.bp):

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 
 from clawdet.accounts import free_beta
 from clawdet.errors import UserFacingError
-from clawdet.instances import leases, lifecycle
+from clawdet.instances import leases, lifecycle, rotation
 from clawdet.instances import requests as instances
 from clawdet.instances.lifecycle import Action, DesiredState, Health, InstanceStatus
 from clawdet.ops import costs
@@ -170,7 +170,7 @@ def disable_user(user_id: str):
     destroyed = []
     for instance in user.instances:
         if (
-            instance.desired_state == DesiredState.RUNNING.value
+            instance.desired_state != DesiredState.DESTROYED.value
             and instance.status != InstanceStatus.DESTROYED.value
         ):
             instances.request_destroy(dbs(), current(), instance, client_ip())
@@ -275,23 +275,34 @@ def force_reconcile(instance_id: str):
     return _back(url_for("admin.instance_detail", instance_id=instance.id))
 
 
-@bp.post("/instances/<instance_id>/rebuild")
-def rebuild(instance_id: str):
+@bp.post(
+    "/instances/<instance_id>/<any(restart, pause, resume, 'rotate-token', reboot, rebuild, destroy):change>"
+)
+def instance_change(instance_id: str, change: str):
     instance = _instance(instance_id)
-    instances.request_action(dbs(), current(), instance, "rebuild", client_ip())
-    _record("admin.instance.rebuild", "instance", instance.id)
+    instances.request_named(dbs(), current(), instance, change, client_ip())
+    _record(f"admin.instance.{change}", "instance", instance.id)
     dbs().commit()
-    flash(f"{instance.stack_name}: rebuild queued.")
+    flash(f"{instance.stack_name}: {change} queued.")
     return _back(url_for("admin.instance_detail", instance_id=instance.id))
 
 
-@bp.post("/instances/<instance_id>/destroy")
-def destroy(instance_id: str):
+@bp.post("/instances/<instance_id>/rotate-key")
+def rotate_key(instance_id: str):
     instance = _instance(instance_id)
-    instances.request_destroy(dbs(), current(), instance, client_ip())
-    _record("admin.instance.destroy", "instance", instance.id)
+    rotation.rotate_llm_key(dbs(), instance, secret=settings().secret_key, actor=current(), ip=client_ip())
     dbs().commit()
-    flash(f"{instance.stack_name}: removal queued.")
+    flash(f"{instance.stack_name}: LLM key rotated; the server gets it in place.")
+    return _back(url_for("admin.instance_detail", instance_id=instance.id))
+
+
+@bp.post("/instances/<instance_id>/tier")
+def change_tier(instance_id: str):
+    instance = _instance(instance_id)
+    instances.request_tier_change(dbs(), current(), instance, request.form.get("tier", ""), client_ip())
+    _record("admin.instance.tier", "instance", instance.id, tier=instance.tier)
+    dbs().commit()
+    flash(f"{instance.stack_name}: tier change to {instance.tier} queued.")
     return _back(url_for("admin.instance_detail", instance_id=instance.id))
 
 

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context, ur
 from flask_login import login_required
 
 from clawdet.errors import UserFacingError
-from clawdet.instances import lifecycle
+from clawdet.instances import lifecycle, rotation
 from clawdet.instances import requests as instances
 from db.models import Instance
 from webapp import database, dbs, settings
@@ -40,12 +40,25 @@ def instance_json(instance: Instance) -> dict:
         "observedGeneration": instance.observed_generation,
         "url": instance.url,
         "ipv4": instance.ipv4,
+        "serverId": instance.server_id,
+        "volumeId": instance.volume_id,
+        "openclawVersion": openclaw_version(instance.openclaw_image),
+        "configHash": instance.config_hash,
         "health": instance.health,
         "inFlight": lifecycle.in_flight(instance),
         "attempts": instance.attempts,
         "createdAt": instance.created_at.isoformat(),
         "links": {"self": url_for("api.get_instance", instance_id=instance.id)},
     }
+
+
+def openclaw_version(image: str | None) -> str | None:
+    """The tag of a pinned image reference ("ghcr.io/openclaw/openclaw:2026.9.6" -> "2026.9.6")."""
+    if not image:
+        return None
+    name, _, digest = image.partition("@")
+    tag = name.rpartition(":")[2] if ":" in name.rpartition("/")[2] else None
+    return tag or digest or None
 
 
 def owned_instance(instance_id: str) -> Instance:
@@ -95,11 +108,34 @@ def destroy_instance(instance_id: str):
     return _accepted(instances.request_destroy(dbs(), current(), owned_instance(instance_id), client_ip()))
 
 
-@bp.post("/instances/<instance_id>/<any(restart, rebuild):action>")
+@bp.patch("/instances/<instance_id>")
 @login_required
-def instance_action(instance_id: str, action: str):
+def change_instance(instance_id: str):
+    """Only the tier changes after creation (in place: server type and volume size)."""
+    body = json_body(tier=str)
+    if "tier" not in body:
+        raise UserFacingError(
+            "nothing_to_change", "Nothing to change.", 'Send {"tier": "pro"}, for example.', status=422
+        )
     instance = owned_instance(instance_id)
-    return _accepted(instances.request_action(dbs(), current(), instance, action, client_ip()))
+    return _accepted(instances.request_tier_change(dbs(), current(), instance, body["tier"], client_ip()))
+
+
+@bp.post("/instances/<instance_id>/<any(restart, pause, resume, 'rotate-token', reboot, rebuild):change>")
+@login_required
+def instance_change(instance_id: str, change: str):
+    """Each a change of the desired state, converged by the reconciler (in place where it can)."""
+    instance = owned_instance(instance_id)
+    return _accepted(instances.request_named(dbs(), current(), instance, change, client_ip()))
+
+
+@bp.post("/instances/<instance_id>/rotate-key")
+@login_required
+def rotate_key(instance_id: str):
+    """A new LLM proxy key for the gateway, pushed in place; the old one works until then."""
+    instance = owned_instance(instance_id)
+    rotation.rotate_llm_key(dbs(), instance, secret=settings().secret_key, actor=current(), ip=client_ip())
+    return _accepted(instance)
 
 
 @bp.get("/instances/<instance_id>/events")

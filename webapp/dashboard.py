@@ -39,6 +39,7 @@ def show(error: UserFacingError | None = None, form: dict | None = None, new_llm
             busy=instance is not None and in_flight(instance),
             steps=STEPS,
             tiers=instances.tiers_for(user),
+            other_tiers=[t for t in instances.tiers_for(user) if instance is None or t != instance.tier],
             regions=LOCATIONS,
             usage=llm_usage.month_summary(dbs(), user),
             new_llm_key=new_llm_key,
@@ -123,17 +124,34 @@ def rotate_llm_key():
     return show(new_llm_key=key)
 
 
-@bp.post("/dashboard/instance/<instance_id>/<any(destroy, restart, rebuild):action>")
-@login_required
-def instance_action(instance_id: str, action: str):
+def _owned(instance_id: str) -> Instance:
     instance = dbs().get(Instance, instance_id)
     if instance is None or instance.user_id != current().id:
         raise UserFacingError("not_found", "No such instance.", "Go back to your dashboard.", status=404)
+    return instance
+
+
+@bp.post(
+    "/dashboard/instance/<instance_id>/<any(destroy, restart, pause, resume, 'rotate-token', rebuild):action>"
+)
+@login_required
+def instance_action(instance_id: str, action: str):
+    instance = _owned(instance_id)
     try:
-        if action == "destroy":
-            instances.request_destroy(dbs(), current(), instance, client_ip())
-        else:
-            instances.request_action(dbs(), current(), instance, action, client_ip())
+        instances.request_named(dbs(), current(), instance, action, client_ip())
+        dbs().commit()
+    except UserFacingError as exc:
+        dbs().rollback()
+        return show(error=exc)
+    return redirect(url_for("dashboard.show"), code=303)
+
+
+@bp.post("/dashboard/instance/<instance_id>/tier")
+@login_required
+def change_tier(instance_id: str):
+    instance = _owned(instance_id)
+    try:
+        instances.request_tier_change(dbs(), current(), instance, request.form.get("tier", ""), client_ip())
         dbs().commit()
     except UserFacingError as exc:
         dbs().rollback()

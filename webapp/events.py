@@ -11,7 +11,7 @@ from sqlalchemy import select
 from db.engine import Database
 from db.models import Instance, InstanceEvent
 
-RESTING = {"ready", "failed", "destroyed"}
+RESTING = {"ready", "paused", "failed", "destroyed"}
 POLL_SECONDS = 0.5
 MAX_SECONDS = 300  # the browser's EventSource reconnects with Last-Event-ID
 HEARTBEAT_SECONDS = 15

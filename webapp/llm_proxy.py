@@ -94,7 +94,7 @@ def authenticate() -> Caller:
                 month_tokens,
             )
             .join(User, User.id == Instance.user_id)
-            .where(Instance.llm_key_hash == credentials.key_hash(key))
+            .where(credentials.accepts_llm_key(credentials.key_hash(key)))
         )
         .first()
     )

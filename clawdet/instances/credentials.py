@@ -34,7 +34,20 @@ def key_hash(key: str) -> str:
 
 
 def assign_llm_key(instance, secret: str) -> str:
-    """Give the instance the key of its current version; returns the plaintext (show it once)."""
+    """Give the instance the key of its current version; returns the plaintext (show it once).
+    The key it replaces keeps working until the server runs the new one (lifecycle.ready)."""
     key = llm_key(secret, instance.id, instance.llm_key_version)
+    if instance.llm_key_hash and instance.ready_at is not None:
+        instance.llm_key_previous_hash = instance.llm_key_previous_hash or instance.llm_key_hash
     instance.llm_key_hash = key_hash(key)
     return key
+
+
+def accepts_llm_key(hashed: str):
+    """The SQL condition of an instance that takes a key with this hash: its current key, or the
+    one before while the new one is being rolled out to its server."""
+    from sqlalchemy import or_
+
+    from db.models import Instance
+
+    return or_(Instance.llm_key_hash == hashed, Instance.llm_key_previous_hash == hashed)

@@ -21,6 +21,7 @@ from db.models import Instance, InstanceEvent, utcnow
 
 class DesiredState(enum.StrEnum):
     RUNNING = "running"
+    PAUSED = "paused"  # no server (no server cost); the volume and the firewall stay
     DESTROYED = "destroyed"
 
 
@@ -29,6 +30,7 @@ class InstanceStatus(enum.StrEnum):
     CREATING = "creating"
     BOOTING = "booting"
     READY = "ready"
+    PAUSED = "paused"
     FAILED = "failed"
     DESTROYING = "destroying"
     DESTROYED = "destroyed"
@@ -43,7 +45,7 @@ class Health(enum.StrEnum):
 class Action(enum.StrEnum):
     """What an owner, an operator or the fleet scan asks of a running instance."""
 
-    RESTART = "restart"  # restart the gateway (today: reboot the server)
+    REBOOT = "reboot"  # reboot the server (the fleet scan's cure for a gateway that stopped answering)
     REBUILD = "rebuild"  # replace the server
     REPAIR = "repair"  # `up` with refresh: recreate what drifted
 
@@ -60,7 +62,8 @@ STEPS = (
     ("requested", "Requested", 0),
     ("firewall", "Firewall", 15),
     ("volume", "Data volume", 30),
-    ("server", "Server", 45),
+    ("server", "Server", 40),
+    ("deploy", "Gateway configuration", 55),
     ("dns", "DNS record", 65),
     ("booting", "Starting the gateway", 75),
     ("checking", "First chat", 90),
@@ -204,10 +207,32 @@ def action_requested(
         instance.status_message = waiting
 
 
-def desired_changed(session: Session, instance: Instance, step: str, message: str) -> None:
-    """A new desired state of a running instance (a rotated credential, say): converge again."""
+def desired_changed(
+    session: Session,
+    instance: Instance,
+    step: str,
+    message: str,
+    *,
+    desired: DesiredState | None = None,
+    waiting: str | None = None,
+) -> None:
+    """A new desired state (paused or running again, a rotated credential, another tier):
+    converge again."""
+    if desired is not None:
+        instance.desired_state = desired.value
     bump_generation(session, instance)
     record(session, instance, step, message, kind=EventKind.STATUS, current=False)
+    if waiting:
+        instance.status_message = waiting
+
+
+def paused(instance: Instance, generation: int) -> None:
+    """The worked generation converged to paused: no server, nothing to probe."""
+    _settled(instance, generation)
+    instance.attempts = 0
+    instance.server_id = instance.ipv4 = instance.ipv6 = None
+    instance.llm_key_previous_hash = None  # no server needs the old key
+    instance.health, instance.health_failures = Health.UNKNOWN.value, 0
 
 
 def drift_found(session: Session, instance: Instance, action: Action, problems: list[str]) -> bool:
@@ -246,6 +271,8 @@ def ready(instance: Instance, generation: int) -> tuple[bool, bool]:
     recovered from unhealthy)."""
     _settled(instance, generation)
     instance.attempts = 0
+    if instance.observed_generation == instance.generation:
+        instance.llm_key_previous_hash = None  # the server runs the current key now
     first, now = instance.ready_at is None, utcnow()
     recovered = instance.health == Health.UNHEALTHY.value
     instance.ready_at = instance.ready_at or now
@@ -260,6 +287,7 @@ def destroyed(instance: Instance, generation: int) -> None:
     instance.attempts = 0
     instance.server_id = instance.ipv4 = instance.ipv6 = instance.dns_record_id = None
     instance.url, instance.health = None, Health.UNKNOWN.value
+    instance.llm_key_previous_hash = None
     instance.destroyed_at = utcnow()
 
 

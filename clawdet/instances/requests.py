@@ -15,7 +15,7 @@ from clawdet.instances.lifecycle import Action, DesiredState, InstanceStatus, in
 from db import audit
 from db.models import Instance, PaymentMethod, User
 from programs.naming import validate_subdomain
-from programs.tiers import DEFAULT_LOCATION, LOCATIONS
+from programs.tiers import DEFAULT_LOCATION, LOCATIONS, TIERS
 
 # Which tiers each plan may choose; the free beta gets the free tier.
 PLAN_TIERS = {
@@ -179,7 +179,9 @@ def _busy() -> UserFacingError:
     )
 
 
-def request_destroy(session: Session, user: User, instance: Instance, ip: str | None = None) -> Instance:
+def request_destroy(
+    session: Session, user: User | str, instance: Instance, ip: str | None = None
+) -> Instance:
     if instance.desired_state == DesiredState.DESTROYED.value:
         raise UserFacingError(
             "already_destroyed",
@@ -197,17 +199,12 @@ def request_destroy(session: Session, user: User, instance: Instance, ip: str | 
 def request_action(
     session: Session, user: User, instance: Instance, action: str, ip: str | None = None
 ) -> Instance:
-    """`restart` reboots the server; `rebuild` replaces it with a fresh one."""
-    if action not in (Action.RESTART, Action.REBUILD):
+    """`reboot` reboots the server; `rebuild` replaces it with a fresh one (the data volume stays)."""
+    if action not in (Action.REBOOT, Action.REBUILD):
         raise UserFacingError(
-            "unknown_action", f"Unknown action {action!r}.", "Use restart or rebuild.", status=404
+            "unknown_action", f"Unknown action {action!r}.", "Use reboot or rebuild.", status=404
         )
-    if (
-        instance.desired_state != DesiredState.RUNNING.value
-        or instance.status not in (InstanceStatus.READY.value, InstanceStatus.FAILED.value)
-        or in_flight(instance)
-    ):
-        raise _busy()
+    _require_settled(instance, DesiredState.RUNNING)
     lifecycle.action_requested(
         session,
         instance,
@@ -219,3 +216,149 @@ def request_action(
         session, f"instance.{action}", actor=user, target_type="instance", target_id=instance.id, ip=ip
     )
     return instance
+
+
+def request_restart(
+    session: Session, user: User | str, instance: Instance, ip: str | None = None
+) -> Instance:
+    """Restart the containers (not the server): the app layer is deployed again as it is."""
+    _require_settled(instance, DesiredState.RUNNING)
+    instance.restarts += 1
+    return _changed(session, user, instance, "restart", "Restart of the gateway requested", ip)
+
+
+def request_token_rotation(
+    session: Session, user: User | str, instance: Instance, ip: str | None = None
+) -> Instance:
+    """A new gateway token, pushed in place; the old one stops working once the new one is live."""
+    _require_settled(instance, DesiredState.RUNNING)
+    instance.gateway_token_version += 1
+    return _changed(
+        session,
+        user,
+        instance,
+        "token_rotate",
+        f"Gateway token rotated to version {instance.gateway_token_version}",
+        ip,
+        version=instance.gateway_token_version,
+    )
+
+
+def request_pause(session: Session, user: User | str, instance: Instance, ip: str | None = None) -> Instance:
+    """Delete the server, keep the volume and firewall; the name shows the paused page."""
+    _require_settled(instance, DesiredState.RUNNING)
+    return _changed(
+        session,
+        user,
+        instance,
+        "pause",
+        "Pause requested: your data stays on its volume",
+        ip,
+        desired=DesiredState.PAUSED,
+    )
+
+
+def request_resume(session: Session, user: User | str, instance: Instance, ip: str | None = None) -> Instance:
+    """A new server from the same volume."""
+    _require_settled(instance, DesiredState.PAUSED)
+    return _changed(session, user, instance, "resume", "Resume requested", ip, desired=DesiredState.RUNNING)
+
+
+def request_tier_change(
+    session: Session, user: User, instance: Instance, tier: str, ip: str | None = None
+) -> Instance:
+    """Resize in place: another server type (same server), a larger volume. A volume never
+    shrinks, so a tier with a smaller one is refused."""
+    allowed = tiers_for(instance.user)  # the owner's plan, whoever asks
+    if tier not in allowed:
+        raise UserFacingError(
+            "invalid_tier",
+            f"{tier!r} is not a tier you can choose.",
+            f"Choose one of: {', '.join(allowed)}.",
+            status=422,
+        )
+    _require_settled(instance, DesiredState.RUNNING)
+    if tier == instance.tier:
+        raise UserFacingError(
+            "no_change", f"Your instance is on the {tier} tier already.", "Choose another tier.", status=409
+        )
+    current_gb, wanted_gb = TIERS[instance.tier].volume_gb, TIERS[tier].volume_gb
+    if wanted_gb < current_gb:
+        raise UserFacingError(
+            "volume_cannot_shrink",
+            f"Your data volume is {current_gb} GB and the {tier} tier's is {wanted_gb} GB; "
+            "a volume can grow but never shrink.",
+            "Stay on your tier, or export your data and create a new instance on the smaller one.",
+            status=409,
+        )
+    previous, instance.tier = instance.tier, tier
+    return _changed(
+        session, user, instance, "tier_change", f"Tier change from {previous} to {tier} requested", ip
+    )
+
+
+def _require_settled(instance: Instance, desired: DesiredState) -> None:
+    if instance.desired_state != desired.value:
+        state = "paused" if instance.desired_state == DesiredState.PAUSED.value else instance.desired_state
+        raise UserFacingError(
+            "wrong_state",
+            f"Your instance is {state}; this needs it {desired.value}.",
+            "Resume it first." if state == "paused" else "Create a new instance.",
+            status=409,
+        )
+    settled = (InstanceStatus.READY.value, InstanceStatus.PAUSED.value, InstanceStatus.FAILED.value)
+    if instance.status not in settled or in_flight(instance):
+        raise _busy()
+
+
+def _changed(
+    session: Session,
+    user: User | str,
+    instance: Instance,
+    what: str,
+    message: str,
+    ip: str | None,
+    *,
+    desired: DesiredState | None = None,
+    **details,
+) -> Instance:
+    lifecycle.desired_changed(
+        session, instance, "requested", message, desired=desired, waiting="Waiting for a worker"
+    )
+    audit.record(
+        session,
+        f"instance.{what}",
+        actor=user,
+        target_type="instance",
+        target_id=instance.id,
+        ip=ip,
+        **details,
+    )
+    return instance
+
+
+def request_named(
+    session: Session, user: User, instance: Instance, name: str, ip: str | None = None
+) -> Instance:
+    """One entry for the API, the dashboard, the admin console and the CLI: `name` is one of
+    NAMED_CHANGES (a tier change and a key rotation take an argument, see their own functions)."""
+    changes = {
+        "restart": request_restart,
+        "pause": request_pause,
+        "resume": request_resume,
+        "rotate-token": request_token_rotation,
+        "destroy": request_destroy,
+        "reboot": lambda s, u, i, a: request_action(s, u, i, Action.REBOOT, a),
+        "rebuild": lambda s, u, i, a: request_action(s, u, i, Action.REBUILD, a),
+    }
+    if name not in changes:
+        raise UserFacingError(
+            "unknown_action",
+            f"Unknown action {name!r}.",
+            f"Use one of: {', '.join(NAMED_CHANGES)}.",
+            status=404,
+        )
+    return changes[name](session, user, instance, ip)
+
+
+NAMED_CHANGES = ("restart", "pause", "resume", "rotate-token", "reboot", "rebuild", "destroy")

@@ -15,7 +15,7 @@ def rotate_llm_key(
     session: Session, instance: Instance, *, secret: str, actor: User, ip: str | None = None
 ) -> str:
     """Returns the new key's plaintext: show it to the owner once, store it nowhere."""
-    if not instance.is_active:
+    if instance.desired_state == lifecycle.DesiredState.DESTROYED.value:
         raise UserFacingError(
             "instance_destroyed",
             "This instance is being destroyed.",

@@ -91,7 +91,11 @@ def operation_kind(instance: Instance) -> str:
 
 
 def outcome_of(instance: Instance, attempts_before: int) -> str:
-    if instance.status in (InstanceStatus.READY.value, InstanceStatus.DESTROYED.value):
+    if instance.status in (
+        InstanceStatus.READY.value,
+        InstanceStatus.PAUSED.value,
+        InstanceStatus.DESTROYED.value,
+    ):
         return "success"
     if instance.status == InstanceStatus.FAILED.value:
         return "failed"
@@ -101,7 +105,7 @@ def outcome_of(instance: Instance, attempts_before: int) -> str:
 @contextmanager
 def timed_operation(database: Database, instance_id: str) -> Iterator[None]:
     """Around one reconcile operation: its duration and outcome, and drift repaired when the
-    operation was a repair or restart the fleet scan asked for."""
+    operation was a repair or reboot the fleet scan asked for."""
     with database.sessions() as session:
         instance = session.get(Instance, instance_id)
         kind, attempts = operation_kind(instance), instance.attempts
@@ -115,7 +119,7 @@ def timed_operation(database: Database, instance_id: str) -> Iterator[None]:
             outcome = outcome_of(instance, attempts)
             increment(session, "clawdet_reconcile_total", {"kind": kind, "outcome": outcome})
             observe(session, "clawdet_reconcile_duration_seconds", seconds, {"kind": kind})
-            if kind in ("repair", "restart") and outcome == "success":
+            if kind in ("repair", "reboot") and outcome == "success":
                 increment(session, "clawdet_drift_repaired_total", {"action": kind})
 
 

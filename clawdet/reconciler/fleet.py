@@ -27,7 +27,7 @@ class Finding:
     instance_id: str
     stack_name: str
     problems: list[str]
-    action: str | None  # "repair" (up with refresh), "restart" (reboot), None (healthy)
+    action: str | None  # "repair" (up with refresh), "reboot", None (healthy)
     probe: Probe | None = None
 
 
@@ -124,7 +124,7 @@ def diagnose(
             infra = True
     if probe is not None and not probe.ok and not infra:
         problems.append(f"gateway is not answering ({probe.error or probe.status})")
-    action = "repair" if infra else "restart" if problems else None
+    action = Action.REPAIR.value if infra else Action.REBOOT.value if problems else None
     return Finding(instance.id, instance.stack_name, problems, action, probe)
 
 

@@ -25,7 +25,7 @@ from clawdet.reconciler.stacks import Stacks
 from clawdet.settings import Settings
 from db.engine import Database
 from db.models import Instance
-from programs import naming
+from programs import naming, tiers
 from programs.instance_config import to_stack_config
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,22 @@ SERVER_TYPE = "hcloud:index/server:Server"
 FIREWALL_TYPE = "hcloud:index/firewall:Firewall"
 VOLUME_TYPE = "hcloud:index/volume:Volume"
 DNS_TYPE = "cloudflare:index/dnsRecord:DnsRecord"
+RELEASE_TYPE = "command:remote:CopyToRemote"
+DEPLOY_TYPE = "command:remote:Command"
 
-STEP_OF_TYPE = {FIREWALL_TYPE: "firewall", VOLUME_TYPE: "volume", SERVER_TYPE: "server", DNS_TYPE: "dns"}
+STEP_OF_TYPE = {
+    FIREWALL_TYPE: "firewall",
+    VOLUME_TYPE: "volume",
+    SERVER_TYPE: "server",
+    RELEASE_TYPE: "deploy",
+    DEPLOY_TYPE: "deploy",
+    DNS_TYPE: "dns",
+}
 STEP_WORDS = {
     "firewall": "the firewall",
     "volume": "your data volume",
     "server": "your server",
+    "deploy": "your gateway's configuration",
     "dns": "the DNS record",
 }
 
@@ -145,8 +155,8 @@ class Reconciler:
         with self.database.sessions() as session:
             instance = session.get(Instance, claim.instance_id)
             name, desired, action = instance.stack_name, instance.desired_state, instance.requested_action
-            if instance.generation > instance.observed_generation and action == Action.RESTART:
-                action = None  # new desired state (say, a rotated key): converge, which also restarts
+            if instance.generation > instance.observed_generation and action == Action.REBOOT:
+                action = None  # a new desired state (say, a rotated key) comes first
         if claim.taken_over_from:
             self.event(
                 claim.instance_id, "recovery", "Picked up where a stopped worker left off", kind=EventKind.LOG
@@ -155,8 +165,8 @@ class Reconciler:
         try:
             if desired == DesiredState.DESTROYED.value:
                 self.destroy(claim.instance_id)
-            elif action == Action.RESTART:
-                self.restart(claim.instance_id)
+            elif action == Action.REBOOT:
+                self.reboot(claim.instance_id)
             else:
                 self.converge(
                     claim.instance_id,
@@ -181,8 +191,18 @@ class Reconciler:
             lifecycle.working(instance)
             config = self.stack_config(instance)
             name = instance.stack_name
-        verb = (
-            "Rebuilding" if rebuild else "Repairing" if repair else "Creating" if first_time else "Updating"
+            pausing = instance.desired_state == DesiredState.PAUSED.value
+            server_type = tiers.server_type_for(instance.tier, instance.region).name
+        verb = next(
+            word
+            for word, applies in (
+                ("Pausing", pausing),
+                ("Rebuilding", rebuild),
+                ("Repairing", repair),
+                ("Creating", first_time),
+                ("Updating", True),
+            )
+            if applies
         )
         self.event(instance_id, "requested", f"{verb} your instance", status=InstanceStatus.CREATING)
         if sweep:
@@ -192,7 +212,9 @@ class Reconciler:
         if first_time:
             self.check_name_free(name)
         else:
-            self.keep_the_data_safe(instance_id, name, config, rebuild=rebuild)
+            self.keep_the_data_safe(
+                instance_id, name, config, rebuild=rebuild, removing=pausing, server_type=server_type
+            )
         outputs = self.stacks.up(
             name,
             config,
@@ -205,13 +227,23 @@ class Reconciler:
             instance.server_id, instance.ipv4, instance.ipv6 = outputs.server_id, outputs.ipv4, outputs.ipv6
             instance.dns_record_id = outputs.dns_record_ids[0] if outputs.dns_record_ids else None
             instance.url = outputs.url
+            instance.volume_id, instance.config_hash = outputs.volume_id, outputs.config_hash
+            instance.openclaw_image = outputs.openclaw_image
+            if pausing:
+                if not self._own(instance):
+                    raise Interrupted()
+                lifecycle.paused(instance, generation)
+        if pausing:
+            message = "Your instance is paused: no server runs, your data is kept on its volume"
+            self.event(instance_id, "paused", message, status=InstanceStatus.PAUSED)
+            return
         self.event(
             instance_id, "booting", "Waiting for your gateway to answer", status=InstanceStatus.BOOTING
         )
         self.await_health(instance_id, outputs.fqdn, outputs.ipv4)
         self.mark_ready(instance_id, generation, "Your instance is ready")
 
-    def restart(self, instance_id: str) -> None:
+    def reboot(self, instance_id: str) -> None:
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
             generation, server_id = instance.generation, instance.server_id
@@ -253,6 +285,18 @@ class Reconciler:
 
     def stack_config(self, instance: Instance) -> dict[str, tuple[str, bool]]:
         secret = self.settings.secret_key
+        if not self.target.control_plane_ssh_cidrs:
+            raise Refused(
+                "the platform cannot reach servers to configure them: CONTROL_PLANE_SSH_CIDRS (the "
+                "networks the workers connect from) is not set, and SSH is never opened to the world"
+            )
+        if not self.target.sandbox and self.settings.instance_ssh_key_generated:
+            raise Refused(
+                "INSTANCE_SSH_PRIVATE_KEY is not set: a key of this host alone would lock out every "
+                "other worker and replace the servers it touches; set the platform's one key"
+            )
+        if instance.desired_state == DesiredState.PAUSED.value and not self.target.paused_page_ipv4:
+            raise Refused("PAUSED_PAGE_IPV4 (the address of the platform's paused page) is not set")
         return to_stack_config(
             subdomain=instance.subdomain,
             tier=instance.tier,
@@ -261,11 +305,18 @@ class Reconciler:
             base_domain=self.target.base_domain,
             cloudflare_zone_id=self.target.zone_id,
             model=self.settings.instance_model,
+            openclaw_image=self.settings.openclaw_image or None,
             llm_base_url=self.settings.llm_proxy_url,
             llm_api_key=credentials.llm_key(secret, instance.id, instance.llm_key_version),
             gateway_token=credentials.gateway_token(secret, instance.id, instance.gateway_token_version),
             ssh_keys=self.settings.hcloud_ssh_keys or None,
             operator_ssh_cidrs=self.settings.operator_ssh_cidrs or None,
+            control_plane_ssh_cidrs=self.target.control_plane_ssh_cidrs,
+            ssh_port=str(self.target.ssh_port),
+            ssh_private_key=self.settings.instance_ssh_private_key,
+            paused=instance.desired_state == DesiredState.PAUSED.value,
+            paused_page_ipv4=self.target.paused_page_ipv4 or None,
+            restarts=str(instance.restarts),
         )
 
     def await_health(self, instance_id: str, fqdn: str | None, ipv4: str | None) -> None:
@@ -365,25 +416,51 @@ class Reconciler:
         self.event(instance_id, "failed", message, status=settled.status, kind=EventKind.ERROR)
 
     def keep_the_data_safe(
-        self, instance_id: str, name: str, config: dict[str, tuple[str, bool]], *, rebuild: bool
+        self,
+        instance_id: str,
+        name: str,
+        config: dict[str, tuple[str, bool]],
+        *,
+        rebuild: bool,
+        removing: bool = False,
+        server_type: str | None = None,
     ) -> None:
-        """Before an update that replaces the server: refuse it for an instance whose data is on
-        the server's own disk (made before data volumes), and otherwise shut the server down
-        cleanly, so the volume is unmounted before the engine detaches it."""
+        """Before an update that replaces (or, pausing, removes) the server: refuse it for an
+        instance whose data is on the server's own disk (made before data volumes), and otherwise
+        shut the server down cleanly, so the volume is unmounted before the engine detaches it.
+        A new server type is changed in place, but Hetzner's change_type needs the server off
+        (the provider powers it off hard): it is shut down cleanly first too."""
         types = {r.get("type") for r in self.stacks.resources(name)}
         if SERVER_TYPE not in types:
             return
-        if not (rebuild or self.stacks.would_replace(name, config)):
+        if not (rebuild or removing or replaces(self.stacks.planned(name, config).get(SERVER_TYPE, set()))):
+            if server_type is not None and self._server_type_changes(instance_id, server_type):
+                self._shut_down(instance_id, "Stopping your server cleanly to resize it")
             return
         if VOLUME_TYPE not in types:
             raise Refused(
                 "this instance keeps its data on its server's own disk (it was made before data "
                 "volumes), and this change would replace the server; an operator moves the data first"
             )
+        self._shut_down(instance_id, "Stopping your server cleanly before it is replaced")
+
+    def _server_type_changes(self, instance_id: str, server_type: str) -> bool:
+        with self.database.sessions() as session:
+            server_id = session.get(Instance, instance_id).server_id
+        if not server_id:
+            return False
+        hetzner, cloudflare_api = cloud.clients(self.target)
+        try:
+            server = hetzner.server(server_id)
+        finally:
+            hetzner.close(), cloudflare_api.close()
+        return server is not None and server["server_type"]["name"] != server_type
+
+    def _shut_down(self, instance_id: str, message: str) -> None:
         with self.database.sessions() as session:
             server_id = session.get(Instance, instance_id).server_id
         if server_id:
-            self.event(instance_id, "server", "Stopping your server cleanly before it is replaced")
+            self.event(instance_id, "server", message)
             hetzner, cloudflare_api = cloud.clients(self.target)
             try:
                 hetzner.power_down(server_id, cancelled=self._cancelled)
@@ -483,6 +560,10 @@ class Reconciler:
         return on_event
 
 
+def replaces(operations: set[str]) -> bool:
+    return bool(operations & {"replace", "create-replacement", "delete-replaced"})
+
+
 class Refused(Exception):
     """A change the platform will not make (a name that is someone else's, data that would be
     lost): a final failure, not worth retrying."""
@@ -495,10 +576,32 @@ class Interrupted(Exception):
 GENERIC = re.compile(r"^(error:\s*)?(update|destroy|refresh|preview) failed$", re.I)
 
 
+REMOTE_FAILURE = re.compile(r"Process exited with status (\d+): running \"")
+
+
+def remote_failure(text: str) -> str | None:
+    """A remote command that failed, in words: the last line it printed, which is the failed
+    step's own message (each step of a deploy stops the chain with its error). The engine's
+    diagnostics list the output indented under the error line, up to a blank line."""
+    matches = list(REMOTE_FAILURE.finditer(text))
+    if not matches:
+        return None
+    output = []
+    for line in text[matches[-1].end() :].splitlines()[1:]:
+        if not line.strip():
+            break
+        output.append(line.strip())
+    last = output[-1] if output else f"exit status {matches[-1].group(1)}"
+    return f"the server did not take its new configuration: {last[:180]}"
+
+
 def short_reason(error: BaseException) -> str:
     """One line a person can read, without engine noise (and never a secret: the engine masks
     secret values, and we keep only the error line)."""
     text = str(error)
+    remote = remote_failure(text)
+    if remote:
+        return remote[:240]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if re.search(r"\berror\b", line, re.I) and not GENERIC.match(line)]
     line = errors[-1] if errors else lines[-1] if lines else type(error).__name__

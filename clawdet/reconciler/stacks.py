@@ -32,6 +32,9 @@ class StackOutputs:
     dns_record_ids: list[str]
     url: str | None
     fqdn: str | None
+    volume_id: str | None = None
+    config_hash: str | None = None
+    openclaw_image: str | None = None
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, auto.OutputValue]) -> StackOutputs:
@@ -46,6 +49,9 @@ class StackOutputs:
             dns_record_ids=list(value(O.DNS_RECORD_IDS) or []),
             url=value(O.URL),
             fqdn=value(O.FQDN),
+            volume_id=str(value(O.VOLUME_ID)) if value(O.VOLUME_ID) is not None else None,
+            config_hash=value(O.CONFIG_HASH),
+            openclaw_image=value(O.OPENCLAW_IMAGE),
         )
 
 
@@ -142,14 +148,22 @@ class Stacks:
         update: the engine checkpoints every step."""
         return list(self.export(name).get("resources") or [])
 
-    def would_replace(self, name: str, config: dict[str, tuple[str, bool]]) -> bool:
-        """Whether `up` with `config` would replace a resource (the engine's own preview)."""
+    def planned(self, name: str, config: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
+        """What `up` with `config` would do, by resource type: {"hcloud:...:Server": {"replace"}}
+        (the engine's own preview; types without a change are left out)."""
         stack = self.existing(name)
         if stack is None:
-            return False
+            return {}
         self.configure(stack, config)
-        summary = stack.preview(color="never").change_summary
-        return bool(summary.get("replace"))
+        plan: dict[str, set[str]] = {}
+
+        def collect(event: auto.EngineEvent) -> None:
+            pre = event.resource_pre_event
+            if pre is not None and pre.metadata.op not in (auto.OpType.SAME, auto.OpType.READ):
+                plan.setdefault(pre.metadata.type, set()).add(str(pre.metadata.op.value))
+
+        stack.preview(color="never", on_event=collect)
+        return plan
 
     def preview_changes(self, name: str, *, refresh: bool = True) -> dict[str, int]:
         """Planned operations by kind ({"same": 4} means no drift), refreshing first."""

@@ -18,6 +18,7 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
+from clawdet.instances.lifecycle import STEPS
 from sandbox import openclaw as openclaw_install
 from tests.fixtures.browser import REPO, free_port, wait_until_up
 from tests.fixtures.provisioning import project_copy, require_toolchain
@@ -81,7 +82,7 @@ def test_a_newcomer_gets_a_real_assistant_that_answers(control_plane, page, tmp_
     page.get_by_label("Name (optional)").fill("grace")
     page.get_by_role("button", name="Create my instance").click()
     expect(page.locator("#instance-progress")).to_be_visible()
-    expect(page.locator("#instance-steps li")).to_have_count(8)
+    expect(page.locator("#instance-steps li")).to_have_count(len(STEPS))
     shot("2-progress")
     expect(page.locator("#instance-steps li[data-step='checking']")).to_have_class(
         re.compile("current|done"), timeout=240_000

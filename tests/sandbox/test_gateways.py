@@ -174,12 +174,30 @@ def test_cloud_init_encodings_are_understood(encoding):
     assert config.llm_api_key == "ck_sandbox_test_key_0123456789"  # ${CLAWDET_LLM_API_KEY} resolved
 
 
+NO_TOKEN_COMPOSE = """#cloud-config
+write_files:
+  - path: /opt/openclaw/docker-compose.yml
+    content: |
+      services:
+        openclaw:
+          image: ghcr.io/openclaw/openclaw:sandbox
+          env_file: [.env]
+  - path: /opt/openclaw/.env
+    content: |
+      CLAWDET_LLM_API_KEY=k
+runcmd:
+  - [docker, compose, --file, /opt/openclaw/docker-compose.yml, up, --detach]
+"""
+
+
 def test_cloud_init_without_token_gives_unready_gateway(sandbox, hcloud_client):
+    """The old layout (compose up in runcmd) with no token in the env file. (Before the app layer
+    moved to SSH, `#cloud-config {}` gave such a gateway; now it starts none: see test_ssh.py.)"""
     response = hcloud_client.servers.create(
         name="claw-no-token",
         server_type=ServerType(name="cx22"),
         image=Image(name="ubuntu-24.04"),
-        user_data="#cloud-config\n{}\n",
+        user_data=NO_TOKEN_COMPOSE,
     )
     response.action.wait_until_finished()
     sandbox.wait_for_gateway(response.server.id)

@@ -35,7 +35,9 @@ def test_state_is_written_while_running_and_leaves_no_temporary_files(tmp_path):
             raise AssertionError("state was not flushed while running")
     finally:
         box.stop()
-    assert [p.name for p in state.parent.iterdir()] == ["state.json"]
+    # Beside the state: the servers' disks (each booted server has its SSH host key there).
+    assert sorted(p.name for p in state.parent.iterdir()) == ["servers", "state.json"]
+    assert not [p for p in state.parent.rglob("*") if p.name.endswith(".tmp")]
     assert oct(state.stat().st_mode & 0o777) == "0o600"  # it holds the tokens
 
 

@@ -42,7 +42,7 @@
     statusBadge.textContent = data.status;
     statusBadge.className = "badge status-" + data.status;
     card.setAttribute("data-status", data.status);
-    if (!data.inFlight && ["ready", "failed", "destroyed"].indexOf(data.status) >= 0) {
+    if (!data.inFlight && ["ready", "paused", "failed", "destroyed"].indexOf(data.status) >= 0) {
       source.close();
       if (data.status === "ready") { setStep("ready"); setProgress(100); }
       window.setTimeout(function () { window.location.reload(); }, 600);

@@ -6,7 +6,7 @@ import sys
 from sqlalchemy import select
 
 from db.migrate import current
-from db.models import User
+from db.models import AuditLog, User
 from tests.fixtures import REPO
 
 
@@ -48,3 +48,29 @@ def test_create_admin_creates_then_promotes(database_url, database, tmp_path, cl
     assert weak.returncode != 0 and "at least 8 characters" in weak.stderr
     r = client.post("/api/auth/login", json={"email": "root@example.com", "password": "admin password"})
     assert r.get_json()["user"]["role"] == "admin"
+
+
+def test_operators_change_an_instance_from_the_cli(database_url, database, tmp_path, client):
+    from db.models import Instance, utcnow
+    from tests.fixtures.database import register
+
+    register(client, email="cli-owner@example.com")
+    instance_id = client.post("/api/instances", json={"subdomain": "clio"}).get_json()["instance"]["id"]
+    with database.session() as session:
+        row = session.get(Instance, instance_id)
+        row.observed_generation, row.status, row.ready_at = row.generation, "ready", utcnow()
+
+    restarted = clawdet(["instance", "restart", "clio"], database_url, tmp_path)
+    assert restarted.returncode == 0, restarted.stderr
+    assert "restart queued" in restarted.stdout
+    busy = clawdet(["instance", "pause", "clio"], database_url, tmp_path)
+    assert busy.returncode == 1 and "busy" in busy.stderr  # the restart is not converged yet
+    shrink = clawdet(["instance", "tier", "clio", "pro"], database_url, tmp_path)
+    assert shrink.returncode == 1 and "not a tier you can choose" in shrink.stderr  # the owner's plan
+    missing = clawdet(["instance", "show", "nobody"], database_url, tmp_path)
+    assert missing.returncode == 1 and "No active instance" in missing.stderr
+    shown = clawdet(["instance", "show", "clio"], database_url, tmp_path)
+    assert '"restarts": 1' in shown.stdout
+    with database.sessions() as session:
+        entries = session.scalars(select(AuditLog).where(AuditLog.target_id == instance_id)).all()
+        assert any(e.action == "instance.restart" and e.actor.startswith("operator:") for e in entries)

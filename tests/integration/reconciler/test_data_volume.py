@@ -1,11 +1,12 @@
-"""The customer's data lives on a Hetzner Volume: a replaced server gets the same volume back and
-the real OpenClaw gateway finds its conversation again (real engine, stand-in plugins, sandbox)."""
+"""The customer's data lives on a Hetzner Volume: a rotated key is pushed in place, a replaced
+server gets the same volume back, and so does a resumed one, and each time the real OpenClaw
+gateway finds its conversation again (real engine, stand-in plugins, sandbox)."""
 
 import httpx
 import pytest
 
-from clawdet.instances import credentials
-from clawdet.instances.requests import request_action, request_destroy
+from clawdet.instances import credentials, rotation
+from clawdet.instances.requests import request_action, request_destroy, request_pause, request_resume
 from db.models import Instance
 from programs import tiers
 from sandbox import openclaw as openclaw_install
@@ -62,6 +63,17 @@ def test_a_replaced_server_finds_the_customers_data_on_its_volume(
     on_volume = cloud_sandbox.store.path.parent / "volumes" / str(volume["id"]) / "state"
     assert (on_volume / "agents").is_dir()  # the gateway's state is on the volume, not the server
 
+    # A rotated LLM key reaches the running gateway in place: same server, and it still answers.
+    with prov_db.session() as session:
+        row = session.get(Instance, instance_id)
+        rotation.rotate_llm_key(session, row, secret=prov_settings.secret_key, actor=row.user)
+    assert reconciler.drain() == 1
+    rotated = instance(prov_db, instance_id)
+    assert rotated.status == "ready" and rotated.server_id == first.server_id, rotated.status_message
+    assert rotated.llm_key_previous_hash is None  # the old key stopped once the new one was live
+    chat(rotated, prov_settings, "which word did I ask you to remember?")  # through the new key
+    assert "remember the word pelican" in cloud_sandbox.llm.completions()[-1].conversation
+
     with prov_db.session() as session:
         row = session.get(Instance, instance_id)
         request_action(session, row.user, row, "rebuild")  # replaces the server
@@ -73,7 +85,19 @@ def test_a_replaced_server_finds_the_customers_data_on_its_volume(
     assert same["id"] == volume["id"] and same["server"] == int(rebuilt.server_id)
 
     # The same conversation goes on: the gateway replays it to the model from the volume.
-    chat(rebuilt, prov_settings, "which word did I ask you to remember?")
+    chat(rebuilt, prov_settings, "still there?")
+    assert "remember the word pelican" in cloud_sandbox.llm.completions()[-1].conversation
+
+    # Paused: no server; resumed: a new one with the same volume, and the conversation goes on.
+    for request in (request_pause, request_resume):
+        with prov_db.session() as session:
+            row = session.get(Instance, instance_id)
+            request(session, row.user, row)
+        assert reconciler.drain() == 1
+    resumed = instance(prov_db, instance_id)
+    assert resumed.status == "ready", resumed.status_message
+    assert resumed.server_id not in (rebuilt.server_id, None) and resumed.volume_id == str(volume["id"])
+    chat(resumed, prov_settings, "and now?")
     assert "remember the word pelican" in cloud_sandbox.llm.completions()[-1].conversation
 
     with prov_db.session() as session:

@@ -79,7 +79,7 @@ def test_out_of_band_drift_is_found_and_repaired(reconciler, prov_db, prov_setti
     server_id = int(instance(prov_db, instance_id).server_id)
     cloud_sandbox.drift.kill_gateway(server_id)
     report = fleet.scan(prov_db, target)
-    assert report.drifted[0].action == "restart"
+    assert report.drifted[0].action == "reboot"
     assert instance(prov_db, instance_id).health == "unhealthy"
     assert reconciler.drain() == 1
     assert instance(prov_db, instance_id).health == "healthy"
@@ -99,7 +99,7 @@ def test_out_of_band_drift_is_found_and_repaired(reconciler, prov_db, prov_setti
     assert fleet.scan(prov_db, target).drifted == []
 
 
-def test_restart_and_rebuild_actions(reconciler, prov_db, prov_settings, cloud_sandbox):
+def test_reboot_and_rebuild_actions(reconciler, prov_db, prov_settings, cloud_sandbox):
     from clawdet.instances.requests import request_action
 
     instance_id = new_instance(prov_db, prov_settings, "acts")
@@ -107,10 +107,10 @@ def test_restart_and_rebuild_actions(reconciler, prov_db, prov_settings, cloud_s
     first = instance(prov_db, instance_id)
     with prov_db.session() as session:
         row = session.get(Instance, instance_id)
-        request_action(session, row.user, row, "restart")
+        request_action(session, row.user, row, "reboot")
     assert reconciler.drain() == 1
-    restarted = instance(prov_db, instance_id)
-    assert restarted.status == "ready" and restarted.server_id == first.server_id
+    rebooted = instance(prov_db, instance_id)
+    assert rebooted.status == "ready" and rebooted.server_id == first.server_id
     with prov_db.session() as session:
         row = session.get(Instance, instance_id)
         request_action(session, row.user, row, "rebuild")
@@ -173,7 +173,7 @@ def test_a_failing_repair_never_deletes_a_live_server(prov_settings, prov_db, cl
     )
     with prov_db.session() as session:
         row = session.get(Instance, instance_id)
-        request_action(session, row.user, row, "restart")
+        request_action(session, row.user, row, "reboot")
     import time
 
     deadline = time.monotonic() + 120

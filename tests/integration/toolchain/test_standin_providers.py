@@ -9,7 +9,6 @@ plugins are installed in the toolchain. They FAIL, never skip, when the toolchai
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import textwrap
@@ -61,33 +60,6 @@ pulumi.export("firewall_id", firewall.id)
 pulumi.export("record_id", record.id)
 pulumi.export("record_name", record.name)
 """
-
-
-@pytest.fixture(scope="module")
-def standin_toolchain(tmp_path_factory):
-    """The toolchain with a PULUMI_HOME of its own that holds the freshly built stand-ins."""
-    import toolchain
-    from toolchain import standins as standin_build
-
-    found = toolchain.find()
-    if found is None:
-        pytest.fail(
-            "the Pulumi toolchain is not built: run `python -m toolchain ensure` (make toolchain) first"
-        )
-    try:
-        binaries = standin_build.build_standins(
-            toolchain.cache_root() / toolchain.cache_key(found.versions) / "standin-plugins",
-            found.versions,
-            log=print,
-        )
-        own = dataclasses.replace(found, pulumi_home=tmp_path_factory.mktemp("pulumi-home"))
-        standin_build.install_standins(own, binaries, log=print)
-    except standin_build.StandinBuildError as exc:
-        pytest.fail(f"the stand-in provider plugins could not be built or installed: {exc}")
-    missing = [name for name in ("hcloud", "cloudflare") if not own.has_plugin(name)]
-    if missing:
-        pytest.fail(f"stand-in plugins not installed: {', '.join(missing)}")
-    return own
 
 
 @pytest.fixture

@@ -5,18 +5,23 @@ No Pulumi engine needed: these run against plain values and a stand-in for pulum
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from programs import instance_config, naming, tiers
+from programs import instance_config, naming, ssh_keys, tiers
 from programs.instance_config import KEYS, StackConfigError, load, to_stack_config
 from tests.fixtures import REPO
 
 pytestmark = pytest.mark.usefixtures("current_event_loop")  # load() makes Pulumi outputs
 GATEWAY_TOKEN = "gw-" + "a1" * 20
 LLM_KEY = "clw-proxy-key-0123456789"
+SSH_KEY = ssh_keys.generate()
+CONTROL_PLANE = "192.0.2.0/28"
 
 
 def valid_values(**overrides):
@@ -31,6 +36,8 @@ def valid_values(**overrides):
         "llm_base_url": "https://clawdet.example/llm/v1",
         "llm_api_key": LLM_KEY,
         "gateway_token": GATEWAY_TOKEN,
+        "control_plane_ssh_cidrs": [CONTROL_PLANE],
+        "ssh_private_key": SSH_KEY,
     }
     values.update(overrides)
     return values
@@ -115,6 +122,8 @@ def test_to_stack_config_writes_full_keys_with_secret_flags():
     assert written["clawdet:operatorSshCidrs"] == ("198.51.100.7/32", False)
     assert written["clawdet:gatewayToken"] == (GATEWAY_TOKEN, True)
     assert written["clawdet:llmApiKey"] == (LLM_KEY, True)
+    assert written["clawdet:sshPrivateKey"] == (SSH_KEY, True)
+    assert written["clawdet:controlPlaneSshCidrs"] == (CONTROL_PLANE, False)
     assert {name for name, (_, secret) in written.items() if secret} == set(instance_config.SECRET_FULL_NAMES)
     assert all(isinstance(text, str) for text, _ in written.values())
 
@@ -124,8 +133,12 @@ def test_values_left_out_are_not_written_so_the_program_defaults_apply():
     assert "clawdet:region" not in written
     assert "clawdet:openclawImage" not in written
     assert "clawdet:sshKeys" not in written
+    assert not {"clawdet:sshPort", "clawdet:paused", "clawdet:pausedPageIpv4", "clawdet:restarts"} & set(
+        written
+    )
     args = load(FakeConfig(written))
     assert args.region == "hel1"
+    assert (args.ssh_port, args.paused, args.paused_page_ipv4, args.restarts) == ("22", False, None, "0")
     assert args.openclaw_image == instance_config.DEFAULT_OPENCLAW_IMAGE
     assert args.instance_name == "alice"
     assert args.ipv6 is True and args.proxied is True
@@ -240,12 +253,16 @@ def test_load_names_the_bad_key_and_the_allowed_values(key, text, expected):
     assert expected in caught.value.problems[f"clawdet:{key}"]
 
 
-def test_load_refuses_a_secret_stored_in_plain_text():
-    config = FakeConfig(to_stack_config(**valid_values()))
-    with pytest.raises(StackConfigError, match="set --secret clawdet:gatewayToken") as caught:
-        load(config, secret_keys={"clawdet:llmApiKey"})
-    assert set(caught.value.problems) == {"clawdet:gatewayToken"}
-    load(config, secret_keys=set(instance_config.SECRET_FULL_NAMES))  # both encrypted: fine
+@pytest.mark.parametrize("plain", instance_config.SECRET_FULL_NAMES)
+def test_load_refuses_a_secret_stored_in_plain_text(plain):
+    written = to_stack_config(**valid_values())
+    config = FakeConfig(written)
+    encrypted = set(instance_config.SECRET_FULL_NAMES) - {plain}
+    with pytest.raises(StackConfigError, match=f"set --secret {plain}") as caught:
+        load(config, secret_keys=encrypted)
+    assert set(caught.value.problems) == {plain}
+    assert written[plain][0].splitlines()[0] not in str(caught.value)
+    load(config, secret_keys=set(instance_config.SECRET_FULL_NAMES))  # all encrypted: fine
 
 
 def test_unknown_keys_in_the_namespace_are_found():
@@ -261,7 +278,11 @@ def test_every_key_is_declared_once_with_a_field_of_the_args():
         f.name for f in instance_config.dataclasses.fields(instance_config.ClawInstanceArgs) if f.init
     }
     assert set(fields) == args_fields
-    assert {key.full_name for key in KEYS if key.secret} == {"clawdet:gatewayToken", "clawdet:llmApiKey"}
+    assert {key.full_name for key in KEYS if key.secret} == {
+        "clawdet:gatewayToken",
+        "clawdet:llmApiKey",
+        "clawdet:sshPrivateKey",
+    }
 
 
 # --- the tier table ----------------------------------------------------------------------------
@@ -293,10 +314,164 @@ def test_tiers_follow_the_seed_in_the_eu():
 
 
 def test_the_args_never_show_their_secrets():
-    args = load(FakeConfig(to_stack_config(**valid_values())))
-    assert GATEWAY_TOKEN not in repr(args) and LLM_KEY not in repr(args)
+    for args in (
+        load(FakeConfig(to_stack_config(**valid_values()))),
+        instance_config.ClawInstanceArgs(**valid_values()),
+    ):
+        shown = repr(args)
+        assert GATEWAY_TOKEN not in shown and LLM_KEY not in shown
+        assert "PRIVATE KEY" not in shown and SSH_KEY.splitlines()[2] not in shown
 
 
 def test_empty_values_count_as_left_out():
     written = to_stack_config(**valid_values(region="", ssh_keys=[], instance_name=""))
     assert not {"clawdet:region", "clawdet:sshKeys", "clawdet:instanceName"} & set(written)
+
+
+# --- the platform's SSH access, pausing and restarts -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "expected"),
+    [
+        ({"control_plane_ssh_cidrs": None}, "clawdet:controlPlaneSshCidrs", "is required"),
+        ({"control_plane_ssh_cidrs": ["192.0.2.1/24"]}, "clawdet:controlPlaneSshCidrs", "CIDR"),
+        (
+            {"ssh_private_key": None},
+            "clawdet:sshPrivateKey",
+            "pulumi config set --secret clawdet:sshPrivateKey",
+        ),
+        ({"ssh_port": "0"}, "clawdet:sshPort", "TCP port"),
+        ({"ssh_port": "65536"}, "clawdet:sshPort", "TCP port"),
+        ({"ssh_port": "ssh"}, "clawdet:sshPort", "TCP port"),
+        ({"paused": True}, "clawdet:pausedPageIpv4", "is required while paused"),
+        ({"paused": "yes"}, "clawdet:paused", "true or false"),
+        ({"paused_page_ipv4": "2001:db8::1"}, "clawdet:pausedPageIpv4", "IPv4"),
+        ({"restarts": "-1"}, "clawdet:restarts", "whole number"),
+        ({"restarts": "two"}, "clawdet:restarts", "whole number"),
+    ],
+)
+def test_the_new_keys_name_themselves_when_missing_or_bad(overrides, key, expected):
+    error = error_for(**overrides)
+    assert set(error.problems) == {key}
+    assert expected in error.problems[key]
+
+
+@pytest.mark.parametrize("empty", [[], (), ",", " ", " , ,"])
+def test_an_empty_list_of_control_plane_networks_is_missing(empty):
+    # Otherwise to_stack_config would leave the key out, and load() would refuse that stack.
+    error = error_for(control_plane_ssh_cidrs=empty)
+    assert set(error.problems) == {"clawdet:controlPlaneSshCidrs"}
+    assert "is required" in error.problems["clawdet:controlPlaneSshCidrs"]
+    assert "clawdet:controlPlaneSshCidrs" in str(error)
+
+
+def test_a_missing_control_plane_network_or_ssh_key_is_named_when_the_program_loads():
+    written = to_stack_config(**valid_values())
+    config = FakeConfig(written)
+    del config.values["controlPlaneSshCidrs"], config.values["sshPrivateKey"]
+    with pytest.raises(StackConfigError) as caught:
+        load(config)
+    assert set(caught.value.problems) == {"clawdet:controlPlaneSshCidrs", "clawdet:sshPrivateKey"}
+    assert "clawdet:controlPlaneSshCidrs" in str(caught.value) and "clawdet:sshPrivateKey" in str(
+        caught.value
+    )
+
+
+def test_paused_needs_the_paused_pages_address_and_keeps_it():
+    error = error_for(paused=True, paused_page_ipv4=None)
+    assert "clawdet:pausedPageIpv4" in str(error)
+    written = to_stack_config(**valid_values(paused=True, paused_page_ipv4="198.51.100.80"))
+    assert written["clawdet:paused"] == ("true", False)
+    assert written["clawdet:pausedPageIpv4"] == ("198.51.100.80", False)
+    args = load(FakeConfig(written))
+    assert args.paused is True and args.paused_page_ipv4 == "198.51.100.80"
+    config = FakeConfig(written)
+    del config.values["pausedPageIpv4"]
+    with pytest.raises(StackConfigError) as caught:
+        load(config)
+    assert set(caught.value.problems) == {"clawdet:pausedPageIpv4"}
+
+
+def test_ssh_port_restarts_and_control_plane_networks_round_trip():
+    values = valid_values(
+        ssh_port="2222", restarts="07", control_plane_ssh_cidrs="192.0.2.0/28, 2001:db8:c::/48"
+    )
+    written = to_stack_config(**values)
+    assert written["clawdet:sshPort"] == ("2222", False)
+    assert written["clawdet:restarts"] == ("7", False)
+    assert written["clawdet:controlPlaneSshCidrs"] == ("192.0.2.0/28,2001:db8:c::/48", False)
+    args = load(FakeConfig(written))
+    assert (args.ssh_port, args.restarts) == ("2222", "7")
+    assert args.control_plane_ssh_cidrs == ("192.0.2.0/28", "2001:db8:c::/48")
+
+
+def test_the_ssh_key_is_read_back_as_a_secret_whatever_its_line_breaks():
+    """`pulumi config set` may hold the key with escaped line breaks: the key is the same."""
+    escaped = SSH_KEY.strip().replace("\n", "\\n")
+    for stored in (SSH_KEY, escaped, SSH_KEY.strip()):
+        config = FakeConfig(to_stack_config(**valid_values()))
+        config.values["sshPrivateKey"] = stored
+        args = load(config, secret_keys=set(instance_config.SECRET_FULL_NAMES))
+
+        async def check(args=args):
+            assert await args.ssh_private_key.is_secret()
+            key = await args.ssh_private_key.future()
+            assert key == SSH_KEY and ssh_keys.public_key(key) == ssh_keys.public_key(SSH_KEY)
+
+        asyncio.get_event_loop().run_until_complete(check())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "SECRET-not-a-key",
+        SSH_KEY.replace("OPENSSH PRIVATE KEY", "RSA PRIVATE KEY"),
+        SSH_KEY.replace(SSH_KEY.splitlines()[2], SSH_KEY.splitlines()[2][:20] + "$ECRET!" + "A" * 20),
+        ssh_keys.public_key(SSH_KEY),
+    ],
+    ids=["text", "pem-rsa-armour", "bad-characters", "public-key"],
+)
+def test_an_invalid_ssh_key_is_refused_without_echoing_it(bad):
+    error = error_for(ssh_private_key=bad)
+    assert set(error.problems) == {"clawdet:sshPrivateKey"}
+    assert "OpenSSH format" in error.problems["clawdet:sshPrivateKey"]
+    shown = str(error)
+    assert "SECRET" not in shown and "$ECRET" not in shown and "ssh-ed25519" not in shown
+    assert not any(line in shown for line in bad.splitlines() if len(line) > 8)
+    config = FakeConfig(to_stack_config(**valid_values()))
+    config.values["sshPrivateKey"] = bad
+    with pytest.raises(StackConfigError) as caught:
+        load(config, secret_keys=set(instance_config.SECRET_FULL_NAMES))
+    assert set(caught.value.problems) == {"clawdet:sshPrivateKey"}
+    assert not any(line in str(caught.value) for line in bad.splitlines() if len(line) > 8)
+
+
+def with_body_line(line: int, replacement: str) -> str:
+    """The platform's key with one line of its body replaced: still OpenSSH armour and base64."""
+    return SSH_KEY.replace(SSH_KEY.splitlines()[line], replacement)
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        (with_body_line(2, "SECRETSECRET" * 5), "not a private key in OpenSSH format"),  # unknown key type
+        (with_body_line(1, "SECRETSECRET" * 5), "not a private key in OpenSSH format"),
+        (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+            )
+            .decode(),
+            "must be an ed25519 key",
+        ),
+    ],
+    ids=["garbled-key-type", "garbled-header", "rsa"],
+)
+def test_a_key_in_openssh_armour_that_does_not_load_as_ed25519_is_refused_without_echoing_it(bad, problem):
+    error = error_for(ssh_private_key=bad)  # the check loads the key, it does not only read its armour
+    assert set(error.problems) == {"clawdet:sshPrivateKey"}
+    assert problem in error.problems["clawdet:sshPrivateKey"]
+    shown = str(error)
+    assert "SECRET" not in shown and "Unsupported key type" not in shown
+    assert not any(line in shown for line in bad.splitlines() if len(line) > 8)

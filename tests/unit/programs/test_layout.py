@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from programs import ssh_keys
 from programs.instance_config import KEYS, to_stack_config
 from tests.fixtures import REPO
 
@@ -33,7 +34,8 @@ def test_the_example_stack_documents_every_key_and_holds_no_secret():
     by_name = {key.full_name: key for key in KEYS}
     assert set(clawdet_values) <= set(by_name), "the example uses a key the program does not read"
     fields = {by_name[name].field: value for name, value in clawdet_values.items()}
-    fields |= {"proxied": fields["proxied"] == "true", "ipv6": fields["ipv6"] == "true"}
-    fields |= {"gateway_token": "x" * 32, "llm_api_key": "y" * 16}  # the secrets the operator sets
+    fields |= {key.field: fields[key.field] == "true" for key in KEYS if key.kind == "bool"}
+    # the secrets the operator sets
+    fields |= {"gateway_token": "x" * 32, "llm_api_key": "y" * 16, "ssh_private_key": ssh_keys.generate()}
     written = to_stack_config(**fields)
     assert all(written[name][0] == value for name, value in clawdet_values.items() if value)

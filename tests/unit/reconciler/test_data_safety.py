@@ -13,9 +13,9 @@ class FakeStacks:
     def resources(self, name):
         return [{"type": t, "id": "1"} for t in self.types]
 
-    def would_replace(self, name, config):
+    def planned(self, name, config):
         self.previews += 1
-        return self.replaces
+        return {SERVER_TYPE: {"replace"}} if self.replaces else {"command:remote:Command": {"update"}}
 
 
 def reconciler_with(stacks: FakeStacks) -> Reconciler:
@@ -45,3 +45,10 @@ def test_rebuild_is_refused_too_and_an_in_place_change_is_not(rebuild):
 
 def test_nothing_to_protect_before_the_first_server():
     reconciler_with(FakeStacks([VOLUME_TYPE], replaces=True)).keep_the_data_safe("i", "n", {}, rebuild=True)
+
+
+def test_pausing_without_a_volume_is_refused_without_a_preview():
+    stacks = FakeStacks([SERVER_TYPE], replaces=False)
+    with pytest.raises(Refused, match="own disk"):
+        reconciler_with(stacks).keep_the_data_safe("i", "n", {}, rebuild=False, removing=True)
+    assert stacks.previews == 0

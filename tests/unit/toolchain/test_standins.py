@@ -5,7 +5,7 @@ from pathlib import Path
 
 from toolchain import standins
 
-VERSIONS = {"pulumi": "3.259.0", "hcloud": "1.39.1", "cloudflare": "6.17.0"}
+VERSIONS = {"pulumi": "3.259.0", "hcloud": "1.39.1", "cloudflare": "6.17.0", "command": "1.2.1"}
 
 
 @dataclass
@@ -28,7 +28,7 @@ def install(tc: FakeToolchain, name: str, marker: str | None) -> None:
 
 
 def test_missing_plugins_are_wanted(tmp_path):
-    assert standins.wanted_standins(FakeToolchain(tmp_path, VERSIONS)) == ["hcloud", "cloudflare"]
+    assert standins.wanted_standins(FakeToolchain(tmp_path, VERSIONS)) == ["hcloud", "cloudflare", "command"]
 
 
 def test_a_stand_in_built_from_older_source_is_rebuilt_and_a_current_one_is_not(tmp_path):
@@ -36,12 +36,20 @@ def test_a_stand_in_built_from_older_source_is_rebuilt_and_a_current_one_is_not(
     current = standins._source_digest(VERSIONS)
     install(tc, "hcloud", f"stand-in\ndigest: {current}\n")
     install(tc, "cloudflare", "stand-in\ndigest: 0000\n")
+    install(tc, "command", f"stand-in\ndigest: {current}\n")
     assert standins.wanted_standins(tc) == ["cloudflare"]
-    assert standins.wanted_standins(tc, force=True) == ["hcloud", "cloudflare"]
+    assert standins.wanted_standins(tc, force=True) == ["hcloud", "cloudflare", "command"]
 
 
 def test_a_real_plugin_is_never_replaced(tmp_path):
     tc = FakeToolchain(tmp_path, VERSIONS)
     install(tc, "hcloud", None)  # no marker: the real provider
     install(tc, "cloudflare", None)
+    install(tc, "command", None)
     assert standins.wanted_standins(tc, force=True) == []
+
+
+def test_the_digest_covers_the_command_plugin_and_its_pin():
+    assert (standins.SOURCE / "cmd" / "pulumi-resource-command" / "main.go").is_file()
+    bumped = {**VERSIONS, "command": "1.2.2"}
+    assert standins._source_digest(bumped) != standins._source_digest(VERSIONS)

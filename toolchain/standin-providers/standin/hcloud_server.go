@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // HcloudServer is hcloud:index/server:Server.
@@ -14,21 +13,21 @@ type HcloudServer struct{ H *Hcloud }
 
 var serverInputs = []string{
 	"name", "serverType", "image", "location", "datacenter", "userData", "labels", "firewallIds",
-	"sshKeys", "publicNets", "shutdownBeforeDeletion", "ignoreRemoteFirewallIds", "allowDeprecatedImages",
+	"sshKeys", "publicNets", "shutdownBeforeDeletion", "ignoreRemoteFirewallIds", "allowDeprecatedImages", "keepDisk",
 }
 
 // Inputs of the real provider this stand-in does not implement: setting them fails in Check.
 var serverUnsupported = []string{
-	"backups", "deleteProtection", "rebuildProtection", "iso", "rescue", "keepDisk", "networks",
+	"backups", "deleteProtection", "rebuildProtection", "iso", "rescue", "networks",
 	"placementGroupId",
 }
 
 func (s *HcloudServer) InputKeys() []string { return serverInputs }
 
-// ReplaceKeys: like the real provider, except that serverType and publicNets (changed in place
-// by the real one, with a power cycle) replace the server here.
+// ReplaceKeys: like the real provider, except that publicNets (changed in place by the real one,
+// with a power cycle) replaces the server here. serverType changes in place (see changeType).
 func (s *HcloudServer) ReplaceKeys() []string {
-	return []string{"image", "location", "datacenter", "userData", "sshKeys", "serverType", "publicNets"}
+	return []string{"image", "location", "datacenter", "userData", "sshKeys", "publicNets"}
 }
 
 func (s *HcloudServer) Computed() []string {
@@ -135,7 +134,7 @@ func (s *HcloudServer) outputs(srv apiServer, prev Props) Props {
 	out["backups"] = srv.BackupWindow != nil
 	out["deleteProtection"] = srv.Protection.Delete
 	out["rebuildProtection"] = srv.Protection.Rebuild
-	for _, k := range []string{"shutdownBeforeDeletion", "ignoreRemoteFirewallIds", "allowDeprecatedImages"} {
+	for _, k := range []string{"shutdownBeforeDeletion", "ignoreRemoteFirewallIds", "allowDeprecatedImages", "keepDisk"} {
 		out[k] = Bool(prev, k, false)
 	}
 
@@ -281,6 +280,11 @@ func (s *HcloudServer) Update(ctx context.Context, id string, olds, news Props) 
 			return nil, err
 		}
 	}
+	if serverType := Str(news, "serverType"); serverType != Str(olds, "serverType") {
+		if err := s.changeType(ctx, id, serverType, Bool(news, "keepDisk", false)); err != nil {
+			return nil, err
+		}
+	}
 	if !Bool(news, "ignoreRemoteFirewallIds", false) {
 		if err := s.syncFirewalls(ctx, id, List(olds, "firewallIds"), List(news, "firewallIds")); err != nil {
 			return nil, err
@@ -341,7 +345,7 @@ func (s *HcloudServer) Delete(ctx context.Context, id string, state Props) error
 		return err
 	}
 	if Bool(state, "shutdownBeforeDeletion", false) {
-		if err := s.shutdown(ctx, id); err != nil {
+		if err := s.shutdown(ctx, id, "before deleting it"); err != nil {
 			if IsNotFound(err) {
 				return nil
 			}
@@ -362,45 +366,4 @@ func (s *HcloudServer) Delete(ctx context.Context, id string, state Props) error
 	}
 	Logf(ctx, "hcloud: deleting server %s", id)
 	return s.H.WaitActions(ctx, resp.Action)
-}
-
-// shutdown asks the OS to stop (ACPI) and waits up to a minute for the server to be off, then
-// powers it off hard.
-func (s *HcloudServer) shutdown(ctx context.Context, id string) error {
-	srv, err := s.get(ctx, id)
-	if err != nil || srv.Status == "off" {
-		return err
-	}
-	act := func(verb string) error {
-		var resp struct {
-			Action *hcloudAction `json:"action"`
-		}
-		err := s.H.retryWhile(ctx, []string{"locked"}, func() error {
-			return s.H.API.Do(ctx, http.MethodPost, "/servers/"+id+"/actions/"+verb, nil, &resp)
-		})
-		if err != nil {
-			return err
-		}
-		return s.H.WaitActions(ctx, resp.Action)
-	}
-	Logf(ctx, "hcloud: shutting server %s down before deleting it", id)
-	if err := act("shutdown"); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		srv, err := s.get(ctx, id)
-		if err != nil {
-			return err
-		}
-		if srv.Status == "off" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(s.H.PollInterval):
-		}
-	}
-	return act("poweroff")
 }

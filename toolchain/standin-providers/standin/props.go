@@ -10,8 +10,9 @@ import (
 )
 
 // Props is a property map as plain Go values: string, float64, bool, []any, map[string]any, nil,
-// or Unknown (a value not known during a preview). Secrets are unwrapped; which top-level keys
-// were secret is tracked separately (see secretKeys) and re-applied on the way out.
+// *resource.Asset, *resource.Archive, or Unknown (a value not known during a preview). Secrets are
+// unwrapped; which top-level keys were secret is tracked separately (see secretKeys) and re-applied
+// on the way out.
 type Props = map[string]any
 
 type unknownValue struct{}
@@ -81,6 +82,10 @@ func plainValue(v resource.PropertyValue) any {
 		return out
 	case v.IsObject():
 		return ToPlain(v.ObjectValue())
+	case v.IsAsset():
+		return v.AssetValue()
+	case v.IsArchive():
+		return v.ArchiveValue()
 	}
 	return v.V
 }
@@ -134,6 +139,14 @@ func propertyValue(v any) resource.PropertyValue {
 		return resource.NewObjectProperty(m)
 	case map[string]any:
 		return resource.NewObjectProperty(FromPlain(t, nil))
+	case *resource.Asset:
+		return resource.NewAssetProperty(t)
+	case resource.Asset:
+		return resource.NewAssetProperty(&t)
+	case *resource.Archive:
+		return resource.NewArchiveProperty(t)
+	case resource.Archive:
+		return resource.NewArchiveProperty(&t)
 	}
 	panic(fmt.Sprintf("standin: cannot convert %T to a property value", v))
 }
@@ -224,12 +237,60 @@ func AnyMap(m map[string]string) map[string]any {
 	return out
 }
 
-// Equal compares two plain values; nil, an empty list and an empty map are all "nothing".
+// Equal compares two plain values; nil, an empty list and an empty map are all "nothing". Assets
+// and archives are equal when their contents hash the same, wherever the contents come from.
 func Equal(a, b any) bool {
 	if isEmpty(a) && isEmpty(b) {
 		return true
 	}
+	return sameValue(a, b)
+}
+
+func sameValue(a, b any) bool {
+	a, b = byPointer(a), byPointer(b)
+	switch x := a.(type) {
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameValue(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, found := y[k]
+			if !found || !sameValue(v, w) {
+				return false
+			}
+		}
+		return true
+	case *resource.Asset:
+		y, ok := b.(*resource.Asset)
+		return ok && x.Equals(y)
+	case *resource.Archive:
+		y, ok := b.(*resource.Archive)
+		return ok && x.Equals(y)
+	}
 	return reflect.DeepEqual(a, b)
+}
+
+// byPointer turns an asset or archive held by value into a pointer, the form ToPlain gives.
+func byPointer(v any) any {
+	switch t := v.(type) {
+	case resource.Asset:
+		return &t
+	case resource.Archive:
+		return &t
+	}
+	return v
 }
 
 func isEmpty(v any) bool {

@@ -25,7 +25,7 @@ type Provider struct {
 
 	Name      string              // "hcloud", "cloudflare"
 	Version   string              // the pinned version of the real provider this stands in for
-	Config    Config              // configured by Configure
+	Config    Config              // configured by Configure (nil: the provider has no settings)
 	Resources map[string]Resource // by type token, e.g. "hcloud:index/server:Server"
 	// DefaultTimeout bounds Create/Update/Delete when the program sets no customTimeouts.
 	DefaultTimeout time.Duration
@@ -170,6 +170,9 @@ func (p *Provider) Configure(_ context.Context, req *pulumirpc.ConfigureRequest)
 			inputs[k[strings.LastIndex(k, ":")+1:]] = v
 		}
 	}
+	if p.Config == nil {
+		return &pulumirpc.ConfigureResponse{AcceptSecrets: true, SupportsPreview: true}, nil
+	}
 	if err := p.Config.Configure(inputs); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -198,7 +201,7 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 		}
 	}
 	checked, failures := r.Check(name, ToPlain(news))
-	out := FromPlain(checked, secretKeys(news))
+	out := FromPlain(checked, secretsOf(r, news))
 	inputs, err := p.marshal("inputs", out)
 	if err != nil {
 		return nil, err
@@ -233,7 +236,7 @@ func (p *Provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumir
 }
 
 func (p *Provider) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
-	r, _, err := p.resource(req.GetUrn())
+	r, name, err := p.resource(req.GetUrn())
 	if err != nil {
 		return nil, err
 	}
@@ -252,16 +255,16 @@ func (p *Provider) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*p
 				outs[k] = Unknown
 			}
 		}
-		props, err := p.marshal("preview", FromPlain(outs, secretKeys(news)))
+		props, err := p.marshal("preview", FromPlain(outs, secretsOf(r, news)))
 		return &pulumirpc.CreateResponse{Properties: props}, err
 	}
-	ctx, cancel := p.deadline(p.withLog(ctx, req.GetUrn()), req.GetTimeout())
+	ctx, cancel := p.deadline(p.withLog(withResourceName(ctx, name), req.GetUrn()), req.GetTimeout())
 	defer cancel()
 	id, outs, err := r.Create(ctx, inputs)
 	if err != nil && id == "" {
 		return nil, err
 	}
-	props, merr := p.marshal("outputs", FromPlain(outs, secretKeys(news)))
+	props, merr := p.marshal("outputs", FromPlain(outs, secretsOf(r, news)))
 	if merr != nil {
 		return nil, merr
 	}
@@ -295,10 +298,7 @@ func (p *Provider) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulum
 	if outs == nil {
 		return &pulumirpc.ReadResponse{}, nil // gone: the engine drops it from the state
 	}
-	secret := secretKeys(state)
-	for k := range secretKeys(inputs) {
-		secret[k] = true
-	}
+	secret := secretsOf(r, state, inputs)
 	props, err := p.marshal("outputs", FromPlain(outs, secret))
 	if err != nil {
 		return nil, err
@@ -333,7 +333,7 @@ func (p *Provider) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*p
 		return nil, err
 	}
 	o, n := ToPlain(olds), ToPlain(news)
-	secret := secretKeys(news)
+	secret := secretsOf(r, news)
 	if req.GetPreview() {
 		outs := Props{}
 		for k, v := range o {
@@ -373,6 +373,23 @@ func (p *Provider) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*e
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
+}
+
+// secretsOf lists the top-level keys to mark secret in r's properties: those secret in any of pms,
+// and those r always keeps secret.
+func secretsOf(r Resource, pms ...resource.PropertyMap) map[string]bool {
+	secret := map[string]bool{}
+	for _, pm := range pms {
+		for k := range secretKeys(pm) {
+			secret[k] = true
+		}
+	}
+	if always, ok := r.(AlwaysSecret); ok {
+		for _, k := range always.SecretKeys() {
+			secret[k] = true
+		}
+	}
+	return secret
 }
 
 // partialFailure reports a resource that was created but did not finish initialising.

@@ -31,3 +31,22 @@ type Config interface {
 	// Configure receives the provider inputs (camelCase keys) and returns an error for bad settings.
 	Configure(inputs Props) error
 }
+
+// AlwaysSecret is implemented by resources whose schema marks some outputs secret whatever the
+// program passed (e.g. a connection carrying a private key).
+type AlwaysSecret interface {
+	SecretKeys() []string
+}
+
+type resourceNameKey struct{}
+
+// withResourceName returns ctx carrying the logical name of the resource being created.
+func withResourceName(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, resourceNameKey{}, name)
+}
+
+// ResourceName is the logical name (from the URN) of the resource being created, or "".
+func ResourceName(ctx context.Context) string {
+	name, _ := ctx.Value(resourceNameKey{}).(string)
+	return name
+}

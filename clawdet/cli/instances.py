@@ -1,0 +1,101 @@
+"""`clawdet instance ...`: the owner's actions for operators, by subdomain. Each records the
+desired state (audited as the operator) and a worker converges it, as from the dashboard."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from contextlib import contextmanager
+
+import click
+
+from clawdet.cli import _database, _settings, main, user_errors
+from clawdet.instances.requests import NAMED_CHANGES
+
+OPERATOR = f"operator:{getpass.getuser()}"
+
+
+@main.group(help="Look at one instance and change it (restart, pause, resume, tier, credentials).")
+def instance() -> None:
+    pass
+
+
+def _active(session, subdomain: str):
+    from sqlalchemy import select
+
+    from clawdet.instances.lifecycle import InstanceStatus
+    from db.models import Instance
+
+    found = session.scalar(
+        select(Instance).where(
+            Instance.subdomain == subdomain.lower(), Instance.status != InstanceStatus.DESTROYED.value
+        )
+    )
+    if found is None:
+        raise click.ClickException(f"No active instance is called {subdomain!r}. See `clawdet scan`.")
+    return found
+
+
+@instance.command(help="Print an instance as the API shows it to its owner, plus what runs on it.")
+@click.argument("subdomain")
+def show(subdomain: str) -> None:
+    with _database().sessions() as session:
+        row = _active(session, subdomain)
+        fields = ("id", "subdomain", "tier", "region", "desired_state", "status", "status_message")
+        fields += ("server_id", "volume_id", "ipv4", "openclaw_image", "config_hash", "restarts", "health")
+        click.echo(json.dumps({name: getattr(row, name) for name in fields}, indent=2, default=str))
+
+
+@contextmanager
+def _acting_on(subdomain: str):
+    """The active instance called `subdomain`, in a session committed when the change is made."""
+    with _database().sessions() as session, user_errors():
+        yield session, _active(session, subdomain)
+        session.commit()
+
+
+def _change_command(change: str) -> click.Command:
+    @click.argument("subdomain")
+    def run(subdomain: str) -> None:
+        from clawdet.instances.requests import request_named
+
+        with _acting_on(subdomain) as (session, row):
+            request_named(session, OPERATOR, row, change)
+        click.echo(f"{subdomain}: {change} queued; a worker converges it (see `clawdet instance show`).")
+
+    return click.command(change, help=CHANGE_HELP[change])(run)
+
+
+CHANGE_HELP = {
+    "restart": "Restart the containers (not the server).",
+    "pause": "Delete the server, keep the volume and firewall; the name shows the paused page.",
+    "resume": "A new server from the same volume.",
+    "rotate-token": "A new gateway token, pushed in place.",
+    "reboot": "Reboot the server.",
+    "rebuild": "Replace the server with a fresh one (the data volume stays).",
+    "destroy": "Remove the instance, its volume included.",
+}
+for _change in NAMED_CHANGES:
+    instance.add_command(_change_command(_change))
+
+
+@instance.command(help="Resize in place to another tier (server type and volume; a volume never shrinks).")
+@click.argument("subdomain")
+@click.argument("tier")
+def tier(subdomain: str, tier: str) -> None:
+    from clawdet.instances.requests import request_tier_change
+
+    with _acting_on(subdomain) as (session, row):
+        request_tier_change(session, OPERATOR, row, tier)
+    click.echo(f"{subdomain}: change to the {tier} tier queued.")
+
+
+@instance.command("rotate-key", help="A new LLM proxy key, pushed in place; the old one works until then.")
+@click.argument("subdomain")
+def rotate_key(subdomain: str) -> None:
+    from clawdet.instances.rotation import rotate_llm_key
+
+    with _acting_on(subdomain) as (session, row):
+        rotate_llm_key(session, row, secret=_settings().secret_key, actor=OPERATOR)
+        version = row.llm_key_version
+    click.echo(f"{subdomain}: LLM key version {version} queued.")
