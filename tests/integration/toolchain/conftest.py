@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +34,23 @@ def standin_toolchain(tmp_path_factory):
     if missing:
         pytest.fail(f"stand-in plugins not installed: {', '.join(missing)}")
     return own
+
+
+def local_stack(tc, project: Path, backend: Path, passphrase: str, **env: str):
+    """A stack `dev` of the Pulumi project in `project`, with a file:// backend, on toolchain `tc`."""
+    from pulumi import automation as auto
+
+    backend.mkdir()
+    workspace = auto.LocalWorkspace(
+        work_dir=str(project),
+        pulumi_home=str(tc.pulumi_home),
+        env_vars={
+            **tc.env({"PATH": os.environ.get("PATH", "")}),
+            "PULUMI_BACKEND_URL": f"file://{backend}",
+            "PULUMI_CONFIG_PASSPHRASE": passphrase,
+            **env,
+        },
+        pulumi_command=auto.PulumiCommand(root=str(tc.root)),
+        secrets_provider="passphrase",
+    )
+    return auto.Stack.create("dev", workspace)

@@ -9,7 +9,6 @@ It FAILS, never skips, when the toolchain or Go is missing.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import textwrap
 import threading
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+
+from tests.integration.toolchain.conftest import local_stack
 
 pytestmark = pytest.mark.engine
 
@@ -126,21 +127,7 @@ def stack(standin_toolchain, ssh_server, tmp_path: Path):
     (site / "css").mkdir(parents=True)
     (site / "index.html").write_text("<h1>hi</h1>\n")
     (site / "css" / "app.css").write_text("h1 {}\n")
-    backend = tmp_path / "state"
-    backend.mkdir()
-    env = {
-        **standin_toolchain.env({"PATH": os.environ.get("PATH", "")}),
-        "PULUMI_BACKEND_URL": f"file://{backend}",
-        "PULUMI_CONFIG_PASSPHRASE": "command-standin-test",
-    }
-    workspace = auto.LocalWorkspace(
-        work_dir=str(project),
-        pulumi_home=str(standin_toolchain.pulumi_home),
-        env_vars=env,
-        pulumi_command=auto.PulumiCommand(root=str(standin_toolchain.root)),
-        secrets_provider="passphrase",
-    )
-    created = auto.Stack.create("dev", workspace)
+    created = local_stack(standin_toolchain, project, tmp_path / "state", "command-standin-test")
     host_key = ssh_server.host_key.export_public_key().decode()
     private_key = ssh_server.client_key.export_private_key().decode()
     for key, value, secret in [
@@ -156,7 +143,7 @@ def stack(standin_toolchain, ssh_server, tmp_path: Path):
     try:
         created.destroy(on_output=print)
     finally:
-        workspace.remove_stack("dev", force=True)
+        created.workspace.remove_stack("dev", force=True)
 
 
 def changes(result) -> dict[str, int]:

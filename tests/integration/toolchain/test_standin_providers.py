@@ -9,7 +9,6 @@ plugins are installed in the toolchain. They FAIL, never skip, when the toolchai
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from sandbox import Sandbox
 from tests.fixtures.sandbox import cloud_config, next_test_network
+from tests.integration.toolchain.conftest import local_stack
 
 pytestmark = pytest.mark.engine
 
@@ -88,22 +88,9 @@ def make_stack(box: Sandbox, tc, tmp_path: Path, *, name: str = "claw-standin"):
             virtualenv: {Path(sys.executable).parent.parent}
         """)
     )
-    backend = tmp_path / "state"
-    backend.mkdir()
-    env = {
-        **tc.env({"PATH": os.environ.get("PATH", "")}),
-        "PULUMI_BACKEND_URL": f"file://{backend}",
-        "PULUMI_CONFIG_PASSPHRASE": "standin-test-passphrase",
-        **box.provider_env(),  # HCLOUD_TOKEN, HCLOUD_ENDPOINT, CLOUDFLARE_API_TOKEN, CLOUDFLARE_BASE_URL
-    }
-    workspace = auto.LocalWorkspace(
-        work_dir=str(project),
-        pulumi_home=str(tc.pulumi_home),
-        env_vars=env,
-        pulumi_command=auto.PulumiCommand(root=str(tc.root)),
-        secrets_provider="passphrase",
-    )
-    stack = auto.Stack.create("dev", workspace)
+    stack = local_stack(
+        tc, project, tmp_path / "state", "standin-test-passphrase", **box.provider_env()
+    )  # HCLOUD_TOKEN, HCLOUD_ENDPOINT, CLOUDFLARE_API_TOKEN, CLOUDFLARE_BASE_URL
     stack.set_config("name", auto.ConfigValue(name))
     stack.set_config("zoneId", auto.ConfigValue(box.zone_id))
     stack.set_config("zoneName", auto.ConfigValue(box.zone_name))
