@@ -275,9 +275,7 @@ def force_reconcile(instance_id: str):
     return _back(url_for("admin.instance_detail", instance_id=instance.id))
 
 
-@bp.post(
-    "/instances/<instance_id>/<any(restart, pause, resume, 'rotate-token', reboot, rebuild, destroy):change>"
-)
+@bp.post(f"/instances/<instance_id>/<{instances.route_choice()}:change>")
 def instance_change(instance_id: str, change: str):
     instance = _instance(instance_id)
     instances.request_named(dbs(), current(), instance, change, client_ip())

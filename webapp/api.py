@@ -121,7 +121,10 @@ def change_instance(instance_id: str):
     return _accepted(instances.request_tier_change(dbs(), current(), instance, body["tier"], client_ip()))
 
 
-@bp.post("/instances/<instance_id>/<any(restart, pause, resume, 'rotate-token', reboot, rebuild):change>")
+API_CHANGES = tuple(name for name in instances.NAMED_CHANGES if name != "destroy")  # that is DELETE
+
+
+@bp.post(f"/instances/<instance_id>/<{instances.route_choice(API_CHANGES)}:change>")
 @login_required
 def instance_change(instance_id: str, change: str):
     """Each a change of the desired state, converged by the reconciler (in place where it can)."""

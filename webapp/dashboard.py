@@ -131,9 +131,7 @@ def _owned(instance_id: str) -> Instance:
     return instance
 
 
-@bp.post(
-    "/dashboard/instance/<instance_id>/<any(destroy, restart, pause, resume, 'rotate-token', rebuild):action>"
-)
+@bp.post(f"/dashboard/instance/<instance_id>/<{instances.route_choice()}:action>")
 @login_required
 def instance_action(instance_id: str, action: str):
     instance = _owned(instance_id)

@@ -362,3 +362,8 @@ def request_named(
 
 
 NAMED_CHANGES = ("restart", "pause", "resume", "rotate-token", "reboot", "rebuild", "destroy")
+
+
+def route_choice(names: tuple[str, ...] = NAMED_CHANGES) -> str:
+    """A Flask route converter that matches one of `names`: `<{route_choice()}:change>`."""
+    return "any(" + ", ".join(repr(name) for name in names) + ")"
