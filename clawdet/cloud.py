@@ -199,12 +199,9 @@ class Hetzner(_Api):
 
     def delete_volume(self, volume_id: int | str, wait: float = 60.0) -> None:
         """Detach (if attached) and delete; the data is gone for good."""
-        try:
-            volume = self.request("GET", f"volumes/{volume_id}")["volume"]
-        except ApiError as exc:
-            if exc.status == 404:
-                return
-            raise
+        volume = self._found(f"volumes/{volume_id}", "volume")
+        if volume is None:
+            return
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -215,12 +212,9 @@ class Hetzner(_Api):
                 if exc.status not in (400, 409, 422, 423) or time.monotonic() > deadline:
                     raise
             time.sleep(1.0)
-            try:
-                volume = self.request("GET", f"volumes/{volume_id}")["volume"]
-            except ApiError as exc:
-                if exc.status == 404:
-                    return
-                raise
+            volume = self._found(f"volumes/{volume_id}", "volume")
+            if volume is None:
+                return
 
     def wait_action(
         self, action: dict[str, Any], *, timeout: float = 300.0, cancelled: Callable[[], bool] = lambda: False
@@ -257,8 +251,12 @@ class Hetzner(_Api):
         self.wait_action(self.server_action(server_id, "poweroff"), cancelled=cancelled)
 
     def server(self, server_id: int | str) -> dict[str, Any] | None:
+        return self._found(f"servers/{server_id}", "server")
+
+    def _found(self, path: str, key: str) -> dict[str, Any] | None:
+        """One resource, or None when the API says it does not exist."""
         try:
-            return self.request("GET", f"/servers/{server_id}")["server"]
+            return self.request("GET", path)[key]
         except ApiError as exc:
             if exc.status == 404:
                 return None
