@@ -145,7 +145,14 @@ class Instance(Base):
     server_id: Mapped[str | None] = mapped_column(String(32))
     volume_id: Mapped[str | None] = mapped_column(String(32))
     config_hash: Mapped[str | None] = mapped_column(String(32))  # the app layer last deployed
-    openclaw_image: Mapped[str | None] = mapped_column(String(255))
+    openclaw_image: Mapped[str | None] = mapped_column(String(255))  # what runs (the stack's output)
+    # What should run: set at the first converge from OPENCLAW_IMAGE, then moved only by a rollout
+    # or an operator's pin (clawdet/rollouts). A pinned instance is left out of rollouts.
+    desired_image: Mapped[str | None] = mapped_column(String(255))
+    image_pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    rollout_id: Mapped[str | None] = mapped_column(String(64))  # the rollout updating it now
+    # programs.instance_config.infrastructure_digest of the last converged config
+    infrastructure_digest: Mapped[str | None] = mapped_column(String(64))
     restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ipv4: Mapped[str | None] = mapped_column(String(45))
     ipv6: Mapped[str | None] = mapped_column(String(64))
@@ -297,6 +304,58 @@ class OpsCounter(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     labels: Mapped[str] = mapped_column(String(200), primary_key=True, default="")
     value: Mapped[float] = mapped_column(default=0.0)
+
+
+class Rollout(Base):
+    """A release (an OpenClaw image) for a cohort of instances, planned, approved and executed in
+    waves behind a health gate. The values of `status` are clawdet/rollouts' RolloutStatus."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("ro"))
+    image: Mapped[str] = mapped_column(String(255))
+    cohort: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), default="planned", index=True)
+    allow_replace: Mapped[bool] = mapped_column(Boolean, default=False)
+    canary: Mapped[int] = mapped_column(Integer, default=1)
+    waves: Mapped[list[int]] = mapped_column(JSON, default=list)  # cumulative percentages
+    soak_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    failure_budget: Mapped[float] = mapped_column(default=5.0)  # percent of finished, after the canary
+    gate_seconds: Mapped[int] = mapped_column(Integer, default=180)
+    totals: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    members: Mapped[list[RolloutInstance]] = relationship(
+        back_populates="rollout", cascade="all, delete-orphan", order_by="RolloutInstance.wave"
+    )
+
+
+class RolloutInstance(Base):
+    """One instance's part in a rollout: its wave (0 is the canary), what the plan saw and what
+    happened. The values of `state` are clawdet/rollouts' MemberState."""
+
+    __tablename__ = "rollout_instances"
+
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+    stack_name: Mapped[str] = mapped_column(String(100))
+    wave: Mapped[int] = mapped_column(Integer)
+    planned: Mapped[str] = mapped_column(String(16))  # update, replace, no change
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    previous_image: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    generation: Mapped[int | None] = mapped_column(Integer)  # the instance's, when its update began
+    message: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    rollout: Mapped[Rollout] = relationship(back_populates="members")
+
+    __table_args__ = (Index("ix_rollout_instances_state", "rollout_id", "state"),)
 
 
 class OperationRequest(Base):

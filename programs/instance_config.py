@@ -10,11 +10,14 @@ Importable without a Pulumi engine: only `load` touches pulumi (to mark secrets)
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -77,7 +80,7 @@ _IMAGE_REF = re.compile(
 )
 
 
-def _pinned_image(value: str) -> str:
+def pinned_image(value: str) -> str:
     match = _IMAGE_REF.fullmatch(value)
     if not match:
         raise ValueError(f"{value!r} is not a container image reference")
@@ -351,7 +354,7 @@ KEYS: tuple[ConfigKey, ...] = (
         "openclaw_image",
         "OpenClaw gateway container image, pinned",
         default=DEFAULT_OPENCLAW_IMAGE,
-        check=_pinned_image,
+        check=pinned_image,
     ),
     ConfigKey("model", "model", "the model the gateway asks the LLM proxy for", required=True, check=_model),
     ConfigKey(
@@ -380,6 +383,12 @@ KEYS: tuple[ConfigKey, ...] = (
 )
 KEYS_BY_FIELD = {key.field: key for key in KEYS}
 FULL_NAMES = tuple(key.full_name for key in KEYS)
+# Keys that reach only the app layer (the files pushed over SSH): alone, a change of them never
+# touches the server, its volume, its firewall or its DNS record.
+APP_LAYER_KEYS = frozenset(
+    f"{NAMESPACE}:{name}"
+    for name in ("openclawImage", "model", "llmBaseUrl", "llmApiKey", "gatewayToken", "restarts")
+)
 SECRET_FULL_NAMES = tuple(key.full_name for key in KEYS if key.secret)
 
 
@@ -557,3 +566,22 @@ def to_stack_config(**values: Any) -> dict[str, tuple[str, bool]]:
 def unknown_keys(present: Iterable[str]) -> list[str]:
     """Keys in the clawdet namespace that nothing reads (most likely typos)."""
     return sorted(k for k in present if k.startswith(f"{NAMESPACE}:") and k not in FULL_NAMES)
+
+
+@functools.cache
+def _program_digest() -> str:
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("*.py"), *(root.parent / "cloud-init").iterdir()]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def infrastructure_digest(config: Mapping[str, tuple[str, bool]]) -> str:
+    """What decides everything but the app layer: the program's own code and every value of
+    `config` outside APP_LAYER_KEYS. Two configs with one digest differ in the app layer only,
+    so an update between them is in place (the reconciler then skips its replacement preview)."""
+    digest = hashlib.sha256(_program_digest().encode())
+    for key in sorted(k for k in config if k not in APP_LAYER_KEYS):
+        digest.update(f"{key}\0{config[key][0]}\0".encode())
+    return digest.hexdigest()

@@ -21,7 +21,8 @@ from typing import Any
 
 # One pin: the container image on servers and the npm package the sandbox runs.
 OPENCLAW_VERSION = "2026.9.6"
-OPENCLAW_IMAGE = f"ghcr.io/openclaw/openclaw:{OPENCLAW_VERSION}"
+IMAGE_REPOSITORY = "ghcr.io/openclaw/openclaw"
+OPENCLAW_IMAGE = f"{IMAGE_REPOSITORY}:{OPENCLAW_VERSION}"
 
 GATEWAY_PORT = 18789
 PROVIDER_ID = "clawdet"  # the model provider's id in openclaw.json; models are "clawdet/<id>"
@@ -43,6 +44,20 @@ CONTEXT_WINDOW = 128_000
 MAX_OUTPUT_TOKENS = 8_192
 
 _ORIGIN = re.compile(r"^https://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+
+
+def image_for(version: str) -> str:
+    """A version ("2026.9.7") as the official image; a full image reference stays as it is."""
+    return version if "/" in version or ":" in version or "@" in version else f"{IMAGE_REPOSITORY}:{version}"
+
+
+def version_of(image: str | None) -> str | None:
+    """The tag of a pinned image reference ("ghcr.io/openclaw/openclaw:2026.9.6" -> "2026.9.6")."""
+    if not image:
+        return None
+    name, _, digest = image.partition("@")
+    tag = name.rpartition(":")[2] if ":" in name.rpartition("/")[2] else None
+    return tag or digest or None
 
 
 def model_ref(model: str) -> str:

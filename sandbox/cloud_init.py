@@ -50,6 +50,16 @@ class GatewayConfig:
     compose_dir: str | None = None
 
     @property
+    def image(self) -> str | None:
+        return (self.service or {}).get("image")
+
+    @property
+    def broken(self) -> bool:
+        """The sandbox's bad release: an image whose tag ends in `-broken` starts a gateway that
+        fails its health check, as a real one with a config it refuses would."""
+        return bool(self.image) and self.image.rpartition(":")[2].endswith("-broken")
+
+    @property
     def runnable(self) -> bool:
         """Has what the real gateway starts from: a compose service and its openclaw.json."""
         return self.service is not None and self.openclaw_json is not None

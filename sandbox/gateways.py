@@ -110,6 +110,9 @@ class Gateway:
                     status=decision.fail_status,
                     headers=headers,
                 )
+        if self.config.broken:
+            reason = f"{self.config.image} refused its configuration and keeps restarting"
+            return _json({"ok": False, "status": "unhealthy", "reason": reason}, status=503)
         if request.path == "/v1/chat/completions" and request.method == "POST":
             return await self._chat(request)
         if request.method not in ("GET", "HEAD"):
@@ -276,7 +279,7 @@ class GatewayFleet:
         stopping = self._stopping.pop(server_id, None)
         if stopping is not None:  # a reboot: the old process has let go of the server's disk
             await stopping
-        if config.runnable and len(self._real) < self.real_limit:
+        if config.runnable and not config.broken and len(self._real) < self.real_limit:
             real = RealGateway(self.install, self.server_dir(server_id), address, self.port, config)
             self._real[server_id] = real
             self._all_real.add(real)

@@ -14,6 +14,7 @@ from clawdet.llm.recorder import UsageRecorder
 from clawdet.llm.upstream import UpstreamPool
 from clawdet.settings import Settings
 from db.engine import Database
+from programs import openclaw
 
 T = TypeVar("T")
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.config.update(overrides)
     app.extensions["clawdet.settings"] = settings
     app.extensions["clawdet.db"] = database or Database(settings.database_url)
+    app.jinja_env.filters["openclaw_version"] = openclaw.version_of
 
     from webapp import api, auth, dashboard, llm_proxy, pages, trial, x_auth
     from webapp.errors import install_error_handlers

@@ -1,4 +1,4 @@
-"""The admin console: users, instances, the work queue, fleet health, usage and cost.
+"""The admin console: users, instances, the work queue, rollouts, fleet health, usage and cost.
 
 Every route is for admins only (anyone else gets 404, so the console's existence is not
 advertised); every action is written to the audit log with the admin as the actor.
@@ -23,8 +23,9 @@ from clawdet.instances import leases, lifecycle, rotation
 from clawdet.instances import requests as instances
 from clawdet.instances.lifecycle import Action, DesiredState, Health, InstanceStatus
 from clawdet.ops import costs
+from clawdet.rollouts import FINISHED, MemberState, RolloutStatus, driver
 from db import audit
-from db.models import Instance, InstanceEvent, OutboxEmail, PaymentMethod, Role, User, utcnow
+from db.models import Instance, InstanceEvent, OutboxEmail, PaymentMethod, Role, Rollout, User, utcnow
 from webapp import dbs, settings
 from webapp.auth import client_ip, current
 from webapp.security import safe_next
@@ -118,6 +119,7 @@ def overview():
         beta_full=free_beta.free_beta_full(session, settings()),
         users=session.scalar(select(func.count()).select_from(User)),
         report=costs.month_report(session),
+        halted=halted_rollouts(),
     )
 
 
@@ -302,6 +304,65 @@ def change_tier(instance_id: str):
     dbs().commit()
     flash(f"{instance.stack_name}: tier change to {instance.tier} queued.")
     return _back(url_for("admin.instance_detail", instance_id=instance.id))
+
+
+# -- rollouts ---------------------------------------------------------------------------------
+
+# A wave's bar, left to right: what is done first.
+WAVE_STATES = (*FINISHED, MemberState.UPDATING.value, MemberState.PENDING.value, MemberState.SKIPPED.value)
+ROLLOUT_ACTIONS = {
+    "start": (driver.start, "started; the workers update the canary first"),
+    "pause": (driver.pause, "paused: nothing new starts, what is updating finishes"),
+    "resume": (driver.resume, "running again"),
+    "abort": (driver.abort, "aborted: nothing more moves forward, what passed stays"),
+}
+
+
+def halted_rollouts() -> list[Rollout]:
+    return list(
+        dbs().scalars(
+            select(Rollout)
+            .where(Rollout.status == RolloutStatus.HALTED.value)
+            .order_by(Rollout.created_at.desc())
+        )
+    )
+
+
+@bp.get("/rollouts")
+def rollout_list():
+    rollouts = dbs().scalars(select(Rollout).order_by(Rollout.created_at.desc()).limit(PAGE)).all()
+    return render_template("admin/rollouts.html", rollouts=rollouts, halted=halted_rollouts())
+
+
+@bp.get("/rollouts/<rollout_id>")
+def rollout_detail(rollout_id: str):
+    rollout = dbs().get(Rollout, rollout_id)
+    if rollout is None:
+        abort(404)
+    return render_template(
+        "admin/rollout.html",
+        rollout=rollout,
+        waves=driver.progress(rollout),
+        states=WAVE_STATES,
+        members=sorted(rollout.members, key=lambda m: (m.wave < 0, m.wave, m.stack_name)),
+    )
+
+
+@bp.post(f"/rollouts/<rollout_id>/<{instances.route_choice(tuple(ROLLOUT_ACTIONS))}:action>")
+def rollout_action(rollout_id: str, action: str):
+    """The driver audits the action; a refused one (the wrong state, a changed fleet) is a flash."""
+    change, done = ROLLOUT_ACTIONS[action]
+    try:
+        change(dbs(), rollout_id, current())
+    except UserFacingError as exc:
+        dbs().rollback()
+        if exc.status == 404:
+            raise
+        flash(f"{exc.message} {exc.action}", "error")
+    else:
+        dbs().commit()
+        flash(f"Rollout {rollout_id} {done}.")
+    return _back(url_for("admin.rollout_detail", rollout_id=rollout_id))
 
 
 # -- the work queue, usage --------------------------------------------------------------------

@@ -9,6 +9,7 @@ from clawdet.errors import UserFacingError
 from clawdet.instances import lifecycle, rotation
 from clawdet.instances import requests as instances
 from db.models import Instance
+from programs import openclaw
 from webapp import database, dbs, settings
 from webapp.auth import client_ip, current
 from webapp.bodies import json_body
@@ -42,7 +43,8 @@ def instance_json(instance: Instance) -> dict:
         "ipv4": instance.ipv4,
         "serverId": instance.server_id,
         "volumeId": instance.volume_id,
-        "openclawVersion": openclaw_version(instance.openclaw_image),
+        "openclawVersion": openclaw.version_of(instance.openclaw_image),
+        "openclawPinned": instance.image_pinned,
         "configHash": instance.config_hash,
         "health": instance.health,
         "inFlight": lifecycle.in_flight(instance),
@@ -50,15 +52,6 @@ def instance_json(instance: Instance) -> dict:
         "createdAt": instance.created_at.isoformat(),
         "links": {"self": url_for("api.get_instance", instance_id=instance.id)},
     }
-
-
-def openclaw_version(image: str | None) -> str | None:
-    """The tag of a pinned image reference ("ghcr.io/openclaw/openclaw:2026.9.6" -> "2026.9.6")."""
-    if not image:
-        return None
-    name, _, digest = image.partition("@")
-    tag = name.rpartition(":")[2] if ":" in name.rpartition("/")[2] else None
-    return tag or digest or None
 
 
 def owned_instance(instance_id: str) -> Instance:

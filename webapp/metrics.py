@@ -18,8 +18,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from sqlalchemy import func, select
 
 from clawdet.ops import metrics as ops_metrics
+from clawdet.rollouts import ACTIVE, RolloutStatus
 from db.engine import Database
-from db.models import Instance, LlmUsage, OutboxEmail, utcnow
+from db.models import Instance, LlmUsage, OutboxEmail, Rollout, RolloutInstance, utcnow
 
 bp = Blueprint("metrics", __name__)
 
@@ -43,7 +44,9 @@ HELP = {
     "clawdet_health_alerts": "Health alerts by kind and whether the debounce let them through",
     "clawdet_emails_sent": "Emails delivered to the SMTP server, by kind",
     "clawdet_emails_failed": "Emails given up after the last attempt, by kind",
+    "clawdet_rollout_instances": "Rollout updates finished, by outcome (passed, rolled_back)",
 }
+UNFINISHED_ROLLOUTS = (*ACTIVE, RolloutStatus.HALTED.value)
 
 
 class DatabaseCollector:
@@ -55,6 +58,7 @@ class DatabaseCollector:
             yield from self._instances(session)
             yield from self._queue(session)
             yield from self._outbox(session)
+            yield from self._rollouts(session)
             yield from self._tokens(session)
             yield from self._worker_counters(session)
 
@@ -99,6 +103,26 @@ class DatabaseCollector:
         ):
             family.add_metric([status], count)
         yield family
+
+    def _rollouts(self, session):
+        family = GaugeMetricFamily("clawdet_rollouts", "Rollouts by status", labels=["status"])
+        counts = dict(session.execute(select(Rollout.status, func.count()).group_by(Rollout.status)).all())
+        for status in RolloutStatus:
+            family.add_metric([status.value], counts.get(status.value, 0))
+        yield family
+        members = GaugeMetricFamily(
+            "clawdet_rollout_members",
+            "Instances of the running, paused or halted rollouts by state",
+            labels=["rollout", "state"],
+        )
+        for rollout_id, state, count in session.execute(
+            select(RolloutInstance.rollout_id, RolloutInstance.state, func.count())
+            .join(Rollout)
+            .where(Rollout.status.in_(UNFINISHED_ROLLOUTS))
+            .group_by(RolloutInstance.rollout_id, RolloutInstance.state)
+        ):
+            members.add_metric([rollout_id, state], count)
+        yield members
 
     def _tokens(self, session):
         family = CounterMetricFamily(

@@ -29,7 +29,12 @@ from clawdet.cli import _database, _logging, _settings, _stop_on_signals, _targe
     type=click.IntRange(1),
     help="Seconds a new gateway has to answer /healthz.",
 )
-def worker(concurrency: int, scan_interval: float, lease_seconds: int, ready_deadline: int) -> None:
+@click.option(
+    "--rollout-interval", default=2.0, show_default=True, help="Seconds between rollout steps (0: off)."
+)
+def worker(
+    concurrency: int, scan_interval: float, lease_seconds: int, ready_deadline: int, rollout_interval: float
+) -> None:
     from datetime import timedelta
 
     from clawdet.reconciler.reconciler import ReconcilerConfig
@@ -38,7 +43,12 @@ def worker(concurrency: int, scan_interval: float, lease_seconds: int, ready_dea
     _logging()
     config = ReconcilerConfig(lease=timedelta(seconds=lease_seconds), ready_deadline=ready_deadline)
     runner = Worker(
-        _settings(), _database(), concurrency=concurrency, scan_interval=scan_interval, config=config
+        _settings(),
+        _database(),
+        concurrency=concurrency,
+        scan_interval=scan_interval,
+        rollout_interval=rollout_interval,
+        config=config,
     )
     _stop_on_signals(lambda abort: runner.shutdown(0, abort=abort))
     runner.start()
@@ -70,6 +80,7 @@ def reconcile(only: str | None, dry_run: bool) -> None:
     from clawdet.instances import leases
     from clawdet.reconciler import fleet
     from clawdet.reconciler.reconciler import Reconciler
+    from clawdet.rollouts import driver as rollouts
 
     _logging()
     database = _database()
@@ -83,6 +94,10 @@ def reconcile(only: str | None, dry_run: bool) -> None:
         click.echo(f"plan  {stack:<30} {action}")
     if dry_run:
         sys.exit(1 if (report.drifted or queued) else 0)
+    if only is None:  # without long-running workers, each run moves the rollouts one step
+        started = rollouts.advance(database, on_halt=reconciler.notifier.rollout_halted)
+        if started:
+            click.echo(f"rollouts  started={started} updates")
     ran = reconciler.drain(only)
     after = fleet.scan(database, target, only=only, mark=False)
     with database.sessions() as session:

@@ -42,7 +42,8 @@ def show(subdomain: str) -> None:
     with _database().sessions() as session:
         row = _active(session, subdomain)
         fields = ("id", "subdomain", "tier", "region", "desired_state", "status", "status_message")
-        fields += ("server_id", "volume_id", "ipv4", "openclaw_image", "config_hash", "restarts", "health")
+        fields += ("server_id", "volume_id", "ipv4", "openclaw_image", "desired_image", "image_pinned")
+        fields += ("config_hash", "restarts", "health")
         click.echo(json.dumps({name: getattr(row, name) for name in fields}, indent=2, default=str))
 
 
@@ -99,3 +100,24 @@ def rotate_key(subdomain: str) -> None:
         rotate_llm_key(session, row, secret=_settings().secret_key, actor=OPERATOR)
         version = row.llm_key_version
     click.echo(f"{subdomain}: LLM key version {version} queued.")
+
+
+@instance.command(help="Pin to an OpenClaw version (default: the one it has); rollouts leave it alone.")
+@click.argument("subdomain")
+@click.option("--version", "version", help="Move it to this version (2026.9.7 or an image reference).")
+def pin(subdomain: str, version: str | None) -> None:
+    from clawdet.rollouts.pins import pin as pin_image
+
+    with _acting_on(subdomain) as (session, row):
+        image = pin_image(session, OPERATOR, row, version)
+    click.echo(f"{subdomain}: pinned to {image}.")
+
+
+@instance.command(help="Unpin: the next rollouts move it again.")
+@click.argument("subdomain")
+def unpin(subdomain: str) -> None:
+    from clawdet.rollouts.pins import unpin as unpin_image
+
+    with _acting_on(subdomain) as (session, row):
+        unpin_image(session, OPERATOR, row)
+    click.echo(f"{subdomain}: unpinned.")

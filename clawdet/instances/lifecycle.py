@@ -226,6 +226,13 @@ def desired_changed(
         instance.status_message = waiting
 
 
+def rollback_requested(session: Session, instance: Instance, message: str) -> None:
+    """A rollout's update failed its gate; the caller set the image it ran before. Converge again
+    at once: no backoff, no attempt counted against the old version."""
+    instance.attempts, instance.next_attempt_at = 0, None
+    desired_changed(session, instance, "rollback", message, waiting="Going back to the version that worked")
+
+
 def paused(instance: Instance, generation: int) -> None:
     """The worked generation converged to paused: no server, nothing to probe."""
     _settled(instance, generation)

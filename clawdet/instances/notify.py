@@ -8,7 +8,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from db.models import Instance
+from db.models import Instance, Rollout
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +17,7 @@ class Notifier(Protocol):
     def instance_ready(self, session: Session, instance: Instance) -> None: ...
     def instance_failed(self, session: Session, instance: Instance, reason: str) -> None: ...
     def health_changed(self, session: Session, instance: Instance, healthy: bool) -> None: ...
+    def rollout_halted(self, session: Session, rollout: Rollout) -> None: ...
 
 
 class LogNotifier:
@@ -28,3 +29,6 @@ class LogNotifier:
 
     def health_changed(self, session: Session, instance: Instance, healthy: bool) -> None:
         log.info("instance %s is %s", instance.stack_name, "healthy" if healthy else "down")
+
+    def rollout_halted(self, session: Session, rollout: Rollout) -> None:
+        log.error("rollout %s of %s halted: %s", rollout.id, rollout.image, rollout.message)

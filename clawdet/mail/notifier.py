@@ -16,7 +16,7 @@ from clawdet.instances.notify import LogNotifier
 from clawdet.mail import outbox as mail
 from clawdet.ops import metrics as ops_metrics
 from clawdet.settings import Settings
-from db.models import Instance, OutboxEmail, utcnow
+from db.models import Instance, OutboxEmail, Role, Rollout, User, utcnow
 
 HEALTH_KINDS = ("health_down", "health_up")
 
@@ -78,6 +78,30 @@ class EmailNotifier(LogNotifier):
         ops_metrics.increment(
             session, "clawdet_health_alerts_total", {"kind": kind, "sent": str(sent).lower()}
         )
+
+    def rollout_halted(self, session: Session, rollout: Rollout) -> None:
+        """Every operator (an admin with an email) hears of it once."""
+        super().rollout_halted(session, rollout)
+        admins = session.scalars(
+            select(User).where(
+                User.role == Role.ADMIN.value, User.disabled.is_(False), User.email.is_not(None)
+            )
+        ).all()
+        context = {
+            "rollout_id": rollout.id,
+            "image": rollout.image,
+            "message": rollout.message,
+            "admin_url": f"{self.settings.public_url}/admin/rollouts/{rollout.id}",
+        }
+        for admin in admins:
+            mail.enqueue(
+                session,
+                "rollout_halted",
+                admin.email,
+                {**context, "name": admin.name or "operator"},
+                user_id=admin.id,
+                dedupe_key=f"rollout_halted:{rollout.id}:{admin.id}",
+            )
 
     def should_alert(self, session: Session, instance_id: str, healthy: bool) -> bool:
         with session.no_autoflush:

@@ -44,6 +44,7 @@ SUBJECTS = {
     "health_down": "Your instance {subdomain} is down",
     "health_up": "Your instance {subdomain} is back up",
     "quota_warning": "You have used {percent}% of your monthly AI tokens",
+    "rollout_halted": "Rollout {rollout_id} halted",
 }
 
 _environment = Environment(

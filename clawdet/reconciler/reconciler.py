@@ -22,11 +22,12 @@ from clawdet.mail.notifier import EmailNotifier
 from clawdet.ops import observed
 from clawdet.reconciler.health import GatewayNotAnswering, chat_check, wait_healthy
 from clawdet.reconciler.stacks import Stacks
+from clawdet.rollouts import outcome as rollout_outcome
 from clawdet.settings import Settings
 from db.engine import Database
 from db.models import Instance
 from programs import naming, tiers
-from programs.instance_config import to_stack_config
+from programs.instance_config import DEFAULT_OPENCLAW_IMAGE, infrastructure_digest, to_stack_config
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,8 @@ class Reconciler:
             log.warning("operation on %s interrupted; it runs again later", name)
         except Exception as exc:  # every failure is retried or ends cleanly; none kills the worker
             log.warning("operation on %s failed: %s", name, short_reason(exc))
-            self.failed(claim.instance_id, exc, claim.generation)
+            if not self.rolled_back(claim.instance_id, exc):
+                self.failed(claim.instance_id, exc, claim.generation)
 
     def converge(
         self, instance_id: str, *, rebuild: bool = False, repair: bool = False, sweep: bool = False
@@ -189,10 +191,21 @@ class Reconciler:
             first_time = instance.ready_at is None
             sweep = sweep or instance.attempts > 0  # an earlier attempt may have left half a create
             lifecycle.working(instance)
+            # The first converge fixes the instance's OpenClaw; only a rollout or a pin moves it.
+            if instance.desired_image is None:
+                instance.desired_image = self.settings.openclaw_image or DEFAULT_OPENCLAW_IMAGE
+            gate = rollout_outcome.gate_seconds(session, instance)
             config = self.stack_config(instance)
             name = instance.stack_name
             pausing = instance.desired_state == DesiredState.PAUSED.value
             server_type = tiers.server_type_for(instance.tier, instance.region).name
+            digest = infrastructure_digest(config)
+            # The same infrastructure as last converged: only the app layer can change, in place.
+            app_layer_only = (
+                not (rebuild or repair or pausing)
+                and instance.infrastructure_digest == digest
+                and bool(instance.server_id and instance.volume_id)
+            )
         verb = next(
             word
             for word, applies in (
@@ -211,7 +224,7 @@ class Reconciler:
             self.sweep_orphans(name, keep_data=not first_time)
         if first_time:
             self.check_name_free(name)
-        else:
+        elif not app_layer_only:
             self.keep_the_data_safe(
                 instance_id, name, config, rebuild=rebuild, removing=pausing, server_type=server_type
             )
@@ -228,7 +241,7 @@ class Reconciler:
             instance.dns_record_id = outputs.dns_record_ids[0] if outputs.dns_record_ids else None
             instance.url = outputs.url
             instance.volume_id, instance.config_hash = outputs.volume_id, outputs.config_hash
-            instance.openclaw_image = outputs.openclaw_image
+            instance.openclaw_image, instance.infrastructure_digest = outputs.openclaw_image, digest
             if pausing:
                 if not self._own(instance):
                     raise Interrupted()
@@ -240,7 +253,7 @@ class Reconciler:
         self.event(
             instance_id, "booting", "Waiting for your gateway to answer", status=InstanceStatus.BOOTING
         )
-        self.await_health(instance_id, outputs.fqdn, outputs.ipv4)
+        self.await_health(instance_id, outputs.fqdn, outputs.ipv4, deadline=gate)
         self.mark_ready(instance_id, generation, "Your instance is ready")
 
     def reboot(self, instance_id: str) -> None:
@@ -283,7 +296,9 @@ class Reconciler:
 
     # -- pieces -------------------------------------------------------------------------------
 
-    def stack_config(self, instance: Instance) -> dict[str, tuple[str, bool]]:
+    def stack_config(self, instance: Instance, *, image: str | None = None) -> dict[str, tuple[str, bool]]:
+        """The instance's stack config as the database wants it (`image`: another OpenClaw image,
+        for a rollout's plan)."""
         secret = self.settings.secret_key
         if not self.target.control_plane_ssh_cidrs:
             raise Refused(
@@ -305,7 +320,7 @@ class Reconciler:
             base_domain=self.target.base_domain,
             cloudflare_zone_id=self.target.zone_id,
             model=self.settings.instance_model,
-            openclaw_image=self.settings.openclaw_image or None,
+            openclaw_image=image or instance.desired_image or self.settings.openclaw_image or None,
             llm_base_url=self.settings.llm_proxy_url,
             llm_api_key=credentials.llm_key(secret, instance.id, instance.llm_key_version),
             gateway_token=credentials.gateway_token(secret, instance.id, instance.gateway_token_version),
@@ -319,17 +334,21 @@ class Reconciler:
             restarts=str(instance.restarts),
         )
 
-    def await_health(self, instance_id: str, fqdn: str | None, ipv4: str | None) -> None:
+    def await_health(
+        self, instance_id: str, fqdn: str | None, ipv4: str | None, *, deadline: float | None = None
+    ) -> None:
+        """The health gate: /healthz answers from outside, then a chat through the gateway
+        succeeds. `deadline`: a rollout's gate (an update of a running gateway), else the
+        first boot's."""
         url = self.target.health_url(fqdn=fqdn or "", ipv4=ipv4)
         if url is None:
             raise RuntimeError("the stack has no address to probe")
-        result = wait_healthy(url, self.config.ready_deadline, cancelled=self._cancelled)
+        deadline = deadline or self.config.ready_deadline
+        result = wait_healthy(url, deadline, cancelled=self._cancelled)
         if not result.ok and self._cancelled():
             raise Interrupted()
         if not result.ok:
-            raise RuntimeError(
-                f"the gateway did not answer /healthz within {self.config.ready_deadline:.0f}s"
-            )
+            raise RuntimeError(f"the gateway did not answer /healthz within {deadline:.0f}s")
         self.event(instance_id, "checking", "Sending your assistant a first message")
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
@@ -349,11 +368,26 @@ class Reconciler:
             if not self._own(instance):
                 raise Interrupted()
             first, was_down = lifecycle.ready(instance, generation)
+            if instance.rollout_id and instance.observed_generation == instance.generation:
+                rollout_outcome.passed(session, instance)
             if first:
                 self.notifier.instance_ready(session, instance)
             elif was_down:
                 self.notifier.health_changed(session, instance, True)
         self.event(instance_id, "ready", message, status=InstanceStatus.READY)
+
+    def rolled_back(self, instance_id: str, error: Exception) -> bool:
+        """A rollout's update that failed (the engine or the gate) goes back to the image the
+        instance ran, in place, at once; the rollout counts it. False: not a rollout's update."""
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            if not self._own(instance):
+                return True
+            if instance.rollout_id is None or instance.desired_state != DesiredState.RUNNING.value:
+                return False
+            previous = rollout_outcome.rolled_back(session, instance, short_reason(error))
+        log.warning("rollout update of %s failed; rolling back to %s", instance_id, previous)
+        return True
 
     def failed(self, instance_id: str, error: Exception, generation: int) -> None:
         """Count the failed attempt and settle it as lifecycle.settle_failure decides. `generation`

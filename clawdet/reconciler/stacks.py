@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +111,13 @@ class Stacks:
         if stale:
             stack.remove_all_config(stale)
 
+    def stack_file(self, name: str) -> Path:
+        return self.project_dir / "stacks" / f"Pulumi.{name}.yaml"
+
     def written_config(self, name: str) -> dict[str, Any]:
         """The stack file's config, read directly (a CLI call costs half a second)."""
-        path = self.project_dir / "stacks" / f"Pulumi.{name}.yaml"
         try:
-            return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+            return (yaml.safe_load(self.stack_file(name).read_text()) or {}).get("config") or {}
         except FileNotFoundError:
             return {}
 
@@ -155,15 +158,33 @@ class Stacks:
         if stack is None:
             return {}
         self.configure(stack, config)
-        plan: dict[str, set[str]] = {}
+        return _changes(stack)
 
-        def collect(event: auto.EngineEvent) -> None:
-            pre = event.resource_pre_event
-            if pre is not None and pre.metadata.op not in (auto.OpType.SAME, auto.OpType.READ):
-                plan.setdefault(pre.metadata.type, set()).add(str(pre.metadata.op.value))
+    def preview_with(self, name: str, config: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
+        """Like `planned`, refreshed first, but without writing the stack's config (a worker may
+        run `up` on it meanwhile): the engine reads a copy of the stack file with `config`'s
+        plain values. Secret values stay as the file has them encrypted: the stacks a plan
+        previews are converged, so they are the database's."""
+        from programs.instance_config import FULL_NAMES
 
-        stack.preview(color="never", on_event=collect)
-        return plan
+        stack = self.existing(name)
+        if stack is None:
+            raise RuntimeError(f"the stack {name} does not exist yet")
+        document = yaml.safe_load(self.stack_file(name).read_text()) or {}
+        values = dict(document.get("config") or {})
+        for key in [k for k, v in values.items() if k in FULL_NAMES and k not in config]:
+            if not (isinstance(values[key], dict) and "secure" in values[key]):
+                del values[key]
+        for key, (text, secret) in config.items():
+            if not secret:
+                values[key] = text
+            elif key not in values:
+                raise RuntimeError(f"the stack {name} has no {key} yet; let a worker converge it first")
+        document["config"] = values
+        with tempfile.NamedTemporaryFile("w", prefix=f"clawdet-plan-{name}-", suffix=".yaml") as copy:
+            yaml.safe_dump(document, copy, sort_keys=True)
+            copy.flush()
+            return _changes(stack, refresh=True, config_file=copy.name)
 
     def preview_changes(self, name: str, *, refresh: bool = True) -> dict[str, int]:
         """Planned operations by kind ({"same": 4} means no drift), refreshing first."""
@@ -212,3 +233,16 @@ class Stacks:
 
     def import_state(self, name: str, version: int, deployment: dict[str, Any]) -> None:
         self.stack(name).import_stack(auto.Deployment(version=version, deployment=deployment))
+
+
+def _changes(stack: auto.Stack, **preview: Any) -> dict[str, set[str]]:
+    """The engine's preview as planned operations by resource type (unchanged types left out)."""
+    plan: dict[str, set[str]] = {}
+
+    def collect(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is not None and pre.metadata.op not in (auto.OpType.SAME, auto.OpType.READ):
+            plan.setdefault(pre.metadata.type, set()).add(str(pre.metadata.op.value))
+
+    stack.preview(color="never", on_event=collect, **preview)
+    return plan

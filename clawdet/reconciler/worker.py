@@ -1,5 +1,6 @@
-"""`clawdet worker`: N reconcilers in threads, a periodic fleet scan, and a clean stop: on
-SIGTERM no new work is claimed, running operations finish and release their leases."""
+"""`clawdet worker`: N reconcilers in threads, a periodic fleet scan, the rollouts' steps, and a
+clean stop: on SIGTERM no new work is claimed, running operations finish and release their
+leases."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from clawdet.mail.outbox import MailSender
 from clawdet.reconciler import fleet
 from clawdet.reconciler.reconciler import Reconciler, ReconcilerConfig, worker_name
 from clawdet.reconciler.stacks import Stacks
+from clawdet.rollouts import driver as rollouts
 from clawdet.settings import Settings
 from db.engine import Database
 
@@ -25,6 +27,7 @@ class Worker:
         concurrency: int = 1,
         poll_interval: float = 1.0,
         scan_interval: float = 60.0,
+        rollout_interval: float = 2.0,
         config: ReconcilerConfig | None = None,
         stacks: Stacks | None = None,
         notifier=None,
@@ -42,6 +45,7 @@ class Worker:
         self.notifier = first.notifier
         self.poll_interval = poll_interval
         self.scan_interval = scan_interval
+        self.rollout_interval = rollout_interval
         self.mail = MailSender(settings, database)
         self.threads: list[threading.Thread] = []
 
@@ -54,6 +58,10 @@ class Worker:
             self.threads.append(thread)
         if self.scan_interval > 0:
             thread = threading.Thread(target=self._scan_loop, name="fleet-scan", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        if self.rollout_interval > 0:
+            thread = threading.Thread(target=self._rollout_loop, name="rollouts", daemon=True)
             thread.start()
             self.threads.append(thread)
         self.mail.start()
@@ -79,6 +87,14 @@ class Worker:
                     )
             except Exception:
                 log.exception("fleet scan failed")
+
+    def _rollout_loop(self) -> None:
+        """Advance running rollouts: start the next wave's updates when the last one passed."""
+        while not self.stop.wait(self.rollout_interval):
+            try:
+                rollouts.advance(self.database, on_halt=self.notifier.rollout_halted)
+            except Exception:
+                log.exception("rollout step failed")
 
     def shutdown(self, timeout: float | None = None, *, abort: bool = False) -> None:
         """Claim nothing new; wait for running operations to finish and release their leases.

@@ -92,10 +92,12 @@ def test_get_shows_what_runs_on_the_instance(client, database):
     with database.session() as session:
         row = session.get(Instance, instance_id)
         row.server_id, row.volume_id, row.config_hash = "41", "77", "0123456789abcdef"
-        row.openclaw_image = "ghcr.io/openclaw/openclaw:2026.9.6"
+        row.openclaw_image, row.image_pinned = "ghcr.io/openclaw/openclaw:2026.9.6", True
     body = client.get(f"/api/instances/{instance_id}").get_json()["instance"]
     assert (body["serverId"], body["volumeId"], body["configHash"]) == ("41", "77", "0123456789abcdef")
-    assert body["openclawVersion"] == "2026.9.6"
+    assert (body["openclawVersion"], body["openclawPinned"]) == ("2026.9.6", True)
+    dashboard = client.get("/dashboard").get_data(as_text=True)
+    assert '2026.9.6 <span class="muted">(pinned by the operators)</span>' in dashboard
 
 
 def test_the_paused_page_answers_only_for_a_paused_instances_name(client, app, database):

@@ -9,7 +9,7 @@ import hcloud
 import httpx
 import pytest
 
-from clawdet.instances import credentials, lifecycle, rotation
+from clawdet.instances import credentials, rotation
 from clawdet.instances.requests import (
     request_pause,
     request_restart,
@@ -18,6 +18,7 @@ from clawdet.instances.requests import (
     request_token_rotation,
 )
 from clawdet.reconciler.reconciler import DEPLOY_TYPE, RELEASE_TYPE, SERVER_TYPE, Reconciler
+from clawdet.rollouts import pins
 from db.models import Instance
 from programs import tiers
 from tests.fixtures.provisioning import FAST, instance, new_instance, records_named, servers_named
@@ -97,11 +98,14 @@ def test_every_change_is_in_place_and_the_data_stays(reconciler, prov_db, prov_s
     assert retokened.server_id == first.server_id
     assert gateway_status(retokened, old_token) == 401 and gateway_status(retokened, new_token) == 200
 
-    # A new OpenClaw version for the fleet: same server, same volume, the data still there.
-    upgraded_settings = replace(prov_settings, openclaw_image=NEXT_IMAGE)
-    upgrader = Reconciler(upgraded_settings, prov_db, config=FAST)
+    # A new OpenClaw version (an operator's pin; a rollout sets the same desired image): same
+    # server, same volume, the data still there. A new OPENCLAW_IMAGE alone moves no running one.
+    upgrader = Reconciler(
+        replace(prov_settings, openclaw_image="ghcr.io/openclaw/openclaw:2026.9.8"), prov_db
+    )
+    assert planned(upgrader, instance_id) == {}
     with prov_db.session() as session:
-        lifecycle.desired_changed(session, session.get(Instance, instance_id), "requested", "New version")
+        pins.pin(session, "operator:test", session.get(Instance, instance_id), NEXT_IMAGE)
     assert_in_place(planned(upgrader, instance_id))
     assert upgrader.drain() == 1
     upgraded = instance(prov_db, instance_id)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from clawdet.reconciler.worker import Worker
 from db.models import Instance, InstanceEvent
-from tests.fixtures import eventually
+from tests.fixtures import eventually, kill_machine
 from tests.fixtures.provisioning import FAST, REPO, instance, new_instance, records_named, servers_named
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
@@ -85,13 +85,7 @@ def test_sigkill_mid_up_second_worker_finishes_without_duplicates(
     )
     try:
         eventually(lambda: servers_named(cloud_sandbox, "killed"), 180, what="the first worker's server")
-        engine = _children_of(first.pid)  # the engine it started dies with it, as on a crashed machine
-        for pid in [first.pid, *engine]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        first.wait(10)
+        kill_machine(first)  # the engine it started dies with it, as on a crashed machine
     finally:
         if first.poll() is None:
             first.kill()
@@ -145,20 +139,3 @@ def test_sigterm_lets_the_running_operation_finish(prov_env, prov_settings, prov
     assert done.status == "ready" and done.lease_owner is None
     locks = prov_settings.pulumi_backend_url.removeprefix("file://") + "/.pulumi/locks"
     assert not any(files for _, _, files in os.walk(locks))
-
-
-def _children_of(pid: int) -> list[int]:
-    try:
-        out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True).stdout
-    except OSError:
-        return []
-    tree, result = {}, []
-    for line in out.splitlines()[1:]:
-        child, parent = map(int, line.split())
-        tree.setdefault(parent, []).append(child)
-    stack = [pid]
-    while stack:
-        for child in tree.get(stack.pop(), []):
-            result.append(child)
-            stack.append(child)
-    return result
