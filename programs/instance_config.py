@@ -10,8 +10,8 @@ Importable without a Pulumi engine: only `load` touches pulumi (to mark secrets)
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
+import importlib.metadata
 import ipaddress
 import json
 import re
@@ -568,20 +568,20 @@ def unknown_keys(present: Iterable[str]) -> list[str]:
     return sorted(k for k in present if k.startswith(f"{NAMESPACE}:") and k not in FULL_NAMES)
 
 
-@functools.cache
-def _program_digest() -> str:
-    root = Path(__file__).resolve().parent
+PROVIDER_SDKS = ("pulumi", "pulumi-hcloud", "pulumi-cloudflare", "pulumi-command")
+
+
+def infrastructure_digest(config: Mapping[str, tuple[str, bool]], project_dir: Path) -> str:
+    """What decides everything but the app layer: the program the engine runs (in `project_dir`),
+    the provider SDKs' versions and every value of `config` outside APP_LAYER_KEYS. Two configs
+    with one digest differ in the app layer only, so an update between them is in place (the
+    reconciler then skips its replacement preview). Read afresh each time: code deployed under
+    a running worker counts."""
     digest = hashlib.sha256()
-    for path in sorted([*root.glob("*.py"), *(root.parent / "cloud-init").iterdir()]):
+    for path in sorted([*(project_dir / "programs").glob("*.py"), *(project_dir / "cloud-init").iterdir()]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def infrastructure_digest(config: Mapping[str, tuple[str, bool]]) -> str:
-    """What decides everything but the app layer: the program's own code and every value of
-    `config` outside APP_LAYER_KEYS. Two configs with one digest differ in the app layer only,
-    so an update between them is in place (the reconciler then skips its replacement preview)."""
-    digest = hashlib.sha256(_program_digest().encode())
+    for sdk in PROVIDER_SDKS:
+        digest.update(f"{sdk}={importlib.metadata.version(sdk)}\0".encode())
     for key in sorted(k for k in config if k not in APP_LAYER_KEYS):
         digest.update(f"{key}\0{config[key][0]}\0".encode())
     return digest.hexdigest()

@@ -69,12 +69,18 @@ def plan(version, cohort, canary, canary_names, waves, soak, budget, gate_second
         allow_replace=allow_replace,
         parallel=parallel,
     )
+    from clawdet.errors import UserFacingError
+    from clawdet.reconciler.reconciler import Refused
+
     try:
         result = make_plan(
             Reconciler(_settings(), _database()), version, Cohort.parse(cohort), options, OPERATOR
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    except (Refused, UserFacingError) as exc:  # the platform's own configuration is not ready
+        click.echo(f"Refused: {getattr(exc, 'message', exc)} {getattr(exc, 'action', '')}".strip(), err=True)
+        sys.exit(EXIT_REFUSED)
     for stack in sorted(result.stacks, key=lambda s: (s.wave < 0, s.wave, s.name)):
         wave = "canary" if stack.wave == 0 else (f"wave {stack.wave}" if stack.wave > 0 else "-")
         click.echo(f"{stack.name:<30} {stack.operation:<10} {wave:<8} {stack.detail}")
@@ -111,7 +117,7 @@ def start(rollout_id: str, wait: bool) -> None:
 
 @rollout.command(help="A rollout's waves and each instance's outcome (all rollouts without an id).")
 @click.argument("rollout_id", required=False)
-@click.option("--wait", is_flag=True, help="Wait until it is no longer running.")
+@click.option("--wait", is_flag=True, help="Wait until it is no longer running (a paused one ends the wait).")
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds (exit 6).")
 def status(rollout_id: str | None, wait: bool, timeout: float | None) -> None:
     database = _database()

@@ -194,18 +194,22 @@ class Reconciler:
             # The first converge fixes the instance's OpenClaw; only a rollout or a pin moves it.
             if instance.desired_image is None:
                 instance.desired_image = self.settings.openclaw_image or DEFAULT_OPENCLAW_IMAGE
-            gate = rollout_outcome.gate_seconds(session, instance)
+            rollout = rollout_outcome.updating(session, instance)
+            gate = float(rollout.gate_seconds) if rollout else None
+            keep_server = rollout is not None and not rollout.allow_replace
             config = self.stack_config(instance)
             name = instance.stack_name
             pausing = instance.desired_state == DesiredState.PAUSED.value
             server_type = tiers.server_type_for(instance.tier, instance.region).name
-            digest = infrastructure_digest(config)
+            digest = infrastructure_digest(config, self.settings.project_dir)
             # The same infrastructure as last converged: only the app layer can change, in place.
             app_layer_only = (
-                not (rebuild or repair or pausing)
+                not (rebuild or repair or pausing or sweep)
                 and instance.infrastructure_digest == digest
                 and bool(instance.server_id and instance.volume_id)
             )
+            if not app_layer_only:
+                instance.infrastructure_digest = None  # known again only once this `up` succeeds
         verb = next(
             word
             for word, applies in (
@@ -226,7 +230,13 @@ class Reconciler:
             self.check_name_free(name)
         elif not app_layer_only:
             self.keep_the_data_safe(
-                instance_id, name, config, rebuild=rebuild, removing=pausing, server_type=server_type
+                instance_id,
+                name,
+                config,
+                rebuild=rebuild,
+                removing=pausing,
+                server_type=server_type,
+                keep_server=keep_server,
             )
         outputs = self.stacks.up(
             name,
@@ -386,6 +396,8 @@ class Reconciler:
             if instance.rollout_id is None or instance.desired_state != DesiredState.RUNNING.value:
                 return False
             previous = rollout_outcome.rolled_back(session, instance, short_reason(error))
+        if previous is None:
+            return False
         log.warning("rollout update of %s failed; rolling back to %s", instance_id, previous)
         return True
 
@@ -458,12 +470,14 @@ class Reconciler:
         rebuild: bool,
         removing: bool = False,
         server_type: str | None = None,
+        keep_server: bool = False,
     ) -> None:
         """Before an update that replaces (or, pausing, removes) the server: refuse it for an
         instance whose data is on the server's own disk (made before data volumes), and otherwise
         shut the server down cleanly, so the volume is unmounted before the engine detaches it.
         A new server type is changed in place, but Hetzner's change_type needs the server off
-        (the provider powers it off hard): it is shut down cleanly first too."""
+        (the provider powers it off hard): it is shut down cleanly first too. `keep_server`: a
+        rollout that was not planned to replace servers refuses it here (it rolls back)."""
         types = {r.get("type") for r in self.stacks.resources(name)}
         if SERVER_TYPE not in types:
             return
@@ -471,6 +485,11 @@ class Reconciler:
             if server_type is not None and self._server_type_changes(instance_id, server_type):
                 self._shut_down(instance_id, "Stopping your server cleanly to resize it")
             return
+        if keep_server:
+            raise Refused(
+                "this update would replace the server, which its rollout was not planned to do "
+                "(something changed since the plan); plan again"
+            )
         if VOLUME_TYPE not in types:
             raise Refused(
                 "this instance keeps its data on its server's own disk (it was made before data "

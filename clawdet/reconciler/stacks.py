@@ -181,10 +181,10 @@ class Stacks:
             elif key not in values:
                 raise RuntimeError(f"the stack {name} has no {key} yet; let a worker converge it first")
         document["config"] = values
-        with tempfile.NamedTemporaryFile("w", prefix=f"clawdet-plan-{name}-", suffix=".yaml") as copy:
-            yaml.safe_dump(document, copy, sort_keys=True)
-            copy.flush()
-            return _changes(stack, refresh=True, config_file=copy.name)
+        with tempfile.TemporaryDirectory(prefix="clawdet-plan-") as private:  # 0700
+            copy = Path(private) / f"Pulumi.{name}.yaml"
+            copy.write_text(yaml.safe_dump(document, sort_keys=True))
+            return _changes(stack, refresh=True, config_file=str(copy))
 
     def preview_changes(self, name: str, *, refresh: bool = True) -> dict[str, int]:
         """Planned operations by kind ({"same": 4} means no drift), refreshing first."""

@@ -64,6 +64,10 @@ class Cohort:
 
 def not_updatable(instance: Instance, cohort: Cohort) -> str | None:
     """Why `instance` cannot take part now (None: it can)."""
+    if DesiredState.DESTROYED.value in (instance.desired_state, instance.status) or instance.status in (
+        InstanceStatus.DESTROYING.value,
+    ):
+        return "removed"
     if instance.desired_state == DesiredState.PAUSED.value:
         return "paused (it starts on its own version when resumed)"
     if instance.image_pinned and not cohort.moves_pinned:
@@ -72,6 +76,8 @@ def not_updatable(instance: Instance, cohort: Cohort) -> str | None:
         return "failed: repair it first"
     if instance.rollout_id is not None:
         return f"already in rollout {instance.rollout_id}"
+    if instance.desired_image is None:
+        return "its version is unknown: let a worker converge it first"
     if instance.health == Health.UNHEALTHY.value:
         return "unhealthy: a gate would fail for another reason"
     return None

@@ -18,7 +18,9 @@ from programs.instance_config import pinned_image
 from programs.tiers import TIERS
 
 UPDATE, REPLACE, NO_CHANGE, SKIPPED, ERROR = "update", "replace", "no change", "skipped", "error"
+DRIFTED = "drifted"
 REPLACING = {"replace", "create-replacement", "delete-replaced"}
+DRIFTING = {"create", "delete"}  # a converged stack whose refresh wants these lost something in the cloud
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class PlannedStack:
     detail: str = ""
     wave: int = NOT_IN_A_WAVE
     fingerprint: str = ""
+    image: str | None = None  # what the instance runs now: where a failed update goes back to
     order: tuple = ()
 
 
@@ -83,7 +86,13 @@ def make_plan(reconciler, version: str, cohort: Cohort, options: PlanOptions, ac
     previews: list[tuple[PlannedStack, dict]] = []
     with reconciler.database.sessions() as session:
         for instance in cohort.members(session):
-            stack = PlannedStack(instance.stack_name, instance.id, SKIPPED, fingerprint=fingerprint(instance))
+            stack = PlannedStack(
+                instance.stack_name,
+                instance.id,
+                SKIPPED,
+                fingerprint=fingerprint(instance),
+                image=instance.desired_image,
+            )
             stack.order = _order(instance, options)
             plan.stacks.append(stack)
             reason = not_updatable(instance, cohort)
@@ -117,11 +126,19 @@ def _preview(reconciler, name: str, config: dict) -> tuple[str, str]:
         from clawdet.reconciler.reconciler import short_reason
 
         return ERROR, short_reason(exc)
+    return classify(changes)
+
+
+def classify(changes: dict[str, set[str]]) -> tuple[str, str]:
+    """A stack's preview (operations by resource type) as one word and the detail."""
     described = ", ".join(
         f"{kind.rsplit(':', 1)[-1]} {'/'.join(sorted(ops))}" for kind, ops in sorted(changes.items())
     )
-    if any(ops & REPLACING for ops in changes.values()):
+    operations = set().union(*changes.values()) if changes else set()
+    if operations & REPLACING:
         return REPLACE, described
+    if operations & DRIFTING:
+        return DRIFTED, f"the cloud no longer matches the stack ({described})"
     return (UPDATE, described) if changes else (NO_CHANGE, "the engine sees nothing to change")
 
 
@@ -149,6 +166,12 @@ def _refusal(plan: Plan, options: PlanOptions) -> str | None:
     if errors:
         return f"the engine could not preview {len(errors)} stack(s): " + "; ".join(
             f"{s.name}: {s.detail}" for s in errors[:5]
+        )
+    drifted = [s.name for s in plan.stacks if s.operation == DRIFTED]
+    if drifted:
+        return (
+            f"{len(drifted)} stack(s) drifted from the cloud ({', '.join(drifted[:10])}): repair them "
+            "first (`clawdet scan`, then `clawdet reconcile`), then plan again"
         )
     replacing = [s.name for s in plan.stacks if s.operation == REPLACE]
     if replacing and not options.allow_replace:
@@ -188,6 +211,7 @@ def _store(session: Session, plan: Plan, options: PlanOptions, actor: str) -> st
                 wave=stack.wave,
                 planned=stack.operation,
                 fingerprint=stack.fingerprint,
+                previous_image=stack.image,
                 state=(MemberState.PENDING if moving else MemberState.SKIPPED).value,
                 message="" if moving else stack.detail,
             )

@@ -19,10 +19,12 @@ def fleet(database, count: int) -> list[str]:
     return ready_fleet(database, [f"i{n:02d}" for n in range(count)])
 
 
-def planned(database, ids: list[str], *, soak: int = 0, approve: bool = True) -> str:
+def planned(
+    database, ids: list[str], *, soak: int = 0, approve: bool = True, cohort: str = "unpinned"
+) -> str:
     """A plan of `ids` in that order (waves of 1, 10, 25, 50, 100 % after one canary), approved."""
     with database.session() as session:
-        rollout = Rollout(image=NEW, cohort="unpinned", waves=[1, 10, 25, 50, 100], soak_seconds=soak)
+        rollout = Rollout(image=NEW, cohort=cohort, waves=[1, 10, 25, 50, 100], soak_seconds=soak)
         rollout.created_by = "test"
         session.add(rollout)
         session.flush()
@@ -173,3 +175,97 @@ def test_the_cli_exit_codes_a_gitops_run_acts_on(database, database_url, tmp_pat
         assert row.image_pinned and row.desired_image == "ghcr.io/openclaw/openclaw:2026.9.9"
     latest = clawdet(["instance", "pin", "i01", "--version", "latest"], database_url, tmp_path)
     assert latest.returncode != 0 and "not pinned" in latest.stderr
+
+
+def test_a_halt_calls_off_the_updates_no_worker_began(database):
+    ids = fleet(database, 10)
+    rollout_id = planned(database, ids)
+    step(database, rollout_id)
+    [canary] = updating(database, rollout_id)
+    gate(database, canary)
+    assert step(database, rollout_id) == 2  # the 25 % wave
+    failing, claimed = updating(database, rollout_id)
+    with database.session() as session:
+        session.get(Instance, claimed).lease_owner = "a-worker"  # begun: it finishes behind its gate
+    gate(database, failing, ok=False)
+    assert step(database, rollout_id) == 0
+    with database.sessions() as session:
+        rollout = session.get(Rollout, rollout_id)
+        assert rollout.status == "halted"
+        members = {m.instance_id: m.state for m in rollout.members}
+        assert members[failing] == "rolled_back" and members[claimed] == "updating"
+        assert list(members.values()).count("pending") == 7
+        assert session.get(Instance, claimed).desired_image == NEW
+    with database.session() as session:
+        driver.abort(session, rollout_id, "test")
+    gate(database, claimed)  # its worker's gate passes after the abort: it stays on NEW
+    with database.sessions() as session:
+        assert {m.state for m in session.get(Rollout, rollout_id).members} == {
+            "passed",
+            "rolled_back",
+            "skipped",
+        }
+        assert session.get(Instance, claimed).rollout_id is None
+
+
+def test_pausing_sends_queued_updates_back_to_waiting(database):
+    ids = fleet(database, 3)
+    rollout_id = planned(database, ids)
+    step(database, rollout_id)
+    [canary] = updating(database, rollout_id)
+    with database.session() as session:
+        driver.pause(session, rollout_id, "test")
+    with database.sessions() as session:
+        row = session.get(Instance, canary)
+        assert (row.desired_image, row.rollout_id) == (OLD, None)
+        assert {m.state for m in session.get(Rollout, rollout_id).members} == {"pending"}
+    with database.session() as session:
+        lifecycle.ready(session.get(Instance, canary), 2)  # a worker's no-op converge
+        driver.resume(session, rollout_id, "test")
+    assert step(database, rollout_id) == 1 and updating(database, rollout_id) == [canary]
+
+
+def test_a_canary_that_leaves_is_replaced_and_keeps_its_old_image(database):
+    ids = fleet(database, 5)
+    rollout_id = planned(database, ids, soak=3600)
+    step(database, rollout_id)
+    [canary] = updating(database, rollout_id)
+    with database.session() as session:
+        row = session.get(Instance, canary)
+        row.desired_state = "paused"  # the owner paused it mid-update
+        session.get(Instance, ids[4]).desired_state = "destroyed"  # another one goes away
+    assert step(database, rollout_id) == 1  # a new canary, no wave and no soak skipped
+    with database.sessions() as session:
+        assert session.get(Instance, canary).desired_image == OLD
+        rollout = session.get(Rollout, rollout_id)
+        [new_canary] = [m for m in rollout.members if m.state == "updating"]
+        assert new_canary.wave == 0 and new_canary.instance_id != canary
+    gate(database, new_canary.instance_id)
+    later = utcnow() + timedelta(seconds=3601)
+    while updating(database, rollout_id) or step(database, rollout_id, later):
+        for instance_id in updating(database, rollout_id):
+            gate(database, instance_id)
+    found = states(database, rollout_id)
+    assert found["i04"] == "skipped" and list(found.values()).count("passed") == 3
+    with database.sessions() as session:
+        assert session.get(Rollout, rollout_id).status == "completed"
+
+
+def test_one_rollout_at_a_time_and_a_regression_during_the_soak_counts(database):
+    ids = fleet(database, 4)
+    first = planned(database, ids[:2], cohort="list:i00,i01")
+    second = planned(database, ids[2:], approve=False, cohort="list:i02,i03")
+    with database.session() as session, pytest.raises(UserFacingError) as refused:
+        driver.start(session, second, "test")
+    assert refused.value.code == "another_rollout"
+    halts: list[str] = []
+    step(database, first, halts=halts)
+    [canary] = updating(database, first)
+    gate(database, canary)
+    with database.session() as session:
+        session.get(Instance, canary).health = "unhealthy"  # the fleet scan saw it fall over
+    step(database, first, halts=halts)
+    assert halts == [first] and states(database, first)["i00"] == "rolled_back"
+    with database.sessions() as session:
+        row = session.get(Instance, canary)
+        assert row.desired_image == OLD and row.status_message == "Going back to the version that worked"

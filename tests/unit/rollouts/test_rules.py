@@ -1,4 +1,4 @@
-"""The arithmetic of waves and of the failure budget."""
+"""The pure parts of rollouts: waves, the failure budget, cohorts, versions, previews in a word."""
 
 import pytest
 
@@ -69,3 +69,19 @@ def test_a_version_becomes_the_official_image_and_back():
     image = openclaw.image_for("2026.9.7")
     assert image == "ghcr.io/openclaw/openclaw:2026.9.7" and openclaw.version_of(image) == "2026.9.7"
     assert openclaw.image_for("registry.example/openclaw:1.2") == "registry.example/openclaw:1.2"
+
+
+@pytest.mark.parametrize(
+    ("changes", "word"),
+    [
+        ({}, "no change"),
+        ({"command:remote:CopyToRemote": {"update"}, "command:remote:Command": {"update"}}, "update"),
+        ({"hcloud:index/firewall:Firewall": {"update"}, "command:remote:Command": {"update"}}, "update"),
+        ({"hcloud:index/server:Server": {"create-replacement", "replace"}}, "replace"),
+        ({"hcloud:index/server:Server": {"create"}, "command:remote:Command": {"update"}}, "drifted"),
+    ],
+)
+def test_a_preview_reads_as_one_word(changes, word):
+    from clawdet.rollouts.plan import classify
+
+    assert classify(changes)[0] == word
