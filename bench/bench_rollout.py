@@ -1,10 +1,11 @@
-"""A fleet rollout against its creation, in the sandbox with zero cloud delay.
+"""A fleet rollout against its creation, in the sandbox without API or action delays.
 
-    .venv/bin/python bench/bench_rollout.py [INSTANCES] [WORKERS]     # default 200 and 2
+    .venv/bin/python bench/bench_rollout.py [INSTANCES] [WORKERS] [BOOT_SECONDS]   # 200, 2, 0
 
 Creates INSTANCES stand-in-gateway instances with WORKERS reconcilers (threads of one `Worker`),
-then plans and runs a rollout of a new OpenClaw version over all of them (canary, waves of 1, 10,
-25, 50, 100 %, no soak) on the real engine and plugins. Prints the wall time of the creation, the
+each server booting in BOOT_SECONDS (0: only the control plane's own cost; a real Hetzner
+server takes 30-40 s), then plans and runs a rollout of a new OpenClaw version over all of them
+(canary, waves of 1, 10, 25, 50, 100 %, no soak) on the real engine and plugins. Prints the wall time of the creation, the
 plan (one engine preview per stack) and the rollout, the median in-place update per instance
 (from its start to its gate passing), and the ratio of the rollout to the creation.
 Target: an in-place update costs at most half of a create.
@@ -42,7 +43,8 @@ def wait_for(predicate, timeout: float = 7200) -> None:
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    with zero_delay_control_plane() as (_box, database, settings):
+    boot = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    with zero_delay_control_plane(boot_delay=boot) as (_box, database, settings):
         worker = Worker(
             settings,
             database,
@@ -92,7 +94,7 @@ def main() -> None:
             passed = [m for m in rollout.members if m.state == "passed"]
             per_update = [(m.finished_at - m.started_at).total_seconds() for m in passed]
             status = rollout.status
-    print(f"{count} instances, {workers} workers")
+    print(f"{count} instances, {workers} workers, servers boot in {boot:g}s")
     print(f"create:  {create_wall:7.1f}s wall, {create_wall / count:.2f}s per instance")
     print(f"plan:    {plan_wall:7.1f}s wall, {plan_wall / count:.2f}s per stack (engine preview, refreshed)")
     print(
