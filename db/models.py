@@ -121,6 +121,17 @@ class User(Base):
         self.paid_at = utcnow()
 
 
+class WebSession(Base):
+    """One signed-in browser. Its id is in the session cookie; signing out deletes the row, so a
+    copy of the cookie stops working with it."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: secrets.token_urlsafe(24))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Instance(Base):
     __tablename__ = "instances"
 

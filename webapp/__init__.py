@@ -27,7 +27,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
-        SESSION_COOKIE_NAME="clawdet_session",
+        # __Host-: only this exact host, over https, may set or read it; no customer's subdomain.
+        SESSION_COOKIE_NAME="__Host-clawdet_session" if settings.secure_cookies else "clawdet_session",
         PERMANENT_SESSION_LIFETIME=timedelta(days=14),
         REMEMBER_COOKIE_HTTPONLY=True,
         MAX_CONTENT_LENGTH=1 * 1024 * 1024,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
+from sqlalchemy import delete
 
 from clawdet.accounts import service as accounts
 from clawdet.accounts.free_beta import grants_free_beta
 from clawdet.errors import UserFacingError
-from db.models import User
+from db.models import User, WebSession, utcnow
 from webapp import dbs, settings
 from webapp.bodies import json_body
 from webapp.extensions import limiter, login_manager
@@ -22,13 +23,15 @@ LOGIN_LIMIT = "10 per minute"
 
 
 class SessionUser(UserMixin):
-    """What Flask-Login keeps: the user and the session version the cookie was signed with."""
+    """What Flask-Login keeps: the user, the session version the cookie was signed with and the
+    server-side session (a WebSession row) it belongs to."""
 
-    def __init__(self, user: User):
+    def __init__(self, user: User, web_session: str):
         self.user = user
+        self.web_session = web_session
 
     def get_id(self) -> str:
-        return f"{self.user.id}:{self.user.session_version}"
+        return f"{self.user.id}:{self.user.session_version}:{self.web_session}"
 
     def __getattr__(self, name):
         return getattr(self.user, name)
@@ -36,11 +39,15 @@ class SessionUser(UserMixin):
 
 @login_manager.user_loader
 def _load(session_id: str) -> SessionUser | None:
-    user_id, _, version = session_id.rpartition(":")
+    user_id, _, rest = session_id.partition(":")
+    version, _, web_session = rest.partition(":")
     user = dbs().get(User, user_id)
     if user is None or user.disabled or str(user.session_version) != version:
         return None
-    return SessionUser(user)
+    row = dbs().get(WebSession, web_session) if web_session else None
+    if row is None or row.user_id != user.id:
+        return None  # signed out: this is a copy of an ended session's cookie
+    return SessionUser(user, web_session)
 
 
 @login_manager.unauthorized_handler
@@ -65,7 +72,22 @@ def client_ip() -> str | None:
 
 def _sign_in(user: User) -> None:
     session.clear()  # a fresh session: nothing from before sign-in carries over
-    login_user(SessionUser(user))
+    db = dbs()
+    expired = utcnow() - current_app.permanent_session_lifetime
+    db.execute(delete(WebSession).where(WebSession.user_id == user.id, WebSession.created_at < expired))
+    web_session = WebSession(user_id=user.id)
+    db.add(web_session)
+    db.commit()
+    login_user(SessionUser(user, web_session.id))
+
+
+def _sign_out() -> None:
+    """End the session on the server too: a copy of its cookie no longer signs anyone in."""
+    if current_user.is_authenticated:
+        dbs().execute(delete(WebSession).where(WebSession.id == current_user.web_session))
+        dbs().commit()
+    logout_user()
+    session.clear()
 
 
 def next_page(user: User) -> str:
@@ -138,8 +160,7 @@ def login_page():
 
 @bp.post("/logout")
 def logout():
-    logout_user()
-    session.clear()
+    _sign_out()
     return redirect(url_for("pages.home"))
 
 
@@ -201,8 +222,7 @@ def login_json():
 
 @bp.post("/api/auth/logout")
 def logout_json():
-    logout_user()
-    session.clear()
+    _sign_out()
     return jsonify(ok=True, csrfToken=generate_csrf())
 
 

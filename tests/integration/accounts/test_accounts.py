@@ -227,6 +227,38 @@ def test_security_headers_and_cookie_flags(client):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
+def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(client, make_client):
+    register(client)
+    stolen = make_client()
+    stolen.client.set_cookie("clawdet_session", client.client.get_cookie("clawdet_session").value)
+    assert stolen.get("/api/auth/me").status_code == 200  # a copy works while the session lives
+    other_device = make_client()
+    other_device.post("/api/auth/login", json={"email": "alice@example.com", "password": "correct horse"})
+    client.post("/api/auth/logout")
+    assert stolen.get("/api/auth/me").status_code == 401
+    assert other_device.get("/api/auth/me").status_code == 200  # only the ended session ends
+
+
+def test_over_https_the_session_cookie_is_bound_to_the_host(settings, database):
+    from dataclasses import replace
+
+    from webapp import create_app
+
+    secure = create_app(replace(settings, public_url="https://clawdet.example"), database, TESTING=False)
+    browser, site = secure.test_client(), "https://clawdet.example"
+    token = browser.get("/api/auth/csrf", base_url=site).get_json()["csrfToken"]
+    response = browser.post(
+        "/api/auth/register",
+        json={"name": "A", "email": "a@example.com", "password": "long enough"},
+        headers={"X-CSRFToken": token, "Referer": f"{site}/signup"},
+        base_url=site,
+    )
+    assert response.status_code == 201, response.get_json()
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if "session=" in c)
+    assert cookie.startswith("__Host-clawdet_session=") and "Secure" in cookie and "Path=/" in cookie
+    assert "Domain=" not in cookie  # a customer's subdomain can neither read nor set it
+
+
 def test_errors_are_json_for_api_and_pages_for_people(client):
     missing = client.get("/api/nope")
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"

@@ -1,0 +1,35 @@
+"""Server-side web sessions: signing out ends a session for every copy of its cookie
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-30 10:00:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+import db.models
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "web_sessions",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("created_at", db.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_web_sessions_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_web_sessions")),
+    )
+    with op.batch_alter_table("web_sessions") as batch_op:
+        batch_op.create_index(batch_op.f("ix_web_sessions_user_id"), ["user_id"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_table("web_sessions")
