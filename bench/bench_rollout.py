@@ -5,10 +5,10 @@
 Creates INSTANCES stand-in-gateway instances with WORKERS reconcilers (threads of one `Worker`),
 each server booting in BOOT_SECONDS (0: only the control plane's own cost; a real Hetzner
 server takes 30-40 s), then plans and runs a rollout of a new OpenClaw version over all of them
-(canary, waves of 1, 10, 25, 50, 100 %, no soak) on the real engine and plugins. Prints the wall time of the creation, the
-plan (one engine preview per stack) and the rollout, the median in-place update per instance
-(from its start to its gate passing), and the ratio of the rollout to the creation.
-Target: an in-place update costs at most half of a create.
+(canary, waves of 1, 10, 25, 50, 100 %, no soak) on the real engine and plugins. Prints the
+wall time of the creation, the plan (one engine preview per stack) and the rollout, the median
+in-place update per instance (from its start to its gate passing), and the ratio of the
+rollout to the creation. Target: an in-place update costs at most half of a create.
 """
 
 from __future__ import annotations

@@ -100,8 +100,6 @@ class User(Base):
     paid_at: Mapped[datetime | None]
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     session_version: Mapped[int] = mapped_column(Integer, default=1)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    login_blocked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -119,6 +117,17 @@ class User(Base):
         self.paid = True
         self.payment_method = PaymentMethod.FREE_BETA.value
         self.paid_at = utcnow()
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins under one key of clawdet/accounts/throttle.py (a hash), and its back-off."""
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class WebSession(Base):

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
+import secrets
+from datetime import timedelta
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete
 
 from clawdet.accounts import service as accounts
+from clawdet.accounts import throttle
 from clawdet.accounts.free_beta import grants_free_beta
 from clawdet.errors import UserFacingError
 from db.models import User, WebSession, utcnow
@@ -19,7 +34,11 @@ from webapp.security import safe_next
 bp = Blueprint("auth", __name__)
 
 REGISTER_LIMIT = "5 per hour"
-LOGIN_LIMIT = "10 per minute"
+LOGIN_LIMIT = "10 per minute"  # one budget for the page and the JSON sign-in
+DETAILS_LIMIT = "10 per minute"  # the details step tells whether an email is taken
+DEVICE_COOKIE = "clawdet_device"
+DEVICE_ACCOUNTS = 5
+DEVICE_MAX_AGE = timedelta(days=365)
 
 
 class SessionUser(UserMixin):
@@ -90,6 +109,43 @@ def _sign_out() -> None:
     session.clear()
 
 
+def _devices() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key, salt="clawdet-device")
+
+
+def _device() -> dict | None:
+    try:
+        data = _devices().loads(request.cookies.get(DEVICE_COOKIE, ""))
+    except BadSignature:
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("d"), str) else None
+
+
+def sign_in_client() -> throttle.Client:
+    """This browser, for the sign-in back-off: its device cookie, else its address."""
+    device = _device()
+    if device is None:
+        return throttle.Client(f"ip:{client_ip()}")
+    return throttle.Client(f"device:{device['d']}", frozenset(map(str, device.get("a") or [])))
+
+
+def remember_device(response: Response, user: User) -> Response:
+    """A signed, long-lived cookie naming this browser and the accounts it signed in to: a
+    stranger's failed sign-ins never hold it up (clawdet/accounts/throttle.py)."""
+    device = _device() or {"d": secrets.token_urlsafe(16), "a": []}
+    others = [a for a in device.get("a") or [] if a != user.id]
+    known = [*others[-(DEVICE_ACCOUNTS - 1) :], user.id]
+    response.set_cookie(
+        DEVICE_COOKIE,
+        _devices().dumps({"d": device["d"], "a": known}),
+        max_age=int(DEVICE_MAX_AGE.total_seconds()),
+        httponly=True,
+        samesite="Lax",
+        secure=settings().secure_cookies,
+    )
+    return response
+
+
 def next_page(user: User) -> str:
     if not user.details_complete:
         return url_for("auth.details_page")
@@ -130,7 +186,7 @@ def signup_page():
             )
             dbs().commit()
             _sign_in(user)
-            return redirect(next_page(user))
+            return remember_device(redirect(next_page(user)), user)
         except UserFacingError as exc:
             dbs().rollback()
             error = exc
@@ -138,18 +194,22 @@ def signup_page():
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(LOGIN_LIMIT, methods=["POST"])
+@limiter.shared_limit(LOGIN_LIMIT, scope="sign-in", methods=["POST"])
 def login_page():
     form, error = {}, None
     if request.method == "POST":
         form = request.form
         try:
             user = accounts.authenticate(
-                dbs(), email=form.get("email"), password=form.get("password"), ip=client_ip()
+                dbs(),
+                email=form.get("email"),
+                password=form.get("password"),
+                client=sign_in_client(),
+                ip=client_ip(),
             )
             dbs().commit()
             _sign_in(user)
-            return redirect(next_page(user))
+            return remember_device(redirect(next_page(user)), user)
         except UserFacingError as exc:
             dbs().rollback()
             error = exc
@@ -166,6 +226,7 @@ def logout():
 
 @bp.route("/signup/details", methods=["GET", "POST"])
 @login_required
+@limiter.shared_limit(DETAILS_LIMIT, scope="details", methods=["POST"])
 def details_page():
     user, error = current(), None
     form = {"email": user.email or ""}
@@ -205,19 +266,21 @@ def register_json():
     )
     dbs().commit()
     _sign_in(user)
-    return jsonify(user=me_json(user), next=next_page(user), csrfToken=generate_csrf()), 201
+    return remember_device(
+        jsonify(user=me_json(user), next=next_page(user), csrfToken=generate_csrf()), user
+    ), 201
 
 
 @bp.post("/api/auth/login")
-@limiter.limit(LOGIN_LIMIT)
+@limiter.shared_limit(LOGIN_LIMIT, scope="sign-in")
 def login_json():
     body = json_body(email=str, password=str)
     user = accounts.authenticate(
-        dbs(), email=body.get("email"), password=body.get("password"), ip=client_ip()
+        dbs(), email=body.get("email"), password=body.get("password"), client=sign_in_client(), ip=client_ip()
     )
     dbs().commit()
     _sign_in(user)
-    return jsonify(user=me_json(user), next=next_page(user), csrfToken=generate_csrf())
+    return remember_device(jsonify(user=me_json(user), next=next_page(user), csrfToken=generate_csrf()), user)
 
 
 @bp.post("/api/auth/logout")
@@ -228,6 +291,7 @@ def logout_json():
 
 @bp.post("/api/auth/details")
 @login_required
+@limiter.shared_limit(DETAILS_LIMIT, scope="details")
 def details_json():
     body = json_body(email=str, acceptTerms=bool)
     accounts.complete_details(

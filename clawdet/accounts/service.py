@@ -1,14 +1,14 @@
-"""Accounts: registration, sign-in with a per-account back-off, and the details step."""
+"""Accounts: registration, sign-in (with the back-off of clawdet/accounts/throttle.py), and the
+details step."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from email_validator import EmailNotValidError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from clawdet.accounts import throttle
 from clawdet.accounts.importer import normalise_email
 from clawdet.accounts.passwords import DUMMY_HASH, hash_password, verify_password
 from clawdet.errors import UserFacingError
@@ -18,9 +18,6 @@ from db.models import User, utcnow
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
 NAME_MAX = 100
-FREE_FAILURES = 5  # failed logins before the account back-off starts
-BACKOFF_START = timedelta(seconds=30)
-BACKOFF_MAX = timedelta(minutes=15)
 
 
 def clean_email(raw: str | None) -> str:
@@ -100,7 +97,11 @@ def register(
     return user
 
 
-def authenticate(session: Session, *, email: str, password: str, ip: str | None = None) -> User:
+def authenticate(
+    session: Session, *, email: str, password: str, client: throttle.Client, ip: str | None = None
+) -> User:
+    """The user whose email and password these are; unknown, wrong and held-up attempts answer
+    alike for every email (see clawdet/accounts/throttle.py)."""
     refused = UserFacingError(
         "invalid_credentials",
         "Email or password is not right.",
@@ -112,26 +113,14 @@ def authenticate(session: Session, *, email: str, password: str, ip: str | None 
     except EmailNotValidError:
         raise refused from None
     user = session.scalar(select(User).where(User.email == address))
-    if user is None:
-        verify_password(DUMMY_HASH, password or "")
-        raise refused
     now = utcnow()
-    if user.login_blocked_until and user.login_blocked_until > now:
-        wait = int((user.login_blocked_until - now).total_seconds()) + 1
-        raise UserFacingError(
-            "account_locked",
-            "Too many failed sign-ins for this account.",
-            f"Wait {wait} seconds, then try again.",
-            status=429,
-            headers={"Retry-After": str(wait)},
-        )
-    matches, needs_rehash = verify_password(user.password_hash, password or "")
-    if not matches:
-        user.failed_logins += 1
-        extra = user.failed_logins - FREE_FAILURES
-        if extra >= 0:
-            user.login_blocked_until = now + min(BACKOFF_START * 2**extra, BACKOFF_MAX)
-        audit.record(session, "user.login_failed", target_type="user", target_id=user.id, ip=ip)
+    applying = throttle.keys(address, client, user.id if user else None)
+    throttle.check(session, applying, now)
+    matches, needs_rehash = verify_password(user.password_hash if user else DUMMY_HASH, password or "")
+    if user is None or not matches:
+        throttle.failed(session, applying, now)
+        if user is not None:
+            audit.record(session, "user.login_failed", target_type="user", target_id=user.id, ip=ip)
         session.commit()
         raise refused
     if user.disabled:
@@ -143,8 +132,7 @@ def authenticate(session: Session, *, email: str, password: str, ip: str | None 
         )
     if needs_rehash:
         user.password_hash = hash_password(password)
-    user.failed_logins = 0
-    user.login_blocked_until = None
+    throttle.succeeded(session, address, client)
     audit.record(session, "user.login", actor=user, target_type="user", target_id=user.id, ip=ip)
     return user
 

@@ -1,4 +1,4 @@
-"""Server-side web sessions: signing out ends a session for every copy of its cookie
+"""Server-side web sessions (signing out ends every copy of a cookie) and sign-in throttles
 
 Revision ID: 0007
 Revises: 0006
@@ -29,7 +29,22 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("web_sessions") as batch_op:
         batch_op.create_index(batch_op.f("ix_web_sessions_user_id"), ["user_id"], unique=False)
+    op.create_table(
+        "login_throttles",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("blocked_until", db.models.UTCDateTime(), nullable=True),
+        sa.Column("updated_at", db.models.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_login_throttles")),
+    )
+    with op.batch_alter_table("users") as table:  # the per-account lock the throttles replace
+        table.drop_column("login_blocked_until")
+        table.drop_column("failed_logins")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as table:
+        table.add_column(sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"))
+        table.add_column(sa.Column("login_blocked_until", db.models.UTCDateTime(), nullable=True))
+    op.drop_table("login_throttles")
     op.drop_table("web_sessions")

@@ -91,39 +91,59 @@ def test_register_rate_limit_per_ip(make_client):
     assert codes == [201] * 5 + [429]
 
 
-def test_login_rate_limit_per_ip(client, make_client):
+def test_one_sign_in_rate_limit_per_ip_across_the_page_and_the_api(client, make_client):
     register(client)
     c = make_client()
-    codes = [
-        c.post("/api/auth/login", json={"email": f"x{n}@example.com", "password": "whatever1"}).status_code
-        for n in range(11)
-    ]
-    assert codes[:10] == [401] * 10 and codes[10] == 429
-
-
-def test_per_account_backoff_after_repeated_failures(client, make_client, app):
-    register(client)
-    # Different IPs so the per-IP limit does not hide the per-account back-off.
-    codes = []
-    for n in range(6):
-        c = make_client()
-        r = c.client.post(
-            "/api/auth/login",
-            json={"email": "alice@example.com", "password": "wrong pass"},
-            headers={"X-CSRFToken": c.refresh_token()},
-            environ_base={"REMOTE_ADDR": f"10.0.0.{n}"},
+    token = c.refresh_token()
+    page = [
+        c.client.post(
+            "/login", data={"email": f"p{n}@example.com", "password": "whatever1", "csrf_token": token}
         )
-        codes.append(r.status_code)
-    assert codes[:5] == [401] * 5
-    locked = make_client()
-    r = locked.client.post(
+        for n in range(5)
+    ]
+    api = [
+        c.post("/api/auth/login", json={"email": f"x{n}@example.com", "password": "whatever1"}).status_code
+        for n in range(6)
+    ]
+    assert [r.status_code for r in page] == [401] * 5 and api == [401] * 5 + [429]
+
+
+def attempt(client, email: str, password: str, ip: str):
+    return client.client.post(
         "/api/auth/login",
-        json={"email": "alice@example.com", "password": "correct horse"},
-        headers={"X-CSRFToken": locked.refresh_token()},
-        environ_base={"REMOTE_ADDR": "10.0.1.1"},
+        json={"email": email, "password": password},
+        headers={"X-CSRFToken": client.refresh_token()},
+        environ_base={"REMOTE_ADDR": ip},
     )
-    assert r.status_code == 429
-    assert r.get_json()["error"]["code"] == "account_locked" and int(r.headers["Retry-After"]) > 0
+
+
+def test_sign_in_back_off_holds_up_the_guesser_never_the_owner(client, make_client):
+    register(client)  # alice's own browser: it keeps its device cookie after signing out
+    client.post("/api/auth/logout")
+    guesser, prober = make_client(), make_client()
+    codes = [attempt(guesser, "alice@example.com", "wrong pass", "10.0.0.9").status_code for _ in range(6)]
+    assert codes == [401] * 5 + [429]
+    locked = attempt(guesser, "alice@example.com", "correct horse", "10.0.0.9")
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    # An unknown email answers exactly alike: the back-off tells no account apart.
+    for _ in range(5):
+        attempt(prober, "nobody@example.com", "wrong pass", "10.0.0.10")
+    unknown = attempt(prober, "nobody@example.com", "wrong pass", "10.0.0.10")
+    assert (unknown.status_code, unknown.get_json()["error"]) == (429, locked.get_json()["error"])
+    # The owner is never held up by it: not her own browser on the same address, not a new one elsewhere.
+    assert attempt(client, "alice@example.com", "correct horse", "10.0.0.9").status_code == 200
+    assert attempt(make_client(), "alice@example.com", "correct horse", "10.0.1.1").status_code == 200
+
+
+def test_the_details_step_is_rate_limited(client):
+    register(client)
+    codes = [
+        client.post(
+            "/api/auth/details", json={"email": f"d{n}@example.com", "acceptTerms": False}
+        ).status_code
+        for n in range(10)
+    ]
+    assert codes == [400] * 9 + [429]  # register() took the details step once already
 
 
 def test_revoking_sessions_signs_out_everywhere(client, make_client):

@@ -1,0 +1,78 @@
+"""Sign-in back-off, per account and client, that neither tells accounts apart nor locks an
+owner out.
+
+Failures count under two keys: the account with this client (a browser that signed in to the
+account before, by its device cookie; else the client's IP address) and, for clients that are
+not such a known device, the account as a whole (a slow guess from many addresses). After a few
+free failures a key backs off, doubling. An unknown email counts and answers exactly like a real
+one, and an attacker elsewhere never blocks the owner's own browser: its key is its own, and the
+account-wide key does not apply to it. Keys are hashes: the table holds no email or address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from clawdet.errors import UserFacingError
+from db.models import LoginThrottle
+
+BACKOFF_START = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(minutes=15)
+FREE_PER_CLIENT = 5  # failed sign-ins of one client for one account before it backs off
+FREE_PER_ACCOUNT = 50  # of all unknown clients together
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is signing in: `id` is "device:<id>" or "ip:<address>"; `known_accounts` are the user
+    ids this device signed in to before (from its signed cookie)."""
+
+    id: str
+    known_accounts: frozenset[str] = frozenset()
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def keys(email: str, client: Client, user_id: str | None) -> list[tuple[str, int]]:
+    """The keys that apply, each with its free failures."""
+    applying = [(_key(email, client.id), FREE_PER_CLIENT)]
+    if user_id is None or user_id not in client.known_accounts:
+        applying.append((_key(email, "*"), FREE_PER_ACCOUNT))
+    return applying
+
+
+def check(session: Session, applying: list[tuple[str, int]], now: datetime) -> None:
+    for key, _free in applying:
+        row = session.get(LoginThrottle, key)
+        if row is not None and row.blocked_until is not None and row.blocked_until > now:
+            wait = int((row.blocked_until - now).total_seconds()) + 1
+            raise UserFacingError(
+                "too_many_attempts",
+                "Too many failed sign-ins for this email from here.",
+                f"Wait {wait} seconds, then try again (a browser you signed in with before is not held up).",
+                status=429,
+                headers={"Retry-After": str(wait)},
+            )
+
+
+def failed(session: Session, applying: list[tuple[str, int]], now: datetime) -> None:
+    for key, free in applying:
+        row = session.get(LoginThrottle, key) or LoginThrottle(key=key, failures=0)
+        row.failures += 1
+        row.updated_at = now
+        extra = row.failures - free
+        if extra >= 0:
+            row.blocked_until = now + min(BACKOFF_START * 2**extra, BACKOFF_MAX)
+        session.add(row)
+
+
+def succeeded(session: Session, email: str, client: Client) -> None:
+    """The client's own count starts again (the account-wide one keeps counting an attack)."""
+    session.execute(delete(LoginThrottle).where(LoginThrottle.key == _key(email, client.id)))
