@@ -90,10 +90,12 @@ def client_ip() -> str | None:
 
 
 def _sign_in(user: User) -> None:
-    session.clear()  # a fresh session: nothing from before sign-in carries over
     db = dbs()
+    if current_user.is_authenticated:  # signing in again, or as someone else: the old session ends
+        db.execute(delete(WebSession).where(WebSession.id == current_user.web_session))
+    session.clear()  # a fresh session: nothing from before sign-in carries over
     expired = utcnow() - current_app.permanent_session_lifetime
-    db.execute(delete(WebSession).where(WebSession.user_id == user.id, WebSession.created_at < expired))
+    db.execute(delete(WebSession).where(WebSession.created_at < expired))  # the table stays bounded
     web_session = WebSession(user_id=user.id)
     db.add(web_session)
     db.commit()
@@ -109,13 +111,21 @@ def _sign_out() -> None:
     session.clear()
 
 
+def _device_cookie() -> str:
+    """__Host- on https: a customer's subdomain can neither read nor plant it."""
+    return f"__Host-{DEVICE_COOKIE}" if settings().secure_cookies else DEVICE_COOKIE
+
+
 def _devices() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.secret_key, salt="clawdet-device")
 
 
 def _device() -> dict | None:
+    values = request.cookies.getlist(_device_cookie())
+    if len(values) != 1:
+        return None  # none, or one planted beside ours: trust neither
     try:
-        data = _devices().loads(request.cookies.get(DEVICE_COOKIE, ""))
+        data = _devices().loads(values[0])
     except BadSignature:
         return None
     return data if isinstance(data, dict) and isinstance(data.get("d"), str) else None
@@ -136,7 +146,7 @@ def remember_device(response: Response, user: User) -> Response:
     others = [a for a in device.get("a") or [] if a != user.id]
     known = [*others[-(DEVICE_ACCOUNTS - 1) :], user.id]
     response.set_cookie(
-        DEVICE_COOKIE,
+        _device_cookie(),
         _devices().dumps({"d": device["d"], "a": known}),
         max_age=int(DEVICE_MAX_AGE.total_seconds()),
         httponly=True,

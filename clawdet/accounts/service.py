@@ -116,8 +116,9 @@ def authenticate(
     now = utcnow()
     applying = throttle.keys(address, client, user.id if user else None)
     throttle.check(session, applying, now)
-    matches, needs_rehash = verify_password(user.password_hash if user else DUMMY_HASH, password or "")
-    if user is None or not matches:
+    stored = user.password_hash if user is not None else None
+    matches, needs_rehash = verify_password(stored or DUMMY_HASH, password or "")  # alike in time
+    if not (stored and matches):
         throttle.failed(session, applying, now)
         if user is not None:
             audit.record(session, "user.login_failed", target_type="user", target_id=user.id, ip=ip)

@@ -1,12 +1,13 @@
 """Sign-in back-off, per account and client, that neither tells accounts apart nor locks an
-owner out.
+owner's own browser out.
 
 Failures count under two keys: the account with this client (a browser that signed in to the
 account before, by its device cookie; else the client's IP address) and, for clients that are
 not such a known device, the account as a whole (a slow guess from many addresses). After a few
-free failures a key backs off, doubling. An unknown email counts and answers exactly like a real
-one, and an attacker elsewhere never blocks the owner's own browser: its key is its own, and the
-account-wide key does not apply to it. Keys are hashes: the table holds no email or address.
+free failures a key backs off, doubling, and it forgets after an hour without a failure. An
+unknown email counts and answers exactly like a real one, and an attacker elsewhere never blocks
+the owner's own browser: its key is its own, and the account-wide key does not apply to it.
+Keys are hashes: the table holds no email or address.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import case, delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from clawdet.errors import UserFacingError
@@ -23,6 +25,7 @@ from db.models import LoginThrottle
 
 BACKOFF_START = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(minutes=15)
+FORGET_AFTER = timedelta(hours=1)  # a key without a failure for this long starts again
 FREE_PER_CLIENT = 5  # failed sign-ins of one client for one account before it backs off
 FREE_PER_ACCOUNT = 50  # of all unknown clients together
 
@@ -63,14 +66,22 @@ def check(session: Session, applying: list[tuple[str, int]], now: datetime) -> N
 
 
 def failed(session: Session, applying: list[tuple[str, int]], now: datetime) -> None:
+    """Count a failure under each key (an upsert: two failures at once both count)."""
+    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(
+        LoginThrottle
+    )
     for key, free in applying:
-        row = session.get(LoginThrottle, key) or LoginThrottle(key=key, failures=0)
-        row.failures += 1
-        row.updated_at = now
+        stale = LoginThrottle.updated_at < now - FORGET_AFTER
+        session.execute(
+            insert.values(key=key, failures=1, updated_at=now).on_conflict_do_update(
+                index_elements=["key"],
+                set_={"failures": case((stale, 1), else_=LoginThrottle.failures + 1), "updated_at": now},
+            )
+        )
+        row = session.get(LoginThrottle, key, populate_existing=True)
         extra = row.failures - free
-        if extra >= 0:
-            row.blocked_until = now + min(BACKOFF_START * 2**extra, BACKOFF_MAX)
-        session.add(row)
+        if extra >= 0:  # capped before it is computed: 2**44 seconds would not fit a timedelta
+            row.blocked_until = now + min(BACKOFF_START * 2 ** min(extra, 10), BACKOFF_MAX)
 
 
 def succeeded(session: Session, email: str, client: Client) -> None:

@@ -37,14 +37,15 @@ def upgrade() -> None:
         sa.Column("updated_at", db.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_login_throttles")),
     )
-    with op.batch_alter_table("users") as table:  # the per-account lock the throttles replace
-        table.drop_column("login_blocked_until")
-        table.drop_column("failed_logins")
+    # The per-account lock the throttles replace. Not batch mode: on SQLite that copies and drops
+    # `users`, and with foreign keys on the drop cascades to every instance; SQLite 3.35+ drops a
+    # column in place.
+    op.drop_column("users", "login_blocked_until")
+    op.drop_column("users", "failed_logins")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as table:
-        table.add_column(sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"))
-        table.add_column(sa.Column("login_blocked_until", db.models.UTCDateTime(), nullable=True))
+    op.add_column("users", sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("users", sa.Column("login_blocked_until", db.models.UTCDateTime(), nullable=True))
     op.drop_table("login_throttles")
     op.drop_table("web_sessions")

@@ -257,6 +257,11 @@ def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(client, make_
     client.post("/api/auth/logout")
     assert stolen.get("/api/auth/me").status_code == 401
     assert other_device.get("/api/auth/me").status_code == 200  # only the ended session ends
+    client.post("/api/auth/login", json={"email": "alice@example.com", "password": "correct horse"})
+    earlier = client.client.get_cookie("clawdet_session").value
+    client.post("/api/auth/login", json={"email": "alice@example.com", "password": "correct horse"})
+    stolen.client.set_cookie("clawdet_session", earlier)
+    assert stolen.get("/api/auth/me").status_code == 401  # signing in again ended the earlier session
 
 
 def test_over_https_the_session_cookie_is_bound_to_the_host(settings, database):
@@ -305,3 +310,18 @@ def test_free_beta_cap_puts_later_accounts_on_the_waitlist(settings, database):
     first = register(JsonClient(capped.test_client()), email="one@example.com", details=False)
     second = register(JsonClient(capped.test_client()), email="two@example.com", details=False)
     assert first["paid"] is True and second["paid"] is False
+
+
+def test_a_long_siege_neither_overflows_nor_unblocks(client, make_client, database):
+    """Past 44 doublings a back-off would not fit a timedelta: it stays at its cap."""
+    from db.models import LoginThrottle
+
+    register(client)
+    guesser = make_client()
+    assert attempt(guesser, "alice@example.com", "wrong pass", "10.9.0.1").status_code == 401
+    with database.session() as session:
+        for row in session.query(LoginThrottle):
+            row.failures, row.blocked_until = 60, None  # an attack that went on for days
+    assert attempt(guesser, "alice@example.com", "wrong pass", "10.9.0.1").status_code == 401
+    again = attempt(guesser, "alice@example.com", "wrong pass", "10.9.0.1")
+    assert again.status_code == 429 and 0 < int(again.headers["Retry-After"]) <= 901
