@@ -1,4 +1,5 @@
-# The Clawdet control plane: one image for the web app, the workers and the operator CLI.
+# The Clawdet control plane: one image for the web app, the stream proxy, the workers and the
+# operator CLI.
 #   docker build -t clawdet .
 # pg_dump/pg_restore (for `clawdet backup`) come from Debian bookworm's postgresql-client (15):
 # keep the database server at 15 (compose.yaml does) or install a matching client.
@@ -36,6 +37,7 @@ COPY toolchain ./toolchain
 COPY db ./db
 COPY clawdet ./clawdet
 COPY webapp ./webapp
+COPY streams ./streams
 COPY sandbox ./sandbox
 RUN .venv/bin/pip install --no-cache-dir --no-deps . \
  && .venv/bin/python -m toolchain ensure \

@@ -314,6 +314,29 @@ VARIABLES: tuple[Variable, ...] = (
         "120 per minute",
         section="LLM proxy",
     ),
+    V(
+        "LLM_MAX_CONCURRENT",
+        "Requests one instance may have open at once in one proxy process; beyond it the proxy "
+        "answers 429 with Retry-After.",
+        "16",
+        "int",
+        section="LLM proxy",
+    ),
+    V(
+        "LLM_DEFAULT_MAX_TOKENS",
+        "The answer length reserved against the quota (and asked of the upstream) when a request "
+        "names no max_tokens.",
+        "4096",
+        "int",
+        section="LLM proxy",
+    ),
+    V(
+        "LLM_REQUEST_MAX_SECONDS",
+        "The longest one request may run, its stream included.",
+        "600",
+        "float",
+        section="LLM proxy",
+    ),
     V("TRIAL_MODEL", "Model of the homepage trial chat.", "grok-3-mini", section="LLM proxy"),
     V("TRIAL_MESSAGES", "Trial messages per visitor a day.", "5", "int", section="LLM proxy"),
 )
@@ -379,6 +402,9 @@ class Settings:
     llm_fallback_key: str = field(repr=False)
     llm_timeout: float
     llm_rate_limit: str
+    llm_max_concurrent: int
+    llm_default_max_tokens: int
+    llm_request_max_seconds: float
     trial_model: str
     trial_messages: int
     instance_ssh_key_generated: bool = False  # no INSTANCE_SSH_PRIVATE_KEY: one kept in the data dir
@@ -398,6 +424,11 @@ class Settings:
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
+
+    @property
+    def session_cookie_name(self) -> str:
+        # __Host-: only this exact host, over https, may set or read it; no customer's subdomain.
+        return "__Host-clawdet_session" if self.secure_cookies else "clawdet_session"
 
     def secret_values(self) -> list[str]:
         """The values of every variable declared secret (for the log redactor)."""

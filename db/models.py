@@ -258,6 +258,20 @@ class LlmUsage(Base):
     __table_args__ = (Index("ix_llm_usage_user_day", "user_id", "day"),)
 
 
+class LlmLease(Base):
+    """Tokens one proxy process may hand out to an owner's requests without asking the database.
+    `granted - spent` counts against the owner's monthly quota (what was spent is in llm_usage)
+    until the lease is given back, or lapses at `expires_at` because its process died."""
+
+    __tablename__ = "llm_leases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: secrets.token_hex(16))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    granted: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
 class QuotaWarning(Base):
     """A user passed a share of the monthly token quota; the dashboard shows it, email sends it."""
 

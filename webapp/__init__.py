@@ -1,16 +1,17 @@
-"""The Flask web app: signup, the dashboard, the JSON API."""
+"""The Flask web app: signup, the dashboard, the JSON API. The LLM proxy and the progress
+streams are the stream server's (streams/), which `clawdet web` serves on the same port."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
-from clawdet.llm.recorder import UsageRecorder
+from clawdet.accounts import sessions
+from clawdet.instances import progress
 from clawdet.llm.upstream import UpstreamPool
 from clawdet.settings import Settings
 from db.engine import Database
@@ -27,9 +28,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
-        # __Host-: only this exact host, over https, may set or read it; no customer's subdomain.
-        SESSION_COOKIE_NAME="__Host-clawdet_session" if settings.secure_cookies else "clawdet_session",
-        PERMANENT_SESSION_LIFETIME=timedelta(days=14),
+        SESSION_COOKIE_NAME=settings.session_cookie_name,
+        PERMANENT_SESSION_LIFETIME=sessions.LIFETIME,
         REMEMBER_COOKIE_HTTPONLY=True,
         MAX_CONTENT_LENGTH=1 * 1024 * 1024,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
@@ -42,8 +42,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.extensions["clawdet.settings"] = settings
     app.extensions["clawdet.db"] = database or Database(settings.database_url)
     app.jinja_env.filters["openclaw_version"] = openclaw.version_of
+    app.jinja_env.filters["events_path"] = progress.events_path
 
-    from webapp import api, auth, dashboard, llm_proxy, pages, trial, x_auth
+    from webapp import api, auth, dashboard, pages, trial, x_auth
     from webapp.errors import install_error_handlers
     from webapp.extensions import csrf, limiter, login_manager
     from webapp.security import install_headers
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     paused.install(app)
     for blueprint in (pages.bp, auth.bp, dashboard.bp, api.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (x_auth.bp, x_auth.profile_bp, llm_proxy.bp, trial.bp):
+    for blueprint in (x_auth.bp, x_auth.profile_bp, trial.bp):
         app.register_blueprint(blueprint)
     from webapp import operations  # admin, /metrics, logs
 
@@ -95,11 +96,6 @@ def per_app(app: Flask, key: str, make: Callable[[], T]) -> T:
 def llm_pool(app: Flask) -> UpstreamPool:
     """The app's LLM upstreams, with one connection pool."""
     return per_app(app, "clawdet.llm_upstreams", lambda: UpstreamPool(app.extensions["clawdet.settings"]))
-
-
-def usage_recorder(app: Flask) -> UsageRecorder:
-    """The app's background writer of LLM usage rows."""
-    return per_app(app, "clawdet.usage_recorder", lambda: UsageRecorder(app.extensions["clawdet.db"]))
 
 
 def settings() -> Settings:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
+from flask import Blueprint, jsonify, url_for
 from flask_login import login_required
 
 from clawdet.errors import UserFacingError
-from clawdet.instances import lifecycle, rotation
+from clawdet.instances import lifecycle, progress, rotation
 from clawdet.instances import requests as instances
 from db.models import Instance
 from programs import openclaw
-from webapp import database, dbs, settings
+from webapp import dbs, settings
 from webapp.auth import client_ip, current
 from webapp.bodies import json_body
-from webapp.events import event_stream
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -88,9 +87,7 @@ def get_instance(instance_id: str):
 
 def _accepted(instance: Instance):
     dbs().commit()
-    response = jsonify(
-        instance=instance_json(instance), events=url_for("api.instance_events", instance_id=instance.id)
-    )
+    response = jsonify(instance=instance_json(instance), events=progress.events_path(instance.id))
     response.headers["Location"] = url_for("api.get_instance", instance_id=instance.id)
     return response, 202
 
@@ -132,17 +129,3 @@ def rotate_key(instance_id: str):
     instance = owned_instance(instance_id)
     rotation.rotate_llm_key(dbs(), instance, secret=settings().secret_key, actor=current(), ip=client_ip())
     return _accepted(instance)
-
-
-@bp.get("/instances/<instance_id>/events")
-@login_required
-def instance_events(instance_id: str):
-    """Server-sent events: every instance event after Last-Event-ID, until the instance rests."""
-    owned_instance(instance_id)
-    after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    after = int(after) if after.isdigit() else 0
-    return Response(
-        stream_with_context(event_stream(database(), instance_id, after)),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )

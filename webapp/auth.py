@@ -22,7 +22,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete
 
 from clawdet.accounts import service as accounts
-from clawdet.accounts import throttle
+from clawdet.accounts import sessions, throttle
 from clawdet.accounts.free_beta import grants_free_beta
 from clawdet.errors import UserFacingError
 from db.models import User, WebSession, utcnow
@@ -50,23 +50,16 @@ class SessionUser(UserMixin):
         self.web_session = web_session
 
     def get_id(self) -> str:
-        return f"{self.user.id}:{self.user.session_version}:{self.web_session}"
+        return sessions.login_id(self.user, self.web_session)
 
     def __getattr__(self, name):
         return getattr(self.user, name)
 
 
 @login_manager.user_loader
-def _load(session_id: str) -> SessionUser | None:
-    user_id, _, rest = session_id.partition(":")
-    version, _, web_session = rest.partition(":")
-    user = dbs().get(User, user_id)
-    if user is None or user.disabled or str(user.session_version) != version:
-        return None
-    row = dbs().get(WebSession, web_session) if web_session else None
-    if row is None or row.user_id != user.id:
-        return None  # signed out: this is a copy of an ended session's cookie
-    return SessionUser(user, web_session)
+def _load(login: str) -> SessionUser | None:
+    found = sessions.signed_in(dbs(), login)
+    return SessionUser(*found) if found else None
 
 
 @login_manager.unauthorized_handler

@@ -1,5 +1,4 @@
-"""Request bodies: one check of a JSON body's shape for every JSON endpoint, so a wrong type is
-a 400 that names the field, never a 500 from deep inside."""
+"""The request's JSON body, checked by the one shape check (clawdet/bodies.py)."""
 
 from __future__ import annotations
 
@@ -7,29 +6,8 @@ from typing import Any
 
 from flask import request
 
-from clawdet.errors import UserFacingError
-
-TYPE_WORDS = {str: "a string", bool: "true or false", int: "a number", dict: "an object", list: "a list"}
+from clawdet.bodies import checked
 
 
 def json_body(**fields: type) -> dict[str, Any]:
-    """The request's JSON object; each named field, when present and not null, must be of its
-    type (bool is not taken for int). Other fields pass through untouched."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise UserFacingError(
-            "invalid_json",
-            "The request body must be a JSON object.",
-            "Send Content-Type: application/json with an object body.",
-        )
-    for name, kind in fields.items():
-        value = body.get(name)
-        wrong_bool = kind is int and isinstance(value, bool)
-        if value is not None and (not isinstance(value, kind) or wrong_bool):
-            raise UserFacingError(
-                "invalid_field",
-                f"The field {name!r} must be {TYPE_WORDS.get(kind, kind.__name__)}.",
-                f"Send {name} as {TYPE_WORDS.get(kind, kind.__name__)}, or leave it out.",
-                field=name,
-            )
-    return body
+    return checked(request.get_json(silent=True), **fields)

@@ -12,20 +12,72 @@ from clawdet.settings import Settings
 PORT_HELP = "Port to serve on (default: $PORT, 8000); PUBLIC_URL and the LLM proxy URL follow it."
 
 
-@main.command(help="Serve the web app (waitress) on 127.0.0.1:$PORT.")
+@main.command(help="Serve the web app and its streams (uvicorn) on 127.0.0.1:$PORT.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, help=PORT_HELP)
-@click.option("--threads", default=16, show_default=True, type=int)
+@click.option(
+    "--threads", default=16, show_default=True, type=int, help="Threads for pages and the JSON API."
+)
 def web(host: str, port: int | None, threads: int) -> None:
-    from waitress import serve
+    _logging()
+    settings = _settings(**_port(port))
+    click.echo(f"Clawdet web on http://{host}:{settings.port} (database: {_redacted(settings.database_url)})")
+    uvicorn_server(web_app(settings, threads=threads), host, settings.port).run()
 
-    from webapp import create_app
+
+@main.command(
+    help="Serve only the streams: the LLM proxy and the progress streams (uvicorn), as many "
+    "processes as the traffic needs, behind the same front proxy as `clawdet web`."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, help=PORT_HELP)
+def proxy(host: str, port: int | None) -> None:
+    from streams import create_app
 
     _logging()
     settings = _settings(**_port(port))
-    app = create_app(settings)
-    click.echo(f"Clawdet web on http://{host}:{settings.port} (database: {_redacted(settings.database_url)})")
-    serve(app, host=host, port=settings.port, threads=threads, ident="clawdet")
+    click.echo(
+        f"Clawdet streams on http://{host}:{settings.port} (database: {_redacted(settings.database_url)})"
+    )
+    uvicorn_server(create_app(settings), host, settings.port, grace_seconds=60).run()
+
+
+def web_app(settings: Settings, database=None, threads: int = 16):
+    """The stream server with the Flask app behind it: everything on one port."""
+    from db.engine import Database
+    from streams import create_app
+    from webapp import create_app as create_web_app
+
+    database = database or Database(settings.database_url)
+    return create_app(settings, database, wsgi=create_web_app(settings, database), wsgi_threads=threads)
+
+
+def uvicorn_server(app, host: str, port: int, grace_seconds: int = 10):
+    """uvicorn for `app`; when it stops, open progress streams end at once (browsers reconnect
+    elsewhere) and LLM streams get `grace_seconds` to finish."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            services = getattr(app.state, "services", None)
+            if services is not None:
+                services.hub.close_streams()
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        proxy_headers=False,  # the web app's ProxyFix trusts TRUSTED_PROXIES hops, nothing else does
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        backlog=4096,
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=grace_seconds,
+    )
+    return Server(config)
 
 
 def _port(port: int | None) -> dict[str, str]:
@@ -68,15 +120,10 @@ def sandbox(ctx: click.Context) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, help=PORT_HELP)
 def run(host: str, port: int | None) -> None:
-    import threading
-
-    from waitress import create_server
-
     from clawdet.cloud import sandbox_description_path
     from clawdet.reconciler.worker import Worker
     from db.engine import Database
     from db.migrate import upgrade
-    from webapp import create_app
 
     _logging()
     overrides = _port(port)
@@ -107,23 +154,16 @@ def run(host: str, port: int | None) -> None:
         )
     database = Database(settings.database_url)
     worker_ = Worker(settings, database, concurrency=2).start()
-    server = create_server(
-        create_app(settings, database), host=host, port=settings.port, threads=16, ident="clawdet"
-    )
-    stopping = threading.Event()
+    server = uvicorn_server(web_app(settings, database), host, settings.port)
 
     def stop(abort: bool = False) -> None:
-        stopping.set()
         worker_.shutdown(0, abort=abort)
-        server.close()
+        server.should_exit = True
 
-    _stop_on_signals(stop)
+    _stop_on_signals(stop)  # uvicorn takes the signal while it serves, then hands it on here
     click.echo(f"Clawdet on http://{host}:{settings.port} (database: {_redacted(settings.database_url)})")
     try:
         server.run()
-    except (OSError, ValueError):
-        if not stopping.is_set():
-            raise
     finally:
         worker_.shutdown()
         worker_.wait()

@@ -1,20 +1,39 @@
 """Writes LLM usage rows on a background thread, in batches, so recording never delays the
-answer a client is waiting for. `flush()` waits until everything submitted is written."""
+answer a client is waiting for; in the same transaction the tokens move out of the lease that
+held them (clawdet/llm/admission.py), and a lease handed back (a str in the queue) is deleted.
+
+No row is lost to a failed batch: the batch is written again one row at a time, a row that fails
+for want of the database is retried with back-off until it goes in, and what is still unwritten
+when the process stops is kept in a spool file that the next recorder on this data dir writes
+first. Only a row whose instance or owner is gone (nothing left to charge) is dropped, and logged.
+"""
 
 from __future__ import annotations
 
 import atexit
+import json
 import logging
+import os
 import queue
 import threading
-from dataclasses import dataclass
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+
+from clawdet.llm import admission
 from clawdet.llm import usage as llm_usage
 from db.engine import Database
+from db.models import LlmLease
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
+GATHER_SECONDS = 0.05  # one write for all the rows of a busy moment, not one a request
+RETRY_SECONDS = (0.2, 0.5, 1, 2, 5, 10, 30)
 
 
 @dataclass(frozen=True)
@@ -26,61 +45,159 @@ class UsageEntry:
     model: str
     prompt_tokens: int
     completion_tokens: int
-    used_before: int  # the user's month total when the request started
+    lease_id: str | None = None  # the lease the request's tokens move out of
 
 
 class UsageRecorder:
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, spool: Path | None = None):
         self.database = database
-        self._queue: queue.Queue[UsageEntry] = queue.Queue()
+        self.spool = spool
+        self._queue: queue.Queue[UsageEntry | str] = queue.Queue()  # str: a lease given back
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
+        self._stopping = threading.Event()
 
     def submit(self, entry: UsageEntry) -> None:
-        if self._thread is None:
-            with self._starting:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="llm-usage", daemon=True)
-                    self._thread.start()
-                    atexit.register(self.flush, 5.0)
+        self._start()
         self._queue.put(entry)
 
-    def flush(self, timeout: float = 10.0) -> None:
+    def release(self, lease_id: str) -> None:
+        """Deletes a lease given back, after every row submitted before it."""
+        self._start()
+        self._queue.put(lease_id)
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._starting:
+            if self._thread is None:
+                for entry in self._take_spool():
+                    self._queue.put(entry)
+                self._thread = threading.Thread(target=self._run, name="llm-usage", daemon=True)
+                self._thread.start()
+                atexit.register(self.close, 5.0)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Waits until everything submitted is written; False if `timeout` passed first."""
         done = threading.Event()
         threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
-        done.wait(timeout)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Writes what it can within `timeout`; the rest goes to the spool file."""
+        if self._thread is None or self.flush(timeout):
+            return
+        self._stopping.set()  # the writer spills the rows it holds instead of waiting again
+        left = []
+        while True:
+            try:
+                left.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._spill(left)
+        for _ in left:
+            self._queue.task_done()
+        self.flush(2.0)
 
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
-            while len(batch) < BATCH:
+            gathered_until = time.monotonic() + GATHER_SECONDS
+            while len(batch) < BATCH and (left := gathered_until - time.monotonic()) > 0:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=left))
                 except queue.Empty:
                     break
             try:
                 self._write(batch)
-            except Exception:  # keep the thread alive; the rows of this batch are lost and logged
-                log.exception("could not record %d llm usage entries", len(batch))
+            except Exception as exc:
+                log.warning("%d llm usage rows failed as a batch (%s); one by one now", len(batch), exc)
+                self._write_each(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _write(self, batch: list[UsageEntry]) -> None:
+    def _write_each(self, batch: list[UsageEntry | str]) -> None:
+        for index, entry in enumerate(batch):
+            attempt = 0
+            while True:
+                try:
+                    self._write([entry])
+                    break
+                except IntegrityError:
+                    log.error(
+                        "dropped llm usage of a deleted instance or user: instance %s, %d+%d tokens",
+                        entry.instance_id,
+                        entry.prompt_tokens,
+                        entry.completion_tokens,
+                    )
+                    break
+                except Exception as exc:
+                    if self._stopping.is_set():
+                        self._spill(batch[index:])
+                        return
+                    pause = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+                    attempt += 1
+                    log.warning("llm usage row unwritten (try %d, next in %ss): %s", attempt, pause, exc)
+                    self._stopping.wait(pause)
+
+    def _write(self, batch: list[UsageEntry | str]) -> None:
+        entries = [entry for entry in batch if not isinstance(entry, str)]
+        given_back = [entry for entry in batch if isinstance(entry, str)]
+        rows: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])  # one upsert per usage row
+        spent: dict[str, int] = defaultdict(int)
+        for entry in entries:
+            row = rows[entry.user_id, entry.instance_id, entry.model]
+            row[0] += 1
+            row[1] += entry.prompt_tokens
+            row[2] += entry.completion_tokens
+            if entry.lease_id:
+                spent[entry.lease_id] += entry.prompt_tokens + entry.completion_tokens
         with self.database.session() as session:
-            for entry in batch:
+            if entries:
+                admission.lock_owners(session.connection(), list({entry.user_id for entry in entries}))
+            for (user_id, instance_id, model), (requests, prompt, completion) in rows.items():
                 llm_usage.record(
                     session,
-                    user_id=entry.user_id,
-                    instance_id=entry.instance_id,
-                    model=entry.model,
-                    prompt_tokens=entry.prompt_tokens,
-                    completion_tokens=entry.completion_tokens,
+                    user_id=user_id,
+                    instance_id=instance_id,
+                    model=model,
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    requests=requests,
                 )
-                llm_usage.warn_if_near_quota(
-                    session,
-                    entry.user_id,
-                    entry.payment_method,
-                    entry.paid,
-                    entry.used_before + entry.prompt_tokens + entry.completion_tokens,
+            for lease_id, tokens in spent.items():
+                session.execute(
+                    update(LlmLease).where(LlmLease.id == lease_id).values(spent=LlmLease.spent + tokens)
                 )
+            if given_back:
+                session.execute(delete(LlmLease).where(LlmLease.id.in_(given_back)))
+            for entry in {entry.user_id: entry for entry in entries}.values():
+                used = llm_usage.month_tokens(session, entry.user_id)
+                llm_usage.warn_if_near_quota(session, entry.user_id, entry.payment_method, entry.paid, used)
+
+    def _spill(self, entries: list[UsageEntry | str]) -> None:
+        entries = [entry for entry in entries if not isinstance(entry, str)]  # leases lapse
+        if not entries:
+            return
+        if self.spool is None:
+            log.error("lost %d llm usage rows: the database is away and there is no spool file", len(entries))
+            return
+        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.spool, "a") as file:
+            for entry in entries:
+                file.write(json.dumps(asdict(entry)) + "\n")
+        log.warning("kept %d unwritten llm usage rows in %s", len(entries), self.spool)
+
+    def _take_spool(self) -> list[UsageEntry]:
+        if self.spool is None or not self.spool.exists():
+            return []
+        taken = self.spool.with_name(f"{self.spool.name}.{os.getpid()}")
+        try:
+            os.replace(self.spool, taken)  # another process on this data dir takes it, or we do
+        except FileNotFoundError:
+            return []
+        entries = [UsageEntry(**json.loads(line)) for line in taken.read_text().splitlines() if line.strip()]
+        taken.unlink()
+        log.info("writing %d llm usage rows kept from an earlier run", len(entries))
+        return entries

@@ -40,6 +40,7 @@ def record(
     prompt_tokens: int,
     completion_tokens: int,
     day: date | None = None,
+    requests: int = 1,
 ) -> None:
     day = day or today()
     statement = _insert(session, LlmUsage).values(
@@ -47,7 +48,7 @@ def record(
         instance_id=instance_id,
         model=model[:100],
         day=day,
-        requests=1,
+        requests=requests,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
     )
@@ -56,7 +57,7 @@ def record(
         statement.on_conflict_do_update(
             index_elements=["user_id", "instance_id", "model", "day"],
             set_={
-                "requests": LlmUsage.requests + 1,
+                "requests": LlmUsage.requests + excluded.requests,
                 "prompt_tokens": LlmUsage.prompt_tokens + excluded.prompt_tokens,
                 "completion_tokens": LlmUsage.completion_tokens + excluded.completion_tokens,
             },

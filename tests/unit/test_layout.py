@@ -28,8 +28,8 @@ def imported(tree: ast.AST) -> set[str]:
     return names
 
 
-def test_the_web_app_imports_neither_pulumi_nor_the_reconciler():
-    for path, tree in modules("webapp"):
+def test_the_web_app_and_the_streams_import_neither_pulumi_nor_the_reconciler():
+    for path, tree in modules("webapp", "streams"):
         bad = {n for n in imported(tree) if n.split(".")[0] == "pulumi" or n.startswith("clawdet.reconciler")}
         assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}"
 
@@ -39,12 +39,20 @@ def test_the_domain_never_imports_the_web_app():
     for path, tree in modules("clawdet"):
         if "cli" in path.relative_to(REPO).parts:
             continue
-        bad = {n for n in imported(tree) if n.split(".")[0] == "webapp"}
+        bad = {n for n in imported(tree) if n.split(".")[0] in {"webapp", "streams"}}
         assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}"
 
 
+def test_the_two_web_layers_stand_side_by_side():
+    """Flask's app and the stream server share the domain, never each other's code."""
+    for package, other in (("webapp", "streams"), ("streams", "webapp")):
+        for path, tree in modules(package):
+            bad = {n for n in imported(tree) if n.split(".")[0] == other}
+            assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}"
+
+
 def test_only_the_reconciler_imports_the_automation_api():
-    for path, tree in modules("clawdet", "webapp", "db"):
+    for path, tree in modules("clawdet", "webapp", "streams", "db"):
         if "reconciler" in path.parts:
             continue
         bad = {n for n in imported(tree) if n.startswith("pulumi")}
@@ -59,7 +67,7 @@ def test_db_stands_on_nothing_of_ours():
 
 def test_instance_state_is_written_only_by_the_lifecycle():
     offenders = []
-    for path, tree in modules("clawdet", "webapp"):
+    for path, tree in modules("clawdet", "webapp", "streams"):
         if path == LIFECYCLE:
             continue
         for node in ast.walk(tree):

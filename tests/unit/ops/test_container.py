@@ -35,13 +35,18 @@ def compose_config(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedP
     )
 
 
-def test_compose_file_is_valid_and_runs_web_worker_and_postgres(tmp_path):
+def test_compose_file_is_valid_and_runs_the_front_web_proxy_worker_and_postgres(tmp_path):
     done = compose_config({"POSTGRES_PASSWORD": "pw-for-test"}, tmp_path)
     assert done.returncode == 0, done.stderr
     config = json.loads(done.stdout)
     services = config["services"]
-    assert {"web", "worker", "db", "migrate"} <= set(services)
+    assert {"front", "web", "proxy", "worker", "db", "migrate"} <= set(services)
     assert services["web"]["command"][:2] == ["clawdet", "web"]
+    assert services["proxy"]["command"][:2] == ["clawdet", "proxy"] and "ports" not in services["proxy"]
+    assert services["proxy"]["deploy"]["replicas"] >= 2  # it scales out on its own
+    assert [p["target"] for p in services["front"]["ports"]] == [8000] and "ports" not in services["web"]
+    [caddyfile] = services["front"]["volumes"]
+    assert caddyfile["source"] == str(REPO / "deploy" / "front.Caddyfile")
     assert services["worker"]["command"][:2] == ["clawdet", "worker"]
     assert services["worker"]["environment"]["DATABASE_URL"].startswith(
         "postgresql://clawdet:pw-for-test@db:5432/"

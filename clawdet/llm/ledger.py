@@ -1,0 +1,177 @@
+"""The proxy process's side of the quota and of the limits per instance, on its event loop.
+
+Each owner with requests here has one lease (clawdet/llm/admission.py): tokens this process
+may hand out without asking the database. A request reserves its most possible cost inside the
+lease; when the lease has too little left it grows, by what is missing plus GROW_EXTRA, as far
+as the quota allows, so most requests cost no database round trip at all. What a request spent
+moves from the lease to the usage rows in the recorder's transaction; an idle lease is given
+back (through the recorder, after the usage before it), so other processes may use it.
+
+Keys are looked up at most every CALLER_SECONDS: a rotated, destroyed or disabled key stops
+working within that time (a rotation keeps the old key working until the new one is live anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from clawdet.errors import UserFacingError
+from clawdet.llm import admission
+from clawdet.llm.admission import Caller
+from clawdet.llm.recorder import UsageRecorder
+from db.engine import Database
+
+log = logging.getLogger(__name__)
+
+CALLER_SECONDS = 1.0
+GROW_EXTRA = 16_384
+HOLD_SECONDS = 120.0  # a lease of a process that died lapses after this
+KEEP_ALIVE_SECONDS = 30.0
+IDLE_SECONDS = 30.0
+RETRY_AFTER_BUSY = "5"
+
+
+@dataclass
+class Lease:
+    id: str | None = None
+    granted: int = 0  # by the database, in all
+    spent: int = 0  # by this process's finished requests (the recorder catches up)
+    reserved: int = 0  # by its open requests
+    last_used: float = field(default_factory=time.monotonic)
+    growing: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def free(self) -> int:
+        return self.granted - self.spent - self.reserved
+
+
+@dataclass
+class Ticket:
+    caller: Caller
+    lease: Lease
+    tokens: int  # reserved: the prompt's ceiling plus max_tokens
+    max_tokens: int  # what the upstream is told
+    prompt_ceiling: int
+    open: bool = True
+
+
+class Ledger:
+    def __init__(
+        self, database: Database, recorder: UsageRecorder, *, max_concurrent: int, default_max_tokens: int
+    ):
+        self.database, self.recorder = database, recorder
+        self.max_concurrent, self.default_max_tokens = max_concurrent, default_max_tokens
+        self.leases: dict[str, Lease] = {}
+        self.open: dict[str, int] = {}  # requests per instance
+        self._callers: dict[str, tuple[float, Caller]] = {}
+        self._lookups: dict[str, asyncio.Future] = {}
+        self._upkeep: asyncio.Task | None = None
+
+    async def caller(self, key: str) -> Caller:
+        """The key's caller, looked up once for every request that asks while it is looked up."""
+        cached = self._callers.get(key)
+        if cached and time.monotonic() - cached[0] < CALLER_SECONDS:
+            return cached[1]
+        looking = self._lookups.get(key)
+        if looking is None:
+            looking = self._lookups[key] = asyncio.ensure_future(self._look_up(key))
+        return await asyncio.shield(looking)
+
+    async def _look_up(self, key: str) -> Caller:
+        try:
+            caller = await asyncio.to_thread(admission.authenticate, self.database, key)
+        finally:
+            del self._lookups[key]
+        if len(self._callers) > 50_000:
+            self._callers.clear()
+        self._callers[key] = (time.monotonic(), caller)
+        return caller
+
+    async def reserve(self, caller: Caller, body: dict) -> Ticket:
+        """The request's reservation, or a 429 in plain words (too many open, quota)."""
+        asked = admission.asked_max_tokens(body)
+        prompt = admission.prompt_ceiling(body)
+        if (open_here := self.open.get(caller.instance_id, 0)) >= self.max_concurrent:
+            raise UserFacingError(
+                "too_many_requests",
+                f"This instance already has {open_here} requests open at the proxy "
+                f"(at most {self.max_concurrent}).",
+                "Wait for an answer to finish, then try again.",
+                status=429,
+                headers={"Retry-After": RETRY_AFTER_BUSY},
+            )
+        self._ensure_upkeep()
+        lease = self.leases.setdefault(caller.user_id, Lease())
+        want = prompt + (asked or self.default_max_tokens)
+        if lease.free < want:
+            async with lease.growing:
+                if lease.free < want:
+                    grant = await asyncio.to_thread(
+                        admission.grow_lease,
+                        self.database,
+                        caller,
+                        lease.id,
+                        want - lease.free + GROW_EXTRA,
+                        HOLD_SECONDS,
+                    )
+                    lease.id, lease.granted = grant.lease_id, grant.granted
+                    if lease.free < prompt + 1:
+                        raise admission.quota_exceeded(grant, caller.quota or 0, want)
+        max_tokens = min(asked or self.default_max_tokens, lease.free - prompt)
+        if max_tokens < 1:  # another request took what was left meanwhile
+            raise UserFacingError(
+                "quota_held",
+                "The rest of this month's token quota is held by requests still running.",
+                "Try again when they have finished.",
+                status=429,
+                headers={"Retry-After": "10"},
+            )
+        lease.reserved += prompt + max_tokens
+        lease.last_used = time.monotonic()
+        self.open[caller.instance_id] = self.open.get(caller.instance_id, 0) + 1
+        return Ticket(caller, lease, prompt + max_tokens, max_tokens, prompt)
+
+    def settle(self, ticket: Ticket, spent: int) -> None:
+        """The request is over and spent `spent` tokens (the recorder moves them to usage)."""
+        if not ticket.open:
+            return
+        ticket.open = False
+        ticket.lease.reserved -= ticket.tokens
+        ticket.lease.spent += spent
+        ticket.lease.last_used = time.monotonic()
+        self.open[ticket.caller.instance_id] -= 1
+        if not self.open[ticket.caller.instance_id]:
+            del self.open[ticket.caller.instance_id]
+
+    def _ensure_upkeep(self) -> None:
+        if self._upkeep is None or self._upkeep.done():
+            self._upkeep = asyncio.create_task(self._keep(), name="llm-leases")
+
+    async def _keep(self) -> None:
+        """Keeps busy leases alive and gives idle ones back."""
+        while self.leases:
+            await asyncio.sleep(KEEP_ALIVE_SECONDS)
+            now = time.monotonic()
+            for user_id, lease in list(self.leases.items()):
+                if not lease.reserved and now - lease.last_used > IDLE_SECONDS and not lease.growing.locked():
+                    del self.leases[user_id]
+                    if lease.id:
+                        self.recorder.release(lease.id)  # after the usage recorded before it
+            alive = [lease.id for lease in self.leases.values() if lease.id]
+            if alive:
+                try:
+                    await asyncio.to_thread(admission.keep_alive, self.database, alive, HOLD_SECONDS)
+                except Exception as exc:  # they lapse after HOLD_SECONDS; the next grow renews
+                    log.warning("could not keep %d llm leases alive: %s", len(alive), exc)
+
+    async def close(self) -> None:
+        """Gives every lease back (after the usage already handed to the recorder)."""
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+        for lease in self.leases.values():
+            if lease.id:
+                self.recorder.release(lease.id)
+        self.leases.clear()
