@@ -22,8 +22,8 @@ def make_engine(url: str) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=10,
+        pool_size=10,  # the web app's threads, the stream server's lookups, the recorder, the poller
+        max_overflow=20,
         connect_args={"connect_timeout": 10},
     )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from a2wsgi import WSGIMiddleware
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
 from clawdet.errors import UserFacingError
@@ -26,7 +27,7 @@ from clawdet.llm.upstream import AsyncUpstreamPool
 from clawdet.settings import Settings
 from db.engine import Database
 from streams import llm_proxy, progress
-from streams.http import error_response, unexpected_error
+from streams.http import error_response, http_error, unexpected_error
 from streams.sessions import SessionReader
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,11 @@ def create_app(settings: Settings, database: Database | None = None, wsgi=None, 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={UserFacingError: error_response, Exception: unexpected_error},
+        exception_handlers={
+            UserFacingError: error_response,
+            HTTPException: http_error,
+            Exception: unexpected_error,
+        },
     )
     app.state.services = services
     return app

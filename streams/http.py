@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -49,6 +50,19 @@ async def error_response(_request: Request, error: UserFacingError) -> JSONRespo
     return JSONResponse(
         {"error": error.as_dict()}, status_code=error.status, headers={**NO_STORE, **error.headers}
     )
+
+
+PLAIN = {
+    404: ("not_found", "There is nothing here.", "Check the address."),
+    405: ("method_not_allowed", "That method is not available here.", "Check the method (GET or POST)."),
+}
+
+
+async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    code, message, action = PLAIN.get(
+        error.status_code, ("bad_request", "The request could not be understood.", "Check what you sent.")
+    )
+    return await error_response(request, UserFacingError(code, message, action, status=error.status_code))
 
 
 async def unexpected_error(request: Request, _error: Exception) -> JSONResponse:

@@ -42,7 +42,10 @@ class KeyRateLimiter:
 
     def __init__(self, settings: Settings):
         uri = settings.ratelimit_storage_uri
-        self.limiter = FixedWindowRateLimiter(storage_from_string(uri if "+" in uri else f"async+{uri}"))
+        options = (
+            {"implementation": "redispy"} if uri.startswith("redis") else {}
+        )  # redis-py, as Flask-Limiter
+        self.limiter = FixedWindowRateLimiter(storage_from_string(f"async+{uri}", **options))
         self.limit = parse(settings.llm_rate_limit)
 
     async def hit(self, key: str) -> None:
@@ -81,7 +84,7 @@ async def chat_completions(request: Request) -> Response | Relay:
             "Send an OpenAI chat completion request.",
         )
     ticket = await box.ledger.reserve(await box.ledger.caller(key), body)
-    body["max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"] = ticket.max_tokens
+    admissions.set_max_tokens(body, ticket.max_tokens)
     stream = bool(body.get("stream"))
     if stream:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -96,19 +99,24 @@ async def chat_completions(request: Request) -> Response | Relay:
     except BaseException:
         box.ledger.settle(ticket, 0)
         raise
-    headers = {name: upstream.headers[name] for name in PASSED_HEADERS if name in upstream.headers}
-    if stream and upstream.status == 200:
-        headers["X-Accel-Buffering"] = "no"
-        return Relay(upstream, headers, charge, box.settings.llm_request_max_seconds)
     try:
+        headers = {name: upstream.headers[name] for name in PASSED_HEADERS if name in upstream.headers}
+        if stream and upstream.status == 200:
+            return Relay(
+                upstream, {**headers, "X-Accel-Buffering": "no"}, charge, box.settings.llm_request_max_seconds
+            )
         async with asyncio.timeout(box.settings.llm_request_max_seconds):
             content = await upstream.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
+        upstream.release()
         box.ledger.settle(ticket, 0)
         log.warning("llm upstream broke off an answer: %s", type(exc).__name__)
         raise upstream_failed(502) from None
-    finally:
+    except BaseException:  # cancelled (the server stops): the upstream may have answered in full
         upstream.release()
+        charge({"prompt_tokens": ticket.prompt_ceiling, "completion_tokens": ticket.max_tokens}, 0)
+        raise
+    upstream.release()
     if upstream.status == 200:
         charge(metering.usage_of(content), metering.estimate(content))
     else:
@@ -120,26 +128,27 @@ async def chat_completions(request: Request) -> Response | Relay:
 
 class Relay:
     """Passes an upstream stream through as it arrives and charges it once it ended. A client
-    that goes away stops receiving, not the reading: the usage comes at the very end."""
+    that goes away stops receiving, not the reading: the usage comes at the very end. Whatever
+    happens once it exists, it charges exactly once."""
 
-    def __init__(self, upstream: aiohttp.ClientResponse, headers: dict, charge, max_seconds: float):
-        self.raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-        self.upstream, self.charge, self.max_seconds = upstream, charge, max_seconds
+    def __init__(self, upstream: aiohttp.ClientResponse, headers: dict[str, str], charge, max_seconds: float):
+        self.upstream, self.headers, self.charge, self.max_seconds = upstream, headers, charge, max_seconds
 
     async def __call__(self, scope, receive, send) -> None:
         tap = metering.StreamTap()
-        client = await _sent(
-            send, {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-        )
+        client = False
         try:
+            raw = [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.headers.items()
+            ]
+            client = await _sent(send, {"type": "http.response.start", "status": 200, "headers": raw})
             async with asyncio.timeout(self.max_seconds):
                 async for chunk in self.upstream.content.iter_any():
                     tap.feed(chunk)
                     if client:
-                        client = await _sent(
-                            send, {"type": "http.response.body", "body": chunk, "more_body": True}
-                        )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                        client = await _sent(send, _body(chunk, more=True))
+        except (aiohttp.ClientError, TimeoutError, UnicodeEncodeError) as exc:
             log.warning("llm upstream stream broke off: %s", type(exc).__name__)
         finally:
             self.upstream.release()

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -35,6 +35,7 @@ POLL_SECONDS = 0.5
 MAX_SECONDS = 300  # the browser's EventSource reconnects with Last-Event-ID
 HEARTBEAT_SECONDS = 15
 PAGE = 500
+BACKLOG = 64
 
 
 class Watcher:
@@ -105,6 +106,9 @@ class ProgressHub:
     async def _poll(self) -> None:
         while self.watchers:
             try:
+                if not self._floors:  # from the oldest event a stream has not passed on yet
+                    start = min(watcher.last for watchers in self.watchers.values() for watcher in watchers)
+                    self._floors.extend([start, start])
                 events, states = await run_in_threadpool(self._read, list(self.watchers))
             except Exception as exc:  # the database is away: the streams wait, the poller goes on
                 log.warning("progress poll failed: %s", exc)
@@ -117,14 +121,16 @@ class ProgressHub:
                 for watcher in list(watchers):
                     if by_instance.get(instance_id):
                         watcher.queue.put_nowait(("events", by_instance[instance_id]))
-                    watcher.queue.put_nowait(("state", states.get(instance_id)))
+                    if watcher.queue.qsize() < BACKLOG:  # a stalled client gets no pile of states
+                        watcher.queue.put_nowait(("state", states.get(instance_id)))
             await asyncio.sleep(self.poll_seconds)
+        self._floors.clear()  # the next stream starts the poller afresh from where it stands
 
     def _read(self, instance_ids: list[str]) -> tuple[list[InstanceEvent], dict[str, dict]]:
         with self.database.sessions() as session:
-            if not self._floors:
-                top = session.scalar(select(func.max(InstanceEvent.id))) or 0
-                self._floors.extend([top, top])
+            # The state first: an instance seen at rest has its last event in this read too.
+            instances = session.scalars(select(Instance).where(Instance.id.in_(instance_ids)))
+            states = {instance.id: progress.state_of(instance) for instance in instances}
             floor = self._floors[0]
             events = list(
                 session.scalars(
@@ -136,8 +142,7 @@ class ProgressHub:
             )
             newest = max([self._floors[-1], *(event.id for event in events)])
             self._floors.append(events[-1].id if len(events) == PAGE else newest)
-            instances = session.scalars(select(Instance).where(Instance.id.in_(instance_ids)))
-            return events, {instance.id: progress.state_of(instance) for instance in instances}
+            return events, states
 
     def _catch_up(self, instance_id: str, after: int) -> tuple[list[InstanceEvent], dict | None]:
         with self.database.sessions() as session:

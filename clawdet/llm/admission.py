@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from clawdet.errors import UserFacingError
@@ -34,6 +34,8 @@ PROMPT_BYTES_PER_TOKEN = 2
 IMAGE_TOKENS = 1_600
 MESSAGE_TOKENS = 8
 IMAGE_PARTS = {"image_url", "input_image", "image", "input_audio"}
+MAX_CHOICES = 8
+LAPSED_KEPT = timedelta(hours=1)  # lapsed leases of a dead process: kept a while for inspection
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,27 @@ def asked_max_tokens(body: dict) -> int | None:
     return None
 
 
+def choices(body: dict) -> int:
+    """How many answers the request asks for (`n`): each may be max_tokens long."""
+    value = body.get("n", 1)
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CHOICES:
+        raise UserFacingError(
+            "invalid_request",
+            f"n must be a whole number from 1 to {MAX_CHOICES}.",
+            "Ask for fewer answers at once, or leave n out.",
+        )
+    return value
+
+
+def set_max_tokens(body: dict, max_tokens: int) -> None:
+    """Tells the upstream the answer length the reservation covers, in every field it may read."""
+    fields = [name for name in ("max_completion_tokens", "max_tokens") if body.get(name) is not None]
+    for name in fields or ["max_tokens"]:
+        body[name] = max_tokens
+
+
 @dataclass(frozen=True)
 class Grant:
     lease_id: str
@@ -139,16 +162,24 @@ def grow_lease(
     with database.engine.connect() as connection:
         lock_owners(connection, [caller.user_id])
         now = utcnow()
+        connection.execute(
+            delete(LlmLease).where(
+                LlmLease.user_id == caller.user_id, LlmLease.expires_at < now - LAPSED_KEPT
+            )
+        )
         used, elsewhere = connection.execute(
             select(_recorded_this_month(caller.user_id), _held_elsewhere(caller.user_id, lease_id, now))
         ).one()
         used, elsewhere = int(used), int(elsewhere)  # PostgreSQL sums bigints as numeric
         mine = connection.execute(
-            select(LlmLease.granted, LlmLease.spent).where(LlmLease.id == lease_id)
+            select(LlmLease.granted, LlmLease.spent, LlmLease.expires_at).where(LlmLease.id == lease_id)
         ).first()
-        granted, spent = mine or (0, 0)
+        granted, spent = (mine[0], mine[1]) if mine else (0, 0)
+        if mine and mine[2] <= now:  # it lapsed: others may have been granted what it held
+            granted = spent
+        holding = max(granted - spent, 0)
         quota = caller.quota
-        grant = want if quota is None else max(0, min(want, quota - used - elsewhere - (granted - spent)))
+        grant = want if quota is None else max(0, min(want, quota - used - elsewhere - holding))
         values = {"granted": granted + grant, "expires_at": now + timedelta(seconds=hold_seconds)}
         if mine:
             connection.execute(update(LlmLease).where(LlmLease.id == lease_id).values(**values))
@@ -215,7 +246,14 @@ def _recorded_this_month(user_id: str):
 
 def _held_elsewhere(user_id: str, lease_id: str, now):
     return (
-        select(func.coalesce(func.sum(LlmLease.granted - LlmLease.spent), 0))
+        select(
+            func.coalesce(
+                func.sum(
+                    case((LlmLease.granted > LlmLease.spent, LlmLease.granted - LlmLease.spent), else_=0)
+                ),
+                0,
+            )
+        )
         .where(LlmLease.user_id == user_id, LlmLease.id != lease_id, LlmLease.expires_at > now)
         .scalar_subquery()
     )

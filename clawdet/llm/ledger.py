@@ -18,6 +18,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from clawdet.errors import UserFacingError
 from clawdet.llm import admission
 from clawdet.llm.admission import Caller
@@ -32,6 +34,7 @@ HOLD_SECONDS = 120.0  # a lease of a process that died lapses after this
 KEEP_ALIVE_SECONDS = 30.0
 IDLE_SECONDS = 30.0
 RETRY_AFTER_BUSY = "5"
+MIN_ANSWER = 256  # answer tokens worth a request: fewer left is a 429, not an answer cut to nothing
 
 
 @dataclass
@@ -41,11 +44,17 @@ class Lease:
     spent: int = 0  # by this process's finished requests (the recorder catches up)
     reserved: int = 0  # by its open requests
     last_used: float = field(default_factory=time.monotonic)
+    confirmed: float = 0.0  # when the database last renewed it (it lapses HOLD_SECONDS later)
     growing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def free(self) -> int:
         return self.granted - self.spent - self.reserved
+
+    @property
+    def stale(self) -> bool:
+        """Close to lapsing (keep-alives failed): grow it (and renew it) before spending more."""
+        return time.monotonic() - self.confirmed > HOLD_SECONDS - 2 * KEEP_ALIVE_SECONDS
 
 
 @dataclass
@@ -93,6 +102,7 @@ class Ledger:
     async def reserve(self, caller: Caller, body: dict) -> Ticket:
         """The request's reservation, or a 429 in plain words (too many open, quota)."""
         asked = admission.asked_max_tokens(body)
+        choices = admission.choices(body)
         prompt = admission.prompt_ceiling(body)
         if (open_here := self.open.get(caller.instance_id, 0)) >= self.max_concurrent:
             raise UserFacingError(
@@ -103,25 +113,25 @@ class Ledger:
                 status=429,
                 headers={"Retry-After": RETRY_AFTER_BUSY},
             )
+        self.open[caller.instance_id] = open_here + 1  # before any wait: a burst counts at once
+        try:
+            return await self._reserve(caller, prompt, asked or self.default_max_tokens, choices)
+        except BaseException:
+            self._closed(caller.instance_id)
+            raise
+
+    async def _reserve(self, caller: Caller, prompt: int, asked: int, choices: int) -> Ticket:
         self._ensure_upkeep()
         lease = self.leases.setdefault(caller.user_id, Lease())
-        want = prompt + (asked or self.default_max_tokens)
-        if lease.free < want:
+        want = prompt + asked * choices
+        if lease.free < want or lease.stale:
             async with lease.growing:
-                if lease.free < want:
-                    grant = await asyncio.to_thread(
-                        admission.grow_lease,
-                        self.database,
-                        caller,
-                        lease.id,
-                        want - lease.free + GROW_EXTRA,
-                        HOLD_SECONDS,
-                    )
-                    lease.id, lease.granted = grant.lease_id, grant.granted
-                    if lease.free < prompt + 1:
+                if lease.free < want or lease.stale:
+                    grant = await self._grow(caller, lease, want - lease.free + GROW_EXTRA)
+                    if lease.free < prompt + min(asked, MIN_ANSWER) * choices:
                         raise admission.quota_exceeded(grant, caller.quota or 0, want)
-        max_tokens = min(asked or self.default_max_tokens, lease.free - prompt)
-        if max_tokens < 1:  # another request took what was left meanwhile
+        max_tokens = min(asked, (lease.free - prompt) // choices)
+        if max_tokens < min(asked, MIN_ANSWER):  # other requests hold what is left
             raise UserFacingError(
                 "quota_held",
                 "The rest of this month's token quota is held by requests still running.",
@@ -129,10 +139,27 @@ class Ledger:
                 status=429,
                 headers={"Retry-After": "10"},
             )
-        lease.reserved += prompt + max_tokens
+        tokens = prompt + max_tokens * choices
+        lease.reserved += tokens
         lease.last_used = time.monotonic()
-        self.open[caller.instance_id] = self.open.get(caller.instance_id, 0) + 1
-        return Ticket(caller, lease, prompt + max_tokens, max_tokens, prompt)
+        return Ticket(caller, lease, tokens, max_tokens, prompt)
+
+    async def _grow(self, caller: Caller, lease: Lease, want: int) -> admission.Grant:
+        try:
+            grant = await asyncio.to_thread(
+                admission.grow_lease, self.database, caller, lease.id, want, HOLD_SECONDS
+            )
+        except SQLAlchemyError as exc:
+            log.warning("could not grow an llm lease: %s", type(exc).__name__)
+            raise UserFacingError(
+                "unavailable",
+                "The proxy cannot check your quota right now.",
+                "Try again in a minute.",
+                status=503,
+                headers={"Retry-After": "30"},
+            ) from None
+        lease.id, lease.granted, lease.confirmed = grant.lease_id, grant.granted, time.monotonic()
+        return grant
 
     def settle(self, ticket: Ticket, spent: int) -> None:
         """The request is over and spent `spent` tokens (the recorder moves them to usage)."""
@@ -142,9 +169,12 @@ class Ledger:
         ticket.lease.reserved -= ticket.tokens
         ticket.lease.spent += spent
         ticket.lease.last_used = time.monotonic()
-        self.open[ticket.caller.instance_id] -= 1
-        if not self.open[ticket.caller.instance_id]:
-            del self.open[ticket.caller.instance_id]
+        self._closed(ticket.caller.instance_id)
+
+    def _closed(self, instance_id: str) -> None:
+        self.open[instance_id] -= 1
+        if not self.open[instance_id]:
+            del self.open[instance_id]
 
     def _ensure_upkeep(self) -> None:
         if self._upkeep is None or self._upkeep.done():
@@ -160,11 +190,13 @@ class Ledger:
                     del self.leases[user_id]
                     if lease.id:
                         self.recorder.release(lease.id)  # after the usage recorded before it
-            alive = [lease.id for lease in self.leases.values() if lease.id]
+            alive = {lease.id: lease for lease in self.leases.values() if lease.id}
             if alive:
                 try:
-                    await asyncio.to_thread(admission.keep_alive, self.database, alive, HOLD_SECONDS)
-                except Exception as exc:  # they lapse after HOLD_SECONDS; the next grow renews
+                    await asyncio.to_thread(admission.keep_alive, self.database, sorted(alive), HOLD_SECONDS)
+                    for lease in alive.values():
+                        lease.confirmed = now
+                except Exception as exc:  # stale leases grow (and renew) before they spend again
                     log.warning("could not keep %d llm leases alive: %s", len(alive), exc)
 
     async def close(self) -> None:

@@ -15,14 +15,16 @@ import json
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from clawdet.llm import admission
 from clawdet.llm import usage as llm_usage
@@ -46,6 +48,7 @@ class UsageEntry:
     prompt_tokens: int
     completion_tokens: int
     lease_id: str | None = None  # the lease the request's tokens move out of
+    day: date = field(default_factory=llm_usage.today)  # when it ran, not when it is written
 
 
 class UsageRecorder:
@@ -56,6 +59,7 @@ class UsageRecorder:
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
         self._stopping = threading.Event()
+        self._spilling = threading.Lock()
 
     def submit(self, entry: UsageEntry) -> None:
         self._start()
@@ -71,8 +75,6 @@ class UsageRecorder:
             return
         with self._starting:
             if self._thread is None:
-                for entry in self._take_spool():
-                    self._queue.put(entry)
                 self._thread = threading.Thread(target=self._run, name="llm-usage", daemon=True)
                 self._thread.start()
                 atexit.register(self.close, 5.0)
@@ -100,6 +102,13 @@ class UsageRecorder:
         self.flush(2.0)
 
     def _run(self) -> None:
+        try:
+            kept = self._take_spool()
+        except OSError as exc:
+            log.error("could not read the llm usage spool %s: %s", self.spool, exc)
+            kept = []
+        if kept:
+            self._write_each(kept)
         while True:
             batch = [self._queue.get()]
             gathered_until = time.monotonic() + GATHER_SECONDS
@@ -112,27 +121,24 @@ class UsageRecorder:
                 self._write(batch)
             except Exception as exc:
                 log.warning("%d llm usage rows failed as a batch (%s); one by one now", len(batch), exc)
-                self._write_each(batch)
+                try:
+                    self._write_each(batch)
+                except Exception:  # never let the writer die: later rows still need it
+                    log.exception("llm usage rows lost")
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
     def _write_each(self, batch: list[UsageEntry | str]) -> None:
+        """Each row on its own: a database that is away is waited out, a row the database
+        refuses for good is logged and dropped, so it cannot hold up the rows after it."""
         for index, entry in enumerate(batch):
             attempt = 0
             while True:
                 try:
                     self._write([entry])
                     break
-                except IntegrityError:
-                    log.error(
-                        "dropped llm usage of a deleted instance or user: instance %s, %d+%d tokens",
-                        entry.instance_id,
-                        entry.prompt_tokens,
-                        entry.completion_tokens,
-                    )
-                    break
-                except Exception as exc:
+                except (OperationalError, InterfaceError) as exc:  # away: wait, then again
                     if self._stopping.is_set():
                         self._spill(batch[index:])
                         return
@@ -140,6 +146,11 @@ class UsageRecorder:
                     attempt += 1
                     log.warning("llm usage row unwritten (try %d, next in %ss): %s", attempt, pause, exc)
                     self._stopping.wait(pause)
+                except Exception as exc:
+                    log.error(
+                        "dropped an llm usage row the database refuses (%s): %s", type(exc).__name__, entry
+                    )
+                    break
 
     def _write(self, batch: list[UsageEntry | str]) -> None:
         entries = [entry for entry in batch if not isinstance(entry, str)]
@@ -147,7 +158,7 @@ class UsageRecorder:
         rows: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])  # one upsert per usage row
         spent: dict[str, int] = defaultdict(int)
         for entry in entries:
-            row = rows[entry.user_id, entry.instance_id, entry.model]
+            row = rows[entry.user_id, entry.instance_id, entry.model, entry.day]
             row[0] += 1
             row[1] += entry.prompt_tokens
             row[2] += entry.completion_tokens
@@ -156,7 +167,7 @@ class UsageRecorder:
         with self.database.session() as session:
             if entries:
                 admission.lock_owners(session.connection(), list({entry.user_id for entry in entries}))
-            for (user_id, instance_id, model), (requests, prompt, completion) in rows.items():
+            for (user_id, instance_id, model, day), (requests, prompt, completion) in rows.items():
                 llm_usage.record(
                     session,
                     user_id=user_id,
@@ -165,16 +176,19 @@ class UsageRecorder:
                     prompt_tokens=prompt,
                     completion_tokens=completion,
                     requests=requests,
+                    day=day,
                 )
-            for lease_id, tokens in spent.items():
+            for lease_id, tokens in sorted(spent.items()):
                 session.execute(
                     update(LlmLease).where(LlmLease.id == lease_id).values(spent=LlmLease.spent + tokens)
                 )
             if given_back:
-                session.execute(delete(LlmLease).where(LlmLease.id.in_(given_back)))
+                session.execute(delete(LlmLease).where(LlmLease.id.in_(sorted(given_back))))
             for entry in {entry.user_id: entry for entry in entries}.values():
-                used = llm_usage.month_tokens(session, entry.user_id)
-                llm_usage.warn_if_near_quota(session, entry.user_id, entry.payment_method, entry.paid, used)
+                used = llm_usage.month_tokens(session, entry.user_id, entry.day)
+                llm_usage.warn_if_near_quota(
+                    session, entry.user_id, entry.payment_method, entry.paid, used, entry.day
+                )
 
     def _spill(self, entries: list[UsageEntry | str]) -> None:
         entries = [entry for entry in entries if not isinstance(entry, str)]  # leases lapse
@@ -184,20 +198,34 @@ class UsageRecorder:
             log.error("lost %d llm usage rows: the database is away and there is no spool file", len(entries))
             return
         self.spool.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.spool, "a") as file:
-            for entry in entries:
-                file.write(json.dumps(asdict(entry)) + "\n")
+        lines = "".join(
+            json.dumps({**asdict(entry), "day": entry.day.isoformat()}) + "\n" for entry in entries
+        )
+        with self._spilling:  # one write of whole lines, appended: other processes' lines stay whole
+            descriptor = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(descriptor, lines.encode())
+            finally:
+                os.close(descriptor)
         log.warning("kept %d unwritten llm usage rows in %s", len(entries), self.spool)
 
     def _take_spool(self) -> list[UsageEntry]:
         if self.spool is None or not self.spool.exists():
             return []
-        taken = self.spool.with_name(f"{self.spool.name}.{os.getpid()}")
+        taken = self.spool.with_name(
+            f"{self.spool.name}.{socket.gethostname()}.{os.getpid()}.{time.time_ns()}"
+        )
         try:
             os.replace(self.spool, taken)  # another process on this data dir takes it, or we do
         except FileNotFoundError:
             return []
-        entries = [UsageEntry(**json.loads(line)) for line in taken.read_text().splitlines() if line.strip()]
+        entries = []
+        for line in taken.read_text().splitlines():
+            try:
+                fields = json.loads(line)
+                entries.append(UsageEntry(**{**fields, "day": date.fromisoformat(fields["day"])}))
+            except (ValueError, TypeError, KeyError):
+                log.error("skipped an unreadable line of the llm usage spool: %r", line[:200])
         taken.unlink()
         log.info("writing %d llm usage rows kept from an earlier run", len(entries))
         return entries

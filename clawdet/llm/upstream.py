@@ -66,6 +66,20 @@ def unavailable() -> UserFacingError:
     )
 
 
+async def _names_our_key(upstream: Upstream, response: aiohttp.ClientResponse) -> bool:
+    """Some upstreams answer a refused key with a 400 that quotes part of it: ours to hide."""
+    if response.status != 400:
+        return False
+    try:
+        content = (await response.read()).lower()  # kept: the caller's read() gets it again
+    except aiohttp.ClientError:
+        return True
+    if b"api key" in content or b"api_key" in content or b"apikey" in content:
+        log.error("llm upstream %s refused the platform key (HTTP 400)", upstream.name)
+        return True
+    return False
+
+
 class UpstreamPool:
     """Blocking, for the web app's short calls (the trial chat)."""
 
@@ -120,7 +134,9 @@ class AsyncUpstreamPool:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("llm upstream %s: %s on %s %s", upstream.name, type(exc).__name__, method, path)
                 continue
-            if not usable(upstream, response.status, method, path):
+            if not usable(upstream, response.status, method, path) or await _names_our_key(
+                upstream, response
+            ):
                 response.release()
                 continue
             return response

@@ -30,23 +30,37 @@
   setProgress(parseInt(bar.getAttribute("data-progress"), 10) || 0);
   if (card.getAttribute("data-busy") !== "true") return;
 
-  var source = new EventSource(card.getAttribute("data-events"));
-  source.addEventListener("progress", function (event) {
-    var data = JSON.parse(event.data);
-    message.textContent = data.message;
-    setStep(data.step);
-    setProgress(data.progress);
-  });
-  source.addEventListener("state", function (event) {
-    var data = JSON.parse(event.data);
-    statusBadge.textContent = data.status;
-    statusBadge.className = "badge status-" + data.status;
-    card.setAttribute("data-status", data.status);
-    if (!data.inFlight && ["ready", "paused", "failed", "destroyed"].indexOf(data.status) >= 0) {
-      source.close();
-      if (data.status === "ready") { setStep("ready"); setProgress(100); }
-      window.setTimeout(function () { window.location.reload(); }, 600);
-    }
-  });
-  source.onerror = function () { progressBox.classList.add("reconnecting"); };
+  var lastId = "";
+  var source = null;
+  function listen() {
+    // A browser reconnects an EventSource by itself after a dropped stream, but not after an
+    // error status (a proxy restarting behind the front): then we open it again, resuming.
+    var url = card.getAttribute("data-events");
+    source = new EventSource(lastId ? url + "?after=" + encodeURIComponent(lastId) : url);
+    source.addEventListener("progress", function (event) {
+      var data = JSON.parse(event.data);
+      if (event.lastEventId) lastId = event.lastEventId;
+      progressBox.classList.remove("reconnecting");
+      message.textContent = data.message;
+      setStep(data.step);
+      setProgress(data.progress);
+    });
+    source.addEventListener("state", function (event) {
+      var data = JSON.parse(event.data);
+      progressBox.classList.remove("reconnecting");
+      statusBadge.textContent = data.status;
+      statusBadge.className = "badge status-" + data.status;
+      card.setAttribute("data-status", data.status);
+      if (!data.inFlight && ["ready", "paused", "failed", "destroyed"].indexOf(data.status) >= 0) {
+        source.close();
+        if (data.status === "ready") { setStep("ready"); setProgress(100); }
+        window.setTimeout(function () { window.location.reload(); }, 600);
+      }
+    });
+    source.onerror = function () {
+      progressBox.classList.add("reconnecting");
+      if (source.readyState === EventSource.CLOSED) window.setTimeout(listen, 3000);
+    };
+  }
+  listen();
 })();

@@ -12,17 +12,10 @@ import httpx
 import pytest
 
 from db.engine import Database
-from tests.fixtures.llm import LiveServer, customer_with_instance, llm_env, start_llm_sandbox
+from tests.fixtures.llm import LiveServer, customer_with_instance, llm_env
 
 STREAMS, CUSTOMERS, PROGRESS_STREAMS = 100, 10, 20
 CHUNK_DELAY = 0.2  # 24 words a reply: about 5 s a stream
-
-
-@pytest.fixture(scope="module")
-def llm_sandbox(tmp_path_factory):
-    box = start_llm_sandbox(tmp_path_factory.mktemp("capacity-sandbox") / "state.json")
-    yield box
-    box.stop()
 
 
 @pytest.fixture

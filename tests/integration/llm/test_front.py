@@ -20,16 +20,9 @@ import pytest
 from db.engine import Database
 from tests.fixtures import REPO
 from tests.fixtures.browser import free_port, wait_until_up
-from tests.fixtures.llm import customer_with_instance, llm_env, start_llm_sandbox
+from tests.fixtures.llm import customer_with_instance, llm_env
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def llm_sandbox(tmp_path):
-    box = start_llm_sandbox(tmp_path / "sandbox" / "state.json")
-    yield box
-    box.stop()
 
 
 def front_config(web_port: int, proxy_port: int, front_port: int) -> str:

@@ -33,17 +33,9 @@ from tests.fixtures.llm import (
     llm_settings,
     proxy_client,
     recorder,
-    start_llm_sandbox,
 )
 
 CHAT = "/llm/v1/chat/completions"
-
-
-@pytest.fixture(scope="module")
-def llm_sandbox(tmp_path_factory):
-    box = start_llm_sandbox(tmp_path_factory.mktemp("llm-sandbox") / "state.json")
-    yield box
-    box.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -233,16 +225,21 @@ def test_a_used_up_quota_is_a_429(proxy, database, customer):
     assert error["code"] == "quota_exceeded" and "100,000" in error["message"] and error["action"]
 
 
-def test_an_answer_is_cut_to_what_the_quota_has_left(proxy, database, customer, llm_sandbox):
+def test_near_the_end_of_the_quota_an_answer_is_shortened_then_refused(
+    proxy, database, customer, llm_sandbox
+):
+    """With 300 answer tokens left the request (4,096 by default) is told max_tokens=300 and
+    answered; with fewer than 256 left it is refused rather than cut to nothing."""
     text = " ".join(["word"] * 40)  # the sandbox answers with 44 words
     ceiling = prompt_ceiling({"messages": [{"role": "user", "content": text}]})
-    record_usage(database, customer, 100_000 - ceiling - 20)
-    response = ask(proxy, customer[2], text, max_tokens=500)
-    assert response.status_code == 200
-    assert response.json()["choices"][0]["finish_reason"] == "length"
-    assert llm_sandbox.llm.completions()[-1].completion_tokens == 20
-    refused = ask(proxy, customer[2], text)
+    record_usage(database, customer, 100_000 - ceiling - 300)
+    response = ask(proxy, customer[2], text)
+    assert response.status_code == 200 and llm_sandbox.llm.completions()[-1].completion_tokens == 44
+    recorder(proxy).flush()
+    refused = ask(proxy, customer[2], text)  # 300 - 84 spent: 216 answer tokens are left
     assert refused.status_code == 429 and "too few for this prompt" in refused.json()["error"]["message"]
+    with database.session() as s:
+        assert llm_usage.month_tokens(s, customer[0]) <= 100_000
 
 
 def test_parallel_requests_never_spend_past_a_nearly_full_quota(

@@ -9,16 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from db.models import TrialUsage
-from tests.fixtures.llm import llm_settings, start_llm_sandbox
+from tests.fixtures.llm import llm_settings
 
 TRIAL = "/api/trial/chat"
-
-
-@pytest.fixture(scope="module")
-def llm_sandbox(tmp_path_factory):
-    box = start_llm_sandbox(tmp_path_factory.mktemp("trial-sandbox") / "state.json")
-    yield box
-    box.stop()
 
 
 @pytest.fixture
