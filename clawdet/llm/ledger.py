@@ -7,8 +7,9 @@ as the quota allows, so most requests cost no database round trip at all. What a
 moves from the lease to the usage rows in the recorder's transaction; an idle lease is given
 back (through the recorder, after the usage before it), so other processes may use it.
 
-Keys are looked up at most every CALLER_SECONDS: a rotated, destroyed or disabled key stops
-working within that time (a rotation keeps the old key working until the new one is live anyway).
+Keys are looked up again after CALLER_SECONDS, in the background while requests go on: a
+rotated, destroyed or disabled key stops working within about that time (a rotation keeps the
+old key working until the new one is live anyway).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from db.engine import Database
 log = logging.getLogger(__name__)
 
 CALLER_SECONDS = 1.0
+CALLER_STALE_SECONDS = 10.0  # older than this, a request waits for the lookup
 GROW_EXTRA = 16_384
 HOLD_SECONDS = 120.0  # a lease of a process that died lapses after this
 KEEP_ALIVE_SECONDS = 30.0
@@ -80,18 +82,27 @@ class Ledger:
         self._upkeep: asyncio.Task | None = None
 
     async def caller(self, key: str) -> Caller:
-        """The key's caller, looked up once for every request that asks while it is looked up."""
+        """The key's caller. A lookup older than CALLER_SECONDS is renewed in the background
+        while requests go on with it (one lookup a key at a time); a key found invalid is
+        forgotten at once, so its next request is refused."""
+        now = time.monotonic()
         cached = self._callers.get(key)
-        if cached and time.monotonic() - cached[0] < CALLER_SECONDS:
+        if cached and now - cached[0] < CALLER_SECONDS:
             return cached[1]
         looking = self._lookups.get(key)
         if looking is None:
             looking = self._lookups[key] = asyncio.ensure_future(self._look_up(key))
+            looking.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen
+        if cached and now - cached[0] < CALLER_STALE_SECONDS:
+            return cached[1]
         return await asyncio.shield(looking)
 
     async def _look_up(self, key: str) -> Caller:
         try:
             caller = await asyncio.to_thread(admission.authenticate, self.database, key)
+        except BaseException:
+            self._callers.pop(key, None)
+            raise
         finally:
             del self._lookups[key]
         if len(self._callers) > 50_000:

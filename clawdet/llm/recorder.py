@@ -184,11 +184,15 @@ class UsageRecorder:
                 )
             if given_back:
                 session.execute(delete(LlmLease).where(LlmLease.id.in_(sorted(given_back))))
-            for entry in {entry.user_id: entry for entry in entries}.values():
-                used = llm_usage.month_tokens(session, entry.user_id, entry.day)
-                llm_usage.warn_if_near_quota(
-                    session, entry.user_id, entry.payment_method, entry.paid, used, entry.day
-                )
+            latest = {entry.user_id: entry for entry in entries}
+            for day in {entry.day for entry in latest.values()}:
+                users = [entry for entry in latest.values() if entry.day == day]
+                totals = llm_usage.month_totals(session, [entry.user_id for entry in users], day)
+                for entry in users:
+                    used = totals.get(entry.user_id, 0)
+                    llm_usage.warn_if_near_quota(
+                        session, entry.user_id, entry.payment_method, entry.paid, used, day
+                    )
 
     def _spill(self, entries: list[UsageEntry | str]) -> None:
         entries = [entry for entry in entries if not isinstance(entry, str)]  # leases lapse

@@ -75,6 +75,17 @@ def month_tokens(session: Session, user_id: str, day: date | None = None) -> int
     return int(total or 0)
 
 
+def month_totals(session: Session, user_ids: list[str], day: date | None = None) -> dict[str, int]:
+    """month_tokens of several users, in one query."""
+    first = (day or today()).replace(day=1)
+    rows = session.execute(
+        select(LlmUsage.user_id, func.sum(LlmUsage.prompt_tokens + LlmUsage.completion_tokens))
+        .where(LlmUsage.user_id.in_(user_ids), LlmUsage.day >= first)
+        .group_by(LlmUsage.user_id)
+    )
+    return {user_id: int(total or 0) for user_id, total in rows}
+
+
 def warn_if_near_quota(
     session: Session, user_id: str, payment_method: str | None, paid: bool, used: int, day: date | None = None
 ) -> bool:
