@@ -62,7 +62,10 @@ async def http_error(request: Request, error: HTTPException) -> JSONResponse:
     code, message, action = PLAIN.get(
         error.status_code, ("bad_request", "The request could not be understood.", "Check what you sent.")
     )
-    return await error_response(request, UserFacingError(code, message, action, status=error.status_code))
+    refused = UserFacingError(
+        code, message, action, status=error.status_code, headers=dict(error.headers or {})
+    )
+    return await error_response(request, refused)
 
 
 async def unexpected_error(request: Request, _error: Exception) -> JSONResponse:

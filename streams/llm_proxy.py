@@ -114,7 +114,13 @@ async def chat_completions(request: Request) -> Response | Relay:
         raise upstream_failed(502) from None
     except BaseException:  # cancelled (the server stops): the upstream may have answered in full
         upstream.release()
-        charge({"prompt_tokens": ticket.prompt_ceiling, "completion_tokens": ticket.max_tokens}, 0)
+        charge(
+            {
+                "prompt_tokens": ticket.prompt_ceiling,
+                "completion_tokens": ticket.tokens - ticket.prompt_ceiling,
+            },
+            0,
+        )
         raise
     upstream.release()
     if upstream.status == 200:

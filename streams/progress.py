@@ -16,7 +16,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -66,7 +66,8 @@ class ProgressHub:
         self._ensure_polling()
         try:
             yield "retry: 2000\n\n"
-            backlog, state = await run_in_threadpool(self._catch_up, instance_id, after)
+            backlog, state, newest = await run_in_threadpool(self._catch_up, instance_id, after)
+            watcher.last = min(watcher.last, newest)  # a Last-Event-ID from the future counts from now
             for text in watcher.events(backlog):
                 yield text
             if state is None:
@@ -109,7 +110,8 @@ class ProgressHub:
                 if not self._floors:  # from the oldest event a stream has not passed on yet
                     start = min(watcher.last for watchers in self.watchers.values() for watcher in watchers)
                     self._floors.extend([start, start])
-                events, states = await run_in_threadpool(self._read, list(self.watchers))
+                polled = list(self.watchers)
+                events, states = await run_in_threadpool(self._read, polled)
             except Exception as exc:  # the database is away: the streams wait, the poller goes on
                 log.warning("progress poll failed: %s", exc)
                 await asyncio.sleep(self.poll_seconds * 4)
@@ -117,8 +119,8 @@ class ProgressHub:
             by_instance = defaultdict(list)
             for event in events:
                 by_instance[event.instance_id].append(event)
-            for instance_id, watchers in list(self.watchers.items()):
-                for watcher in list(watchers):
+            for instance_id in polled:  # a stream that joined meanwhile waits for the next poll
+                for watcher in list(self.watchers.get(instance_id, ())):
                     if by_instance.get(instance_id):
                         watcher.queue.put_nowait(("events", by_instance[instance_id]))
                     if watcher.queue.qsize() < BACKLOG:  # a stalled client gets no pile of states
@@ -144,7 +146,7 @@ class ProgressHub:
             self._floors.append(events[-1].id if len(events) == PAGE else newest)
             return events, states
 
-    def _catch_up(self, instance_id: str, after: int) -> tuple[list[InstanceEvent], dict | None]:
+    def _catch_up(self, instance_id: str, after: int) -> tuple[list[InstanceEvent], dict | None, int]:
         with self.database.sessions() as session:
             events = list(
                 session.scalars(
@@ -154,7 +156,8 @@ class ProgressHub:
                 )
             )
             instance = session.get(Instance, instance_id)
-            return events, progress.state_of(instance) if instance else None
+            newest = session.scalar(select(func.max(InstanceEvent.id))) or 0
+            return events, (progress.state_of(instance) if instance else None), newest
 
     def close_streams(self) -> None:
         """Ends every open stream now (the server is stopping) rather than at its time limit."""
@@ -176,7 +179,7 @@ async def instance_events(request: Request) -> StreamingResponse:
     await run_in_threadpool(_authorize, box.sessions, box.database, request.cookies, instance_id)
     after = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
     return StreamingResponse(
-        box.hub.stream(instance_id, int(after) if after.isdigit() else 0),
+        box.hub.stream(instance_id, int(after) if after.isdecimal() and len(after) < 19 else 0),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

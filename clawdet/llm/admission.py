@@ -176,6 +176,7 @@ def grow_lease(
         ).first()
         granted, spent = (mine[0], mine[1]) if mine else (0, 0)
         if mine and mine[2] <= now:  # it lapsed: others may have been granted what it held
+            want += max(granted - spent, 0)  # so ask for it again, as far as the quota allows
             granted = spent
         holding = max(granted - spent, 0)
         quota = caller.quota
@@ -191,13 +192,22 @@ def grow_lease(
     return Grant(lease_id, granted + grant, used, elsewhere)
 
 
-def keep_alive(database: Database, lease_ids: list[str], hold_seconds: float) -> None:
+def keep_alive(database: Database, lease_ids: list[str], hold_seconds: float) -> set[str]:
+    """Renews the leases that are still live; the ids renewed (a lapsed one must grow afresh)."""
+    now = utcnow()
     with database.engine.begin() as connection:
-        connection.execute(
-            update(LlmLease)
-            .where(LlmLease.id.in_(lease_ids))
-            .values(expires_at=utcnow() + timedelta(seconds=hold_seconds))
+        live = set(
+            connection.scalars(
+                select(LlmLease.id).where(LlmLease.id.in_(lease_ids), LlmLease.expires_at > now)
+            )
         )
+        if live:
+            connection.execute(
+                update(LlmLease)
+                .where(LlmLease.id.in_(sorted(live)))
+                .values(expires_at=now + timedelta(seconds=hold_seconds))
+            )
+    return live
 
 
 def quota_exceeded(grant: Grant, quota: int, need: int) -> UserFacingError:

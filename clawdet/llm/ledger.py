@@ -39,6 +39,17 @@ RETRY_AFTER_BUSY = "5"
 MIN_ANSWER = 256  # answer tokens worth a request: fewer left is a 429, not an answer cut to nothing
 
 
+def database_away(exc: Exception) -> UserFacingError:
+    log.warning("the llm proxy could not reach the database: %s", type(exc).__name__)
+    return UserFacingError(
+        "unavailable",
+        "The proxy cannot check your key and quota right now.",
+        "Try again in a minute.",
+        status=503,
+        headers={"Retry-After": "30"},
+    )
+
+
 @dataclass
 class Lease:
     id: str | None = None
@@ -100,9 +111,11 @@ class Ledger:
     async def _look_up(self, key: str) -> Caller:
         try:
             caller = await asyncio.to_thread(admission.authenticate, self.database, key)
-        except BaseException:
-            self._callers.pop(key, None)
+        except UserFacingError:
+            self._callers.pop(key, None)  # refused: its next request is refused too
             raise
+        except SQLAlchemyError as exc:
+            raise database_away(exc) from None
         finally:
             del self._lookups[key]
         if len(self._callers) > 50_000:
@@ -161,14 +174,7 @@ class Ledger:
                 admission.grow_lease, self.database, caller, lease.id, want, HOLD_SECONDS
             )
         except SQLAlchemyError as exc:
-            log.warning("could not grow an llm lease: %s", type(exc).__name__)
-            raise UserFacingError(
-                "unavailable",
-                "The proxy cannot check your quota right now.",
-                "Try again in a minute.",
-                status=503,
-                headers={"Retry-After": "30"},
-            ) from None
+            raise database_away(exc) from None
         lease.id, lease.granted, lease.confirmed = grant.lease_id, grant.granted, time.monotonic()
         return grant
 
@@ -204,9 +210,11 @@ class Ledger:
             alive = {lease.id: lease for lease in self.leases.values() if lease.id}
             if alive:
                 try:
-                    await asyncio.to_thread(admission.keep_alive, self.database, sorted(alive), HOLD_SECONDS)
-                    for lease in alive.values():
-                        lease.confirmed = now
+                    renewed = await asyncio.to_thread(
+                        admission.keep_alive, self.database, sorted(alive), HOLD_SECONDS
+                    )
+                    for lease_id in renewed:
+                        alive[lease_id].confirmed = now
                 except Exception as exc:  # stale leases grow (and renew) before they spend again
                     log.warning("could not keep %d llm leases alive: %s", len(alive), exc)
 

@@ -34,6 +34,7 @@ from db.models import LlmLease
 log = logging.getLogger(__name__)
 
 BATCH = 200
+ORPHANED_SECONDS = 600  # a taken spool file untouched this long: its process died, take it over
 GATHER_SECONDS = 0.05  # one write for all the rows of a busy moment, not one a request
 RETRY_SECONDS = (0.2, 0.5, 1, 2, 5, 10, 30)
 
@@ -99,16 +100,13 @@ class UsageRecorder:
         self._spill(left)
         for _ in left:
             self._queue.task_done()
-        self.flush(2.0)
+        self.flush(15.0)  # a write in progress ends, and the writer spills its rows
 
     def _run(self) -> None:
         try:
-            kept = self._take_spool()
-        except OSError as exc:
-            log.error("could not read the llm usage spool %s: %s", self.spool, exc)
-            kept = []
-        if kept:
-            self._write_each(kept)
+            self._write_spool()
+        except Exception:  # never let the writer die: the rows of this run still need it
+            log.exception("could not write the llm usage spool %s", self.spool)
         while True:
             batch = [self._queue.get()]
             gathered_until = time.monotonic() + GATHER_SECONDS
@@ -213,23 +211,34 @@ class UsageRecorder:
                 os.close(descriptor)
         log.warning("kept %d unwritten llm usage rows in %s", len(entries), self.spool)
 
-    def _take_spool(self) -> list[UsageEntry]:
-        if self.spool is None or not self.spool.exists():
-            return []
+    def _write_spool(self) -> None:
+        """Writes the rows an earlier run kept (also files another process took but did not
+        finish); each file goes only once its rows are in the database or kept again."""
+        if self.spool is None:
+            return
         taken = self.spool.with_name(
             f"{self.spool.name}.{socket.gethostname()}.{os.getpid()}.{time.time_ns()}"
         )
         try:
             os.replace(self.spool, taken)  # another process on this data dir takes it, or we do
         except FileNotFoundError:
-            return []
-        entries = []
-        for line in taken.read_text().splitlines():
-            try:
-                fields = json.loads(line)
-                entries.append(UsageEntry(**{**fields, "day": date.fromisoformat(fields["day"])}))
-            except (ValueError, TypeError, KeyError):
-                log.error("skipped an unreadable line of the llm usage spool: %r", line[:200])
-        taken.unlink()
-        log.info("writing %d llm usage rows kept from an earlier run", len(entries))
-        return entries
+            pass
+        for path in sorted(self.spool.parent.glob(f"{self.spool.name}.*")):
+            if path != taken and time.time() - path.stat().st_mtime < ORPHANED_SECONDS:
+                continue  # being written by the process that took it
+            entries = [
+                entry for line in path.read_text(errors="replace").splitlines() if (entry := _entry(line))
+            ]
+            log.info("writing %d llm usage rows kept from an earlier run", len(entries))
+            self._write_each(entries)  # all written, or the rest kept in the spool again
+            path.unlink()
+
+
+def _entry(line: str) -> UsageEntry | None:
+    try:
+        fields = json.loads(line)
+        day = date.fromisoformat(fields["day"]) if fields.get("day") else llm_usage.today()
+        return UsageEntry(**{**fields, "day": day})
+    except (ValueError, TypeError, KeyError):
+        log.error("skipped an unreadable line of the llm usage spool: %r", line[:200])
+        return None

@@ -20,6 +20,7 @@ from clawdet.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRYABLE = {429, 500, 502, 503, 504}
+KEY_REFUSALS = (b"incorrect api key", b"invalid api key", b"invalid_api_key", b"api key not valid")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ async def _names_our_key(upstream: Upstream, response: aiohttp.ClientResponse) -
         content = (await response.read()).lower()  # kept: the caller's read() gets it again
     except aiohttp.ClientError:
         return True
-    if b"api key" in content or b"api_key" in content or b"apikey" in content:
+    if any(phrase in content for phrase in KEY_REFUSALS):
         log.error("llm upstream %s refused the platform key (HTTP 400)", upstream.name)
         return True
     return False

@@ -7,7 +7,7 @@ instance add up instead of overwriting each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -65,22 +65,22 @@ def record(
     )
 
 
+def month_of(day: date) -> tuple[date, date]:
+    """The first day of `day`'s month and of the next."""
+    first = day.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1)
+
+
 def month_tokens(session: Session, user_id: str, day: date | None = None) -> int:
-    first = (day or today()).replace(day=1)
-    total = session.scalar(
-        select(func.sum(LlmUsage.prompt_tokens + LlmUsage.completion_tokens)).where(
-            LlmUsage.user_id == user_id, LlmUsage.day >= first
-        )
-    )
-    return int(total or 0)
+    return month_totals(session, [user_id], day).get(user_id, 0)
 
 
 def month_totals(session: Session, user_ids: list[str], day: date | None = None) -> dict[str, int]:
     """month_tokens of several users, in one query."""
-    first = (day or today()).replace(day=1)
+    first, after = month_of(day or today())
     rows = session.execute(
         select(LlmUsage.user_id, func.sum(LlmUsage.prompt_tokens + LlmUsage.completion_tokens))
-        .where(LlmUsage.user_id.in_(user_ids), LlmUsage.day >= first)
+        .where(LlmUsage.user_id.in_(user_ids), LlmUsage.day >= first, LlmUsage.day < after)
         .group_by(LlmUsage.user_id)
     )
     return {user_id: int(total or 0) for user_id, total in rows}

@@ -32,6 +32,7 @@
 
   var lastId = "";
   var source = null;
+  var failures = 0;
   function listen() {
     // A browser reconnects an EventSource by itself after a dropped stream, but not after an
     // error status (a proxy restarting behind the front): then we open it again, resuming.
@@ -40,6 +41,7 @@
     source.addEventListener("progress", function (event) {
       var data = JSON.parse(event.data);
       if (event.lastEventId) lastId = event.lastEventId;
+      failures = 0;
       progressBox.classList.remove("reconnecting");
       message.textContent = data.message;
       setStep(data.step);
@@ -47,6 +49,7 @@
     });
     source.addEventListener("state", function (event) {
       var data = JSON.parse(event.data);
+      failures = 0;
       progressBox.classList.remove("reconnecting");
       statusBadge.textContent = data.status;
       statusBadge.className = "badge status-" + data.status;
@@ -59,7 +62,10 @@
     });
     source.onerror = function () {
       progressBox.classList.add("reconnecting");
-      if (source.readyState === EventSource.CLOSED) window.setTimeout(listen, 3000);
+      if (source.readyState !== EventSource.CLOSED) return;
+      failures += 1;  // refused for good (signed out, gone): reload, which shows why
+      if (failures > 4) { window.location.reload(); return; }
+      window.setTimeout(listen, 1000 * Math.pow(2, failures));
     };
   }
   listen();

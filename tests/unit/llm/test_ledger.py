@@ -99,6 +99,7 @@ def test_a_lapsed_lease_is_granted_afresh_not_revived(database, caller):
         s.execute(update(LlmLease).values(spent=400, expires_at=utcnow() - timedelta(seconds=1)))
     other = admission.grow_lease(database, caller, None, 100_000, 120)  # another process
     assert other.granted == 100_000 - 400  # the lapsed lease's 600 unspent tokens are free again
+    assert admission.keep_alive(database, [grant.lease_id, other.lease_id], 120) == {other.lease_id}
     again = admission.grow_lease(database, caller, grant.lease_id, 1_000, 120)
     assert again.granted == 400  # nothing left: it does not get its old 1,000 back
 

@@ -3,6 +3,8 @@ database outage, and what is unwritten at exit is spooled to disk and written by
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
@@ -71,3 +73,15 @@ def test_rows_unwritten_at_exit_are_spooled_and_written_by_the_next_run(database
     second.submit(entry(user_id, instance_id, 100))
     assert second.flush()
     assert tokens_by_instance(database) == {instance_id: 111} and not spool.exists()
+
+
+def test_a_spool_with_a_torn_line_and_an_older_format_is_written_all_the_same(database, tmp_path):
+    user_id, instance_id, _ = customer_with_instance(database, "s")
+    spool = tmp_path / "spool.jsonl"
+    old_format = {"user_id": user_id, "instance_id": instance_id, "payment_method": None, "paid": True}
+    old_format |= {"model": "sandbox-small", "prompt_tokens": 3, "completion_tokens": 4, "lease_id": None}
+    spool.write_text(json.dumps(old_format) + "\n" + '{"user_id": "torn\n')
+    recorder = UsageRecorder(database, spool=spool)
+    recorder.submit(entry(user_id, instance_id, 10))
+    assert recorder.flush()
+    assert tokens_by_instance(database) == {instance_id: 13} and not list(tmp_path.glob("spool.jsonl*"))
