@@ -239,6 +239,12 @@ class SSHListener:
         result = await self.gate.shell().run(process.command)
         try:
             process.stdout.write(result.stdout)
+            if result.stdout and result.stderr:
+                # A client reads the two streams concurrently: give the earlier steps' output a
+                # head start, so a combined log ends with the failed step's own message, as on a
+                # real server where it is written last.
+                await process.stdout.drain()
+                await asyncio.sleep(0.05)
             process.stderr.write(result.stderr)
             process.exit(result.status)
         except (asyncssh.Error, OSError, BrokenPipeError):
