@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 .PHONY: run test venv toolchain openclaw system-deps migrate bench clean
 
 run: venv toolchain openclaw migrate
-	$(VENV)/bin/clawdet run
+	CLAWDET_SANDBOX=$${CLAWDET_SANDBOX:-true} $(VENV)/bin/clawdet run
 
 test: venv system-deps toolchain openclaw
 	bash tests/run.sh $(PYTEST_ARGS)

@@ -8,14 +8,17 @@ values of the secret ones. Nothing here knows about Flask or Pulumi.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
+from sqlalchemy.engine import make_url
 
 from programs import ssh_keys
 
@@ -100,8 +103,9 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     V(
         "CLAWDET_SANDBOX",
-        "true: the sandbox cloud stands in for Hetzner, Cloudflare, X and the LLM "
-        "upstream. Unset: true exactly when HCLOUD_TOKEN is unset.",
+        "true: the sandbox cloud stands in for Hetzner, Cloudflare, X, the LLM upstream and mail "
+        "(`make run` sets it). Refused with an https PUBLIC_URL, a database on another host, "
+        "or any real service's credentials. Unset: the real clouds.",
         type="bool",
     ),
     V(
@@ -200,7 +204,21 @@ VARIABLES: tuple[Variable, ...] = (
     V(
         "OPENCLAW_IMAGE",
         "The OpenClaw image every instance runs, pinned (a tag or @sha256 digest). Unset: the "
-        "version this release of Clawdet pins (programs/openclaw.py). A change updates in place.",
+        "version this release of Clawdet pins (programs/openclaw.py). A change updates in place. "
+        "Real servers need name:tag@sha256:<digest> (from `docker buildx imagetools inspect "
+        "<image>` or `crane digest <image>`); only the sandbox runs a bare tag.",
+        section="Pulumi",
+    ),
+    V(
+        "CADDY_IMAGE",
+        "The Caddy image in front of every gateway, pinned like OPENCLAW_IMAGE (digest required "
+        "outside the sandbox). Unset: the tag programs/cloud_init.py names.",
+        section="Pulumi",
+    ),
+    V(
+        "BROWSER_IMAGE",
+        "The headless Chromium image of the enterprise tier, pinned like OPENCLAW_IMAGE (digest "
+        "required outside the sandbox). Unset: the tag programs/cloud_init.py names.",
         section="Pulumi",
     ),
     V(
@@ -365,7 +383,7 @@ class Settings:
     free_beta_cap: int
     trusted_proxies: int
     ratelimit_storage_uri: str
-    sandbox_setting: bool | None  # CLAWDET_SANDBOX as set; see `sandbox`
+    sandbox: bool  # CLAWDET_SANDBOX: fake clouds, only ever when asked for (see sandbox_refusals)
     sandbox_real_gateways: int
     cloud_env: dict[str, str] = field(repr=False)
     hcloud_ssh_keys: str
@@ -378,6 +396,8 @@ class Settings:
     pulumi_passphrase: str = field(repr=False)
     instance_model: str
     openclaw_image: str
+    caddy_image: str
+    browser_image: str
     llm_proxy_url: str
     smtp_host: str
     smtp_port: int
@@ -409,13 +429,32 @@ class Settings:
     trial_messages: int
     instance_ssh_key_generated: bool = False  # no INSTANCE_SSH_PRIVATE_KEY: one kept in the data dir
 
-    @property
-    def sandbox(self) -> bool:
-        """The one answer to "is this the sandbox?": as CLAWDET_SANDBOX says, or else whether
-        HCLOUD_TOKEN is unset."""
-        if self.sandbox_setting is not None:
-            return self.sandbox_setting
-        return not self.cloud_env.get("HCLOUD_TOKEN")
+    def sandbox_refusals(self) -> list[str]:
+        """Why this configuration must not run in sandbox mode: the sandbox's fake servers may
+        serve no real customer, and no real credential may be sent to a fake service."""
+        if not self.sandbox:
+            return []
+        refusals = []
+        if self.public_url.startswith("https://"):
+            refusals.append(f"PUBLIC_URL is {self.public_url}, a public site")
+        if not self.is_sqlite and not _on_this_machine(make_url(self.database_url).host):
+            refusals.append("DATABASE_URL is a PostgreSQL server on another host")
+        refusals += [
+            f"{name} is set" for name in ("HCLOUD_TOKEN", "CLOUDFLARE_API_TOKEN") if self.cloud_env.get(name)
+        ]
+        in_use = {
+            "LLM_PRIMARY_URL": self.llm_primary_url if self.llm_primary_key else "",
+            "LLM_FALLBACK_URL": self.llm_fallback_url if self.llm_fallback_key else "",
+            "X_API_BASE_URL": self.x_api_base_url if self.x_client_id else "",
+            "X_AUTHORIZE_URL": self.x_authorize_url if self.x_client_id else "",
+            "SMTP_HOST": f"smtp://{self.smtp_host}" if self.smtp_host else "",
+        }
+        refusals += [
+            f"{name} is {url}, a real service"
+            for name, url in in_use.items()
+            if url and not _on_this_machine(urlsplit(url).hostname)
+        ]
+        return refusals
 
     @property
     def is_sqlite(self) -> bool:
@@ -466,7 +505,7 @@ class Settings:
                 values["database_url"] or f"sqlite:///{data_dir / 'clawdet.db'}"
             ),
             secret_key=values["secret_key"] or _installation_secret(data_dir, "secret_key"),
-            sandbox_setting=values.pop("clawdet_sandbox"),
+            sandbox=bool(values.pop("clawdet_sandbox")),
             cloud_env=cloud_env,
             pulumi_backend_url=values["pulumi_backend_url"] or f"file://{data_dir / 'pulumi-state'}",
             pulumi_passphrase=values.pop("pulumi_config_passphrase")
@@ -501,6 +540,16 @@ def env_example() -> str:
         value = variable.example if variable.example is not None else variable.default
         lines.append(f"{variable.name}={value}")
     return "\n".join(lines) + "\n"
+
+
+def _on_this_machine(host: str | None) -> bool:
+    """A loopback address, `localhost`, or no host at all (a Unix socket)."""
+    if not host or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def normalise_database_url(url: str) -> str:

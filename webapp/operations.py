@@ -111,9 +111,13 @@ def platform_health_response(app: Flask):
 
 @sandbox_bp.get("/_sandbox/mail")
 def sandbox_mail():
-    """What the sandbox's SMTP sink received, newest first (sandbox mode only)."""
-    from flask import current_app
+    """What the sandbox's SMTP sink received, newest first (sandbox mode only, admins only:
+    it holds everyone's sign-in and reset links)."""
+    from flask import abort, current_app
+    from flask_login import current_user
 
+    if not getattr(current_user, "is_admin", False):
+        abort(404)
     from sandbox.mail_sink import read_messages
 
     settings: Settings = current_app.extensions["clawdet.settings"]

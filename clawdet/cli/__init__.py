@@ -16,7 +16,15 @@ def main() -> None:
 
 
 def _settings(**overrides: str) -> Settings:
-    return Settings.from_env(**overrides)
+    settings = Settings.from_env(**overrides)
+    refusals = settings.sandbox_refusals()
+    if refusals:
+        raise click.ClickException(
+            "Sandbox mode (CLAWDET_SANDBOX=true) runs fake servers and fake services, so it is "
+            f"refused here: {'; '.join(refusals)}. For real customers set CLAWDET_SANDBOX=false "
+            "and every cloud variable; for the sandbox unset these (make run needs none of them)."
+        )
+    return settings
 
 
 def _database():

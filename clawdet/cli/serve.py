@@ -84,11 +84,18 @@ def _port(port: int | None) -> dict[str, str]:
     return {"PORT": str(port)} if port else {}
 
 
-def _unset(variables: dict[str, str]) -> dict[str, str]:
-    """The variables that neither the environment nor .env sets (those win)."""
+def _as_a_set(variables: dict[str, str]) -> dict[str, str]:
+    """The sandbox's own services, all of them or none: one set beforehand (an LLM key, a mail
+    server) would mix real and fake services, and a real key would reach a fake one."""
     import os
 
-    return {name: value for name, value in variables.items() if not os.environ.get(name)}
+    already = sorted(name for name in variables if os.environ.get(name))
+    if already:
+        raise click.ClickException(
+            f"The sandbox provides {', '.join(already)} itself: unset them (environment or .env), "
+            "or set CLAWDET_SANDBOX=false to use real services."
+        )
+    return variables
 
 
 def _sandbox_args(settings: Settings) -> list[str]:
@@ -130,15 +137,11 @@ def run(host: str, port: int | None) -> None:
     settings = _settings(**overrides)
     upgrade(settings.database_url)
     cloud_sandbox = mail_sink = None
-    if not settings.smtp_host:
+    if settings.sandbox:
+        from sandbox import Sandbox
         from sandbox.mail_sink import MailSink
 
         mail_sink = MailSink(settings.data_dir / "sandbox" / "mail").start()
-        overrides |= _unset(mail_sink.env())
-        settings = _settings(**overrides)
-    if settings.sandbox:
-        from sandbox import Sandbox
-
         cloud_sandbox = Sandbox(
             settings.data_dir / "sandbox" / "state.json",
             zone_name=settings.base_domain,
@@ -146,11 +149,11 @@ def run(host: str, port: int | None) -> None:
         )
         cloud_sandbox.start()
         cloud_sandbox.write_env_file(sandbox_description_path(settings))
-        overrides |= _unset(sandbox_web_env(cloud_sandbox.describe()))
+        overrides |= _as_a_set(mail_sink.env() | sandbox_web_env(cloud_sandbox.describe()))
         settings = _settings(**overrides)
         click.echo(
             f"Sandbox cloud: Hetzner {cloud_sandbox.hcloud_url}, Cloudflare {cloud_sandbox.cloudflare_url}, "
-            f"zone {cloud_sandbox.zone_name}"
+            f"zone {cloud_sandbox.zone_name}, mail at /_sandbox/mail (admins)"
         )
     database = Database(settings.database_url)
     worker_ = Worker(settings, database, concurrency=2).start()
@@ -175,7 +178,7 @@ def run(host: str, port: int | None) -> None:
 
 
 def sandbox_web_env(description: dict) -> dict[str, str]:
-    """What the web app reads to use the sandbox's X and LLM upstream (set only when unset)."""
+    """What the web app reads to use the sandbox's X and LLM upstream."""
     return {
         "X_CLIENT_ID": description["x_client_id"],
         "X_CLIENT_SECRET": description["x_client_secret"],

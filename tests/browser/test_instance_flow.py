@@ -41,8 +41,16 @@ def control_plane(tmp_path):
         "CLAWDET_PROJECT_DIR": str(project_copy(tmp_path / "project")),
         "PULUMI_CONFIG_PASSPHRASE": "browser-test",
         "SANDBOX_REAL_GATEWAYS": "1",
+        "CLAWDET_SANDBOX": "true",  # as `make run` sets it
     }
-    for key in ("DATABASE_URL", "HCLOUD_TOKEN", "PUBLIC_URL", "LLM_PROXY_URL"):
+    for key in (
+        "DATABASE_URL",
+        "HCLOUD_TOKEN",
+        "PUBLIC_URL",
+        "LLM_PROXY_URL",
+        "LLM_PRIMARY_KEY",
+        "SMTP_HOST",
+    ):
         env.pop(key, None)
     log = open(tmp_path / "run.log", "w")
     process = subprocess.Popen(

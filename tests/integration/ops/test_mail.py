@@ -14,8 +14,8 @@ from clawdet.mail import outbox as mail
 from clawdet.mail import triggers as mail_triggers
 from clawdet.mail.notifier import EmailNotifier
 from db.models import Instance, OutboxEmail, User, utcnow
-from tests.fixtures.database import register
-from tests.fixtures.ops import with_sink
+from tests.fixtures.database import JsonClient, register
+from tests.fixtures.ops import make_admin, with_sink
 
 
 def _outbox(database) -> list[OutboxEmail]:
@@ -155,25 +155,37 @@ def test_quota_warnings_at_80_and_100_percent_once_each(database, settings, mail
     assert "refused until the month ends" in mail_sink.messages()[1]["text"]
 
 
-def test_sandbox_mail_page_lists_what_the_sink_received(app, client, settings, database):
-    from sandbox.mail_sink import MailSink
-
-    with MailSink(settings.data_dir / "sandbox" / "mail") as sink:
-        register(client, email="sandy@example.com")
-        mail_triggers.queue_due(settings, database)
-        mail.drain(with_sink(settings, sink), database)
-    listed = client.get("/_sandbox/mail?to=sandy").get_json()["messages"]
-    assert [m["subject"] for m in listed] == ["Welcome to Clawdet"]
-    assert client.get("/_sandbox/mail?to=nobody").get_json()["messages"] == []
-
-
-def test_no_sandbox_mail_page_with_a_real_cloud(settings, database):
+def _sandbox_client(settings, database):
     import dataclasses
 
     from webapp import create_app
 
-    real = dataclasses.replace(settings, cloud_env={"HCLOUD_TOKEN": "x" * 64})
-    assert create_app(real, database).test_client().get("/_sandbox/mail").status_code == 404
+    return JsonClient(create_app(dataclasses.replace(settings, sandbox=True), database).test_client())
+
+
+def test_sandbox_mail_page_lists_what_the_sink_received_to_admins_only(settings, database):
+    from sandbox.mail_sink import MailSink
+
+    client = _sandbox_client(settings, database)
+    with MailSink(settings.data_dir / "sandbox" / "mail") as sink:
+        register(client, email="sandy@example.com")
+        mail_triggers.queue_due(settings, database)
+        mail.drain(with_sink(settings, sink), database)
+    assert client.get("/_sandbox/mail?to=sandy").status_code == 404  # her own mail is not enough
+    client.post("/api/auth/logout")
+    admin = _sandbox_client(settings, database)
+    make_admin(database, admin)
+    listed = admin.get("/_sandbox/mail?to=sandy").get_json()["messages"]
+    assert [m["subject"] for m in listed] == ["Welcome to Clawdet"]
+    assert admin.get("/_sandbox/mail?to=nobody").get_json()["messages"] == []
+
+
+def test_no_sandbox_mail_page_outside_sandbox_mode(settings, database):
+    from webapp import create_app
+
+    admin = JsonClient(create_app(settings, database).test_client())
+    make_admin(database, admin)
+    assert admin.get("/_sandbox/mail").status_code == 404
 
 
 def test_send_mail_command_drains_the_outbox(client, database, settings, mail_sink, monkeypatch):

@@ -61,14 +61,62 @@ def test_a_port_given_on_the_command_line_moves_the_urls(tmp_path):
 @pytest.mark.parametrize(
     ("env", "sandbox"),
     [
-        ({}, True),
+        ({}, False),  # no cloud token is a configuration error, never a quiet switch to fake servers
         ({"HCLOUD_TOKEN": "t"}, False),
-        ({"HCLOUD_TOKEN": "t", "CLAWDET_SANDBOX": "true"}, True),
+        ({"CLAWDET_SANDBOX": "true"}, True),
         ({"CLAWDET_SANDBOX": "false"}, False),
     ],
 )
-def test_sandbox_mode_is_decided_in_one_place(tmp_path, env, sandbox):
+def test_sandbox_mode_is_only_ever_asked_for(tmp_path, env, sandbox):
     assert Settings.from_env({"CLAWDET_DATA_DIR": str(tmp_path), **env}).sandbox is sandbox
+
+
+SANDBOX = {"CLAWDET_SANDBOX": "true"}
+
+
+@pytest.mark.parametrize(
+    ("env", "refusal"),
+    [
+        ({"PUBLIC_URL": "https://clawdet.example"}, "PUBLIC_URL is https://clawdet.example, a public site"),
+        (
+            {"DATABASE_URL": "postgresql://u:p@db.internal/clawdet"},
+            "DATABASE_URL is a PostgreSQL server on another host",
+        ),
+        ({"HCLOUD_TOKEN": "t"}, "HCLOUD_TOKEN is set"),
+        ({"CLOUDFLARE_API_TOKEN": "t"}, "CLOUDFLARE_API_TOKEN is set"),
+        ({"LLM_PRIMARY_KEY": "real-key"}, "LLM_PRIMARY_URL is https://api.x.ai/v1, a real service"),
+        ({"X_CLIENT_ID": "real-app"}, "X_API_BASE_URL is https://api.x.com, a real service"),
+        ({"SMTP_HOST": "smtp.example.com"}, "SMTP_HOST is smtp://smtp.example.com, a real service"),
+    ],
+)
+def test_sandbox_mode_is_refused_with_anything_real(tmp_path, env, refusal):
+    settings = Settings.from_env({"CLAWDET_DATA_DIR": str(tmp_path), **SANDBOX, **env})
+    assert refusal in settings.sandbox_refusals()
+    assert Settings.from_env({"CLAWDET_DATA_DIR": str(tmp_path), **env}).sandbox_refusals() == []
+
+
+def test_the_sandbox_on_this_machine_is_fine(tmp_path):
+    local = {
+        "DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/clawdet",
+        "LLM_PRIMARY_URL": "http://127.0.0.2:9000/v1",
+        "LLM_PRIMARY_KEY": "sandbox-key",
+        "SMTP_HOST": "localhost",
+    }
+    settings = Settings.from_env({"CLAWDET_DATA_DIR": str(tmp_path), **SANDBOX, **local})
+    assert settings.sandbox_refusals() == []
+
+
+def test_every_command_refuses_a_sandbox_with_a_real_token(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from clawdet.cli import main
+
+    monkeypatch.setenv("CLAWDET_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLAWDET_SANDBOX", "true")
+    monkeypatch.setenv("HCLOUD_TOKEN", "a-real-looking-token")
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 1
+    assert "HCLOUD_TOKEN is set" in result.output and "a-real-looking-token" not in result.output
 
 
 def test_secret_values_cover_every_secret_variable(tmp_path):
@@ -80,3 +128,23 @@ def test_secret_values_cover_every_secret_variable(tmp_path):
         if name != "DATABASE_URL":
             assert value in secrets, name
     assert "value-of" not in repr(settings)
+
+
+def test_the_sandbox_brings_its_services_as_one_set(monkeypatch):
+    import click
+
+    from clawdet.cli.serve import _as_a_set
+
+    sandbox_services = {
+        "LLM_PRIMARY_URL": "http://127.0.0.3/v1",
+        "LLM_PRIMARY_KEY": "sandbox",
+        "SMTP_HOST": "127.0.0.4",
+    }
+    monkeypatch.delenv("LLM_PRIMARY_URL", raising=False)
+    monkeypatch.delenv("SMTP_HOST", raising=False)
+    monkeypatch.setenv("LLM_PRIMARY_KEY", "a-real-key")
+    with pytest.raises(click.ClickException, match="provides LLM_PRIMARY_KEY itself") as refused:
+        _as_a_set(sandbox_services)
+    assert "a-real-key" not in refused.value.message
+    monkeypatch.delenv("LLM_PRIMARY_KEY")
+    assert _as_a_set(sandbox_services) == sandbox_services
