@@ -10,6 +10,7 @@ Session tokens are never imported. The whole file is one transaction: a malforme
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,15 @@ from db.models import PaymentMethod, User
 
 BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$")
 PAYMENT_METHODS = {m.value for m in PaymentMethod}
+MAX_INTEGER_DIGITS = 20  # a millisecond timestamp has 13; longer ones are refused, not computed
+
+
+@dataclass(frozen=True)
+class BadNumber:
+    """Stands in for a number no field can hold: `Infinity`/`NaN` (which Python's json accepts
+    but JSON does not), a float beyond double range, an integer of very many digits."""
+
+    text: str
 
 
 class ImportFileError(ValueError):
@@ -50,11 +60,14 @@ class ImportReport:
 
 def load_records(path: Path) -> list[Any]:
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ImportFileError(f"{path}: no such file") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise ImportFileError(f"{path}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot be read ({exc.strerror})") from exc
+    raw = _decode(text, path)
     if isinstance(raw, dict) and isinstance(raw.get("users"), list):
         raw = raw["users"]
     if not isinstance(raw, list):
@@ -62,16 +75,41 @@ def load_records(path: Path) -> list[Any]:
     return raw
 
 
+def _decode(text: str, path: Path) -> Any:
+    """The file's JSON, with every number no field can hold left as a BadNumber (the record that
+    holds one is rejected, the others imported)."""
+    try:
+        return json.loads(
+            text, parse_constant=BadNumber, parse_float=_float_or_bad, parse_int=_integer_or_bad
+        )
+    except json.JSONDecodeError as exc:
+        raise ImportFileError(f"{path}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise ImportFileError(
+            f"{path}: nested too deeply to read; users.json holds an array of flat user objects"
+        ) from exc
+
+
+def _float_or_bad(text: str) -> float | BadNumber:
+    value = float(text)
+    return value if math.isfinite(value) else BadNumber(text)
+
+
+def _integer_or_bad(text: str) -> int | BadNumber:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        return BadNumber(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
 def import_users(session: Session, records: list[Any], *, dry_run: bool = False) -> ImportReport:
     """Apply `records` inside the caller's transaction; the caller commits (or not, on dry run)."""
     report = ImportReport(dry_run=dry_run)
     seen_emails: set[str] = set()
     for index, record in enumerate(records):
-        record_id = record.get("id") if isinstance(record, dict) else None
         try:
             fields = _parse(record)
         except ValueError as exc:
-            report.rejected.append((index, str(record_id or ""), str(exc)))
+            report.rejected.append((index, _shown_id(record), str(exc)))
             continue
         if fields["email"] in seen_emails:
             report.rejected.append((index, fields["id"], "email appears earlier in the file"))
@@ -84,6 +122,16 @@ def import_users(session: Session, records: list[Any], *, dry_run: bool = False)
             setattr(report, outcome, getattr(report, outcome) + 1)
     session.flush()
     return report
+
+
+def _shown_id(record: Any) -> str:
+    """The record's id for the report: a rejected record's id may be anything (a deeply nested
+    list, a lone surrogate no terminal can print)."""
+    record_id = record.get("id") if isinstance(record, dict) else None
+    if not isinstance(record_id, str):
+        return ""
+    shown = record_id[:64]
+    return shown if shown.isprintable() else ascii(shown)
 
 
 def _apply(session: Session, fields: dict[str, Any]) -> str:
@@ -109,6 +157,9 @@ def _apply(session: Session, fields: dict[str, Any]) -> str:
 def _parse(record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
+    bad = _bad_number_in(record)
+    if bad is not None:
+        raise ValueError(f"holds {bad.text}, which is not a number a user record can have")
     user_id = _text(record, "id", required=True, limit=64)
     email = _email(record.get("email"))
     password_hash = _text(record, "passwordHash", limit=255)
@@ -139,6 +190,19 @@ def _parse(record: Any) -> dict[str, Any]:
     }
 
 
+def _bad_number_in(record: dict) -> BadNumber | None:
+    pending: list[Any] = [record]  # a loop, not recursion: nesting may be as deep as json allows
+    while pending:
+        item = pending.pop()
+        if isinstance(item, BadNumber):
+            return item
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
 def _text(record: dict, key: str, *, required: bool = False, limit: int) -> str | None:
     value = record.get(key)
     if value is None or value == "":
@@ -147,9 +211,20 @@ def _text(record: dict, key: str, *, required: bool = False, limit: int) -> str 
         return None
     if not isinstance(value, str):
         raise ValueError(f"{key} must be a string")
+    if not _storable(value):
+        raise ValueError(f"{key} holds a NUL character or a lone surrogate, which text cannot hold")
     if len(value) > limit:
         raise ValueError(f"{key} is longer than {limit} characters")
     return value
+
+
+def _storable(text: str) -> bool:
+    """Text every database takes: UTF-8 encodable (JSON's \\ud800 escapes are not) and NUL-free."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _flag(record: dict, key: str) -> bool:
@@ -182,12 +257,18 @@ def _time(value: Any, key: str, *, required: bool = False) -> datetime | None:
     if isinstance(value, bool):
         raise ValueError(f"{key} must be a timestamp")
     if isinstance(value, (int, float)):
-        seconds = value / 1000 if value > 10**11 else value  # JavaScript milliseconds
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            seconds = value / 1000 if value > 10**11 else value  # JavaScript milliseconds
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"{key} is out of range: use a date between the years 1 and 9999") from exc
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
             raise ValueError(f"{key} is not an ISO timestamp") from exc
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        try:
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except OverflowError as exc:
+            raise ValueError(f"{key} is out of range: use a date between the years 1 and 9999") from exc
     raise ValueError(f"{key} must be a timestamp")

@@ -39,11 +39,21 @@ def backup(folder: Path) -> None:
     click.echo(report.line())
 
 
-@main.command(help="Restore a `clawdet backup` DIR into an empty database and re-import its stacks.")
+@main.command(
+    help="Restore a `clawdet backup` DIR into an empty database and re-import its stacks. "
+    "Run it again after a failure to finish the job."
+)
 @click.argument("folder", metavar="DIR", type=click.Path(path_type=Path, file_okay=False, exists=True))
-def restore(folder: Path) -> None:
+@click.option(
+    "--overwrite-newer-stacks",
+    is_flag=True,
+    help="Also roll back stacks whose state is newer than the backup's copy (refused without it).",
+)
+def restore(folder: Path, overwrite_newer_stacks: bool) -> None:
     from clawdet.ops import backup as platform_backup
 
     with user_errors():
-        report = platform_backup.restore(_settings(), _database(), folder)
+        report = platform_backup.restore(
+            _settings(), _database(), folder, overwrite_newer=overwrite_newer_stacks
+        )
     click.echo(report.line().replace("backup ", "restored ", 1))
