@@ -6,6 +6,12 @@
 FROM python:3.11-slim-bookworm
 
 ARG PULUMI_VERSION=3.259.0
+# The sha256 of pulumi-v${PULUMI_VERSION}-linux-x64.tar.gz: its line in the release's
+# pulumi-${PULUMI_VERSION}-checksums.txt, published with it at
+# https://github.com/pulumi/pulumi/releases/download/v${PULUMI_VERSION}/pulumi-${PULUMI_VERSION}-checksums.txt
+# Give it with --build-arg (docker compose build --build-arg PULUMI_SHA256=...) or write it here,
+# next to the version: the build stops without it, and when the download does not match it.
+ARG PULUMI_SHA256=
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PULUMI_SKIP_UPDATE_CHECK=true \
@@ -14,11 +20,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     CLAWDET_DATA_DIR=/data \
     LOG_FORMAT=json
 
+RUN printf '%s' "${PULUMI_SHA256}" | grep -Eqx '[0-9a-f]{64}' || { \
+      echo "PULUMI_SHA256 must be the sha256 of pulumi-v${PULUMI_VERSION}-linux-x64.tar.gz (64 hex digits)," \
+           "from pulumi-${PULUMI_VERSION}-checksums.txt of the release; got '${PULUMI_SHA256}'." >&2; \
+      exit 1; }
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl postgresql-client tini \
  && rm -rf /var/lib/apt/lists/* \
- && curl -fsSL --retry 3 --max-time 300 https://get.pulumi.com/releases/sdk/pulumi-v${PULUMI_VERSION}-linux-x64.tar.gz \
-    | tar -xz -C /usr/local/lib \
+ && curl -fsSL --retry 3 --max-time 300 -o /tmp/pulumi.tar.gz \
+    https://get.pulumi.com/releases/sdk/pulumi-v${PULUMI_VERSION}-linux-x64.tar.gz \
+ && echo "${PULUMI_SHA256}  /tmp/pulumi.tar.gz" | sha256sum -c - \
+ && tar -xzf /tmp/pulumi.tar.gz -C /usr/local/lib \
+ && rm /tmp/pulumi.tar.gz \
  && ln -s /usr/local/lib/pulumi/* /usr/local/bin/ \
  && useradd --system --create-home --home-dir /home/clawdet --uid 10001 clawdet
 

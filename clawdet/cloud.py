@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 
 HETZNER_API = "https://api.hetzner.cloud/v1"
 CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
-MANAGED_LABEL = "managed-by=clawdet"
-INSTANCE_LABEL = "clawdet-instance"
 
 
 def sandbox_description_path(settings: Settings) -> Path:
@@ -181,10 +179,10 @@ class _Api:
 class Hetzner(_Api):
     service = "hetzner"
 
-    def servers(self, label_selector: str = MANAGED_LABEL) -> list[dict[str, Any]]:
+    def servers(self, label_selector: str) -> list[dict[str, Any]]:
         return list(self._paged("servers", "servers", label_selector=label_selector))
 
-    def firewalls(self, label_selector: str = MANAGED_LABEL) -> list[dict[str, Any]]:
+    def firewalls(self, label_selector: str) -> list[dict[str, Any]]:
         return list(self._paged("firewalls", "firewalls", label_selector=label_selector))
 
     def _paged(self, path: str, key: str, **params) -> Iterator[dict[str, Any]]:
@@ -194,7 +192,7 @@ class Hetzner(_Api):
             yield from body.get(key, [])
             page = (body.get("meta", {}).get("pagination") or {}).get("next_page")
 
-    def volumes(self, label_selector: str = MANAGED_LABEL) -> list[dict[str, Any]]:
+    def volumes(self, label_selector: str) -> list[dict[str, Any]]:
         return list(self._paged("volumes", "volumes", label_selector=label_selector))
 
     def delete_volume(self, volume_id: int | str, wait: float = 60.0) -> None:

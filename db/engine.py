@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
@@ -58,6 +59,14 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @cached_property
+    def installation_id(self) -> str:
+        """This installation's id, made once by the migrations: every cloud resource it makes is
+        labelled with it, so two installations sharing a Hetzner project or a Cloudflare zone
+        (staging and production) never touch each other's. Every host reads the same one."""
+        with self.engine.connect() as connection:
+            return connection.execute(text("SELECT id FROM installation")).scalar_one()
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

@@ -64,6 +64,13 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 
+class Installation(Base):
+    """One row: this installation's id (see Database.installation_id)."""
+
+    __tablename__ = "installation"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
 class Role(str, enum.Enum):
     USER = "user"
     ADMIN = "admin"

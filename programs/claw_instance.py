@@ -32,8 +32,10 @@ DEPLOY_TIMEOUTS = pulumi.CustomTimeouts(create="15m", update="15m")
 def labels_for(args: ClawInstanceArgs) -> dict[str, str]:
     """Labels the fleet scan finds servers by (values are validated label values)."""
     return {
-        "managed-by": "clawdet",
-        "clawdet-instance": args.instance_name,
+        naming.MANAGED_LABEL: "clawdet",
+        naming.INSTALLATION_LABEL: args.installation_id,
+        naming.INSTANCE_ID_LABEL: args.instance_id,
+        naming.INSTANCE_LABEL: args.instance_name,
         "clawdet-user": args.user_id,
         "clawdet-tier": args.tier,
     }
@@ -103,6 +105,8 @@ class ClawInstance(pulumi.ComponentResource):
                 tier=args.tier,
                 fqdn=args.fqdn,
                 openclaw_image=args.openclaw_image,
+                caddy_image=args.caddy_image,
+                browser_image=args.browser_image,
                 model=args.model,
                 llm_base_url=args.llm_base_url,
                 gateway_token=secrets[0],
@@ -232,6 +236,6 @@ class ClawInstance(pulumi.ComponentResource):
             content=address,
             proxied=args.proxied,
             ttl=AUTOMATIC_TTL,
-            comment=naming.dns_record_comment(args.instance_name),
+            comment=naming.dns_record_comment(args.installation_id, args.instance_name),
             opts=pulumi.ResourceOptions(parent=self),
         )

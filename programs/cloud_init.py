@@ -37,6 +37,7 @@ DEVICE_WAIT_SECONDS = 600  # Hetzner attaches the volume a few seconds after the
 GATEWAY_PORT = openclaw.GATEWAY_PORT
 USER_DATA_LIMIT = 32 * 1024  # bytes Hetzner accepts as user_data
 
+# Defaults (clawdet:caddyImage, clawdet:browserImage): real servers need them pinned by digest.
 CADDY_IMAGE = "caddy:2.11.4-alpine"
 BROWSER_IMAGE = "chromedp/headless-shell:148.0.7778.97"
 
@@ -54,15 +55,17 @@ def render_env_file(*, gateway_token: str, llm_api_key: str) -> str:
     return "".join(f"{name}={value}\n" for name, value in variables.items())
 
 
-def render_compose(tier: str, openclaw_image: str) -> str:
+def render_compose(
+    tier: str, openclaw_image: str, caddy_image: str = CADDY_IMAGE, browser_image: str = BROWSER_IMAGE
+) -> str:
     """One template for every tier: the limits come from programs/tiers.py and only the
     enterprise tier keeps the browser sidecar."""
     limits = tiers.TIERS[tier]
     browser = limits.browser or tiers.ContainerLimits("0", "0M")
     values = {
         "openclaw_image": openclaw_image,
-        "caddy_image": CADDY_IMAGE,
-        "browser_image": BROWSER_IMAGE,
+        "caddy_image": caddy_image,
+        "browser_image": browser_image,
         "gateway_port": GATEWAY_PORT,
         "state_dir": openclaw.STATE_DIR,
         "state_on_volume": STATE_ON_VOLUME,
@@ -119,6 +122,8 @@ def render_app_files(
     tier: str,
     fqdn: str,
     openclaw_image: str,
+    caddy_image: str = CADDY_IMAGE,
+    browser_image: str = BROWSER_IMAGE,
     model: str,
     llm_base_url: str,
     gateway_token: str,
@@ -128,7 +133,7 @@ def render_app_files(
     return {
         ENV_FILE: render_env_file(gateway_token=gateway_token, llm_api_key=llm_api_key),
         OPENCLAW_CONFIG_FILE: openclaw.render_config(fqdn=fqdn, llm_base_url=llm_base_url, model=model),
-        COMPOSE_FILE: render_compose(tier, openclaw_image),
+        COMPOSE_FILE: render_compose(tier, openclaw_image, caddy_image, browser_image),
         CADDYFILE: render_caddyfile(fqdn),
     }
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from programs import naming, openclaw, ssh_keys, tiers
+from programs.cloud_init import BROWSER_IMAGE, CADDY_IMAGE
 
 if TYPE_CHECKING:
     import pulumi
@@ -88,6 +89,19 @@ def pinned_image(value: str) -> str:
     if not digest and (not tag or tag == ":latest"):
         raise ValueError(f"{value!r} is not pinned: give a version tag or an @sha256 digest")
     return value
+
+
+def digest_pinned_image(value: str, setting: str) -> str:
+    """`value` pinned by digest (`name:tag@sha256:<64 hex>`), as real servers must pull it: a tag
+    can be moved to other bytes by whoever controls the registry. `setting` is what to change."""
+    match = _IMAGE_REF.fullmatch(value)
+    if match and match.group("digest"):
+        return value
+    raise ValueError(
+        f"{setting} is {value}, not pinned by digest: real servers run only images pinned as "
+        f"name:tag@sha256:<digest>. Set {setting} to {value}@sha256:<digest>, with the digest from "
+        f"`docker buildx imagetools inspect {value}` or `crane digest {value}`"
+    )
 
 
 def _model(value: str) -> str:
@@ -258,6 +272,20 @@ KEYS: tuple[ConfigKey, ...] = (
         allowed=tiers.LOCATIONS,
     ),
     ConfigKey(
+        "installationId",
+        "installation_id",
+        "the platform installation's id (the clawdet-installation label, on every resource)",
+        required=True,
+        check=_label_value,
+    ),
+    ConfigKey(
+        "instanceId",
+        "instance_id",
+        "the instance's id in the platform's database (the clawdet-instance-id label)",
+        required=True,
+        check=_label_value,
+    ),
+    ConfigKey(
         "userId", "user_id", "the owner's user id (the clawdet-user label)", required=True, check=_label_value
     ),
     ConfigKey(
@@ -356,6 +384,16 @@ KEYS: tuple[ConfigKey, ...] = (
         default=DEFAULT_OPENCLAW_IMAGE,
         check=pinned_image,
     ),
+    ConfigKey(
+        "caddyImage", "caddy_image", "Caddy container image, pinned", default=CADDY_IMAGE, check=pinned_image
+    ),
+    ConfigKey(
+        "browserImage",
+        "browser_image",
+        "headless Chromium container image of the enterprise tier, pinned",
+        default=BROWSER_IMAGE,
+        check=pinned_image,
+    ),
     ConfigKey("model", "model", "the model the gateway asks the LLM proxy for", required=True, check=_model),
     ConfigKey(
         "llmBaseUrl",
@@ -387,7 +425,16 @@ FULL_NAMES = tuple(key.full_name for key in KEYS)
 # touches the server, its volume, its firewall or its DNS record.
 APP_LAYER_KEYS = frozenset(
     f"{NAMESPACE}:{name}"
-    for name in ("openclawImage", "model", "llmBaseUrl", "llmApiKey", "gatewayToken", "restarts")
+    for name in (
+        "openclawImage",
+        "caddyImage",
+        "browserImage",
+        "model",
+        "llmBaseUrl",
+        "llmApiKey",
+        "gatewayToken",
+        "restarts",
+    )
 )
 SECRET_FULL_NAMES = tuple(key.full_name for key in KEYS if key.secret)
 
@@ -416,6 +463,8 @@ class ClawInstanceArgs:
 
     subdomain: str
     tier: str
+    installation_id: str
+    instance_id: str
     user_id: str
     base_domain: str
     cloudflare_zone_id: str
@@ -437,6 +486,8 @@ class ClawInstanceArgs:
     paused_page_ipv4: str | None = None
     restarts: str = "0"
     openclaw_image: str = DEFAULT_OPENCLAW_IMAGE
+    caddy_image: str = CADDY_IMAGE
+    browser_image: str = BROWSER_IMAGE
     fqdn: str = field(init=False)
 
     def __post_init__(self) -> None:

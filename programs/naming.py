@@ -6,6 +6,7 @@ returns the normalised value or raises ValueError with a message a user can read
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 # Names a customer may not take: they are ours (or look like they are).
@@ -122,13 +123,37 @@ def validate_label_value(value: str) -> str:
     return text
 
 
+def owner_label(user_id: str) -> str:
+    """The clawdet-user label value of an owner: the user id when it is a valid label value, else
+    a stable stand-in that is one (ids imported from users.json may have any characters or 64 of
+    them, and Hetzner would refuse every create)."""
+    text = _as_text(user_id, "user id")
+    if _LABEL_VALUE.fullmatch(text):
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"user-{digest[:32]}"
+
+
 def _as_text(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"The {what} must be text, not {type(value).__name__}.")
     return value
 
 
-def dns_record_comment(instance_name: str) -> str:
+MANAGED_LABEL = "managed-by"
+INSTALLATION_LABEL = "clawdet-installation"
+INSTANCE_LABEL = "clawdet-instance"
+INSTANCE_ID_LABEL = "clawdet-instance-id"
+
+
+def ours(installation_id: str, instance_id: str | None = None) -> str:
+    """The Hetzner label selector of what this installation made (for one instance, given its
+    id): never by name alone, so installations sharing a project never touch each other's."""
+    selector = f"{MANAGED_LABEL}=clawdet,{INSTALLATION_LABEL}={installation_id}"
+    return f"{selector},{INSTANCE_ID_LABEL}={instance_id}" if instance_id else selector
+
+
+def dns_record_comment(installation_id: str, instance_name: str) -> str:
     """The comment on every DNS record an instance's stack makes: how the platform tells its own
-    records from the operator's (only these are ever swept)."""
-    return f"clawdet instance {instance_name}"
+    records from the operator's and another installation's (only these are ever swept)."""
+    return f"clawdet {installation_id} instance {instance_name}"

@@ -57,7 +57,7 @@ class GatewayConfig:
     def broken(self) -> bool:
         """The sandbox's bad release: an image whose tag ends in `-broken` starts a gateway that
         fails its health check, as a real one with a config it refuses would."""
-        return bool(self.image) and self.image.rpartition(":")[2].endswith("-broken")
+        return bool(self.image) and self.image.partition("@")[0].rpartition(":")[2].endswith("-broken")
 
     @property
     def runnable(self) -> bool:

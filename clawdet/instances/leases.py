@@ -1,13 +1,17 @@
 """Work claiming: one stack, one worker. A lease is a conditional UPDATE in the database (with
 `FOR UPDATE SKIP LOCKED` on PostgreSQL so workers do not queue behind each other's rows); a
-lease left by a dead worker expires and another worker takes the row over."""
+lease left by a dead worker expires and, a full lease later, another worker takes the row over.
+
+Every lease time is the database's clock, never a host's: hosts whose clocks disagree still
+agree on who holds a stack. The worker side of the rule (a worker that cannot renew stops its
+engine before its lease can expire) is in the reconciler's heartbeat."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
 from db.models import Instance, utcnow
@@ -36,11 +40,21 @@ def unresolved(session: Session, only: str | None = None) -> list[Instance]:
     return list(session.scalars(query.order_by(Instance.stack_name)))
 
 
-def due(now):
-    return (
-        or_(Instance.next_attempt_at.is_(None), Instance.next_attempt_at <= now),
-        or_(Instance.lease_expires_at.is_(None), Instance.lease_expires_at < now),
-    )
+def database_now(session: Session) -> datetime:
+    """The database's clock (SQLite is embedded: its clock is this host's)."""
+    if session.bind.dialect.name != "postgresql":
+        return utcnow()
+    return session.scalar(text("SELECT now() AT TIME ZONE 'UTC'")).replace(tzinfo=UTC)
+
+
+def free(now: datetime, lease: timedelta):
+    """Released, or abandoned a full lease ago: its holder, if alive but cut off, has stopped
+    its engine by its lease's end (the heartbeat's rule), so nothing of it still runs."""
+    return or_(Instance.lease_expires_at.is_(None), Instance.lease_expires_at < now - lease)
+
+
+def due(now: datetime, lease: timedelta):
+    return (or_(Instance.next_attempt_at.is_(None), Instance.next_attempt_at <= now), free(now, lease))
 
 
 @dataclass(frozen=True)
@@ -51,10 +65,10 @@ class Claim:
 
 
 def claim_next(session: Session, owner: str, lease: timedelta, *, only: str | None = None) -> Claim | None:
-    now = utcnow()
+    now = database_now(session)
     query = (
         select(Instance.id, Instance.generation, Instance.lease_owner)
-        .where(needs_work(), *due(now))
+        .where(needs_work(), *due(now, lease))
         .order_by(Instance.next_attempt_at.is_not(None), Instance.next_attempt_at, Instance.updated_at)
         .limit(5)
     )
@@ -65,10 +79,7 @@ def claim_next(session: Session, owner: str, lease: timedelta, *, only: str | No
     for instance_id, generation, previous_owner in session.execute(query).all():
         taken = session.execute(
             update(Instance)
-            .where(
-                Instance.id == instance_id,
-                or_(Instance.lease_expires_at.is_(None), Instance.lease_expires_at < now),
-            )
+            .where(Instance.id == instance_id, free(now, lease))
             .values(lease_owner=owner, lease_expires_at=now + lease)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -83,7 +94,7 @@ def renew(session: Session, instance_id: str, owner: str, lease: timedelta) -> b
     renewed = session.execute(
         update(Instance)
         .where(Instance.id == instance_id, Instance.lease_owner == owner)
-        .values(lease_expires_at=utcnow() + lease)
+        .values(lease_expires_at=database_now(session) + lease)
         .execution_options(synchronize_session=False)
     ).rowcount
     session.commit()

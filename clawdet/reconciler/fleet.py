@@ -20,6 +20,7 @@ from clawdet.ops import metrics as ops_metrics
 from clawdet.reconciler.health import Probe, probe_all
 from db.engine import Database
 from db.models import Instance, utcnow
+from programs import naming
 
 
 @dataclass
@@ -66,7 +67,7 @@ def scan(
 
     hetzner, cloudflare_api = cloud.clients(target)
     try:
-        servers = {s["labels"].get(cloud.INSTANCE_LABEL): s for s in hetzner.servers()}
+        servers = hetzner.servers(f"{naming.MANAGED_LABEL}=clawdet")
         records: dict[str, list[dict]] = {}
         for record in cloudflare_api.records(target.zone_id):
             records.setdefault(record["name"], []).append(record)
@@ -79,13 +80,14 @@ def scan(
     }
     probes = probe_all([u for u in urls.values() if u])
     report = ScanReport(api_calls=api_calls)
-    known_names = {i.stack_name for i in instances}
-    report.orphans = sorted(name for name in servers if name and name not in known_names and not only)
+    servers_of = ServersOf(database.installation_id, instances, servers)
+    if not only:
+        report.orphans = servers_of.orphans()
     for instance in instances:
         finding = diagnose(
             instance,
             target,
-            servers.get(instance.stack_name),
+            servers_of.instance(instance),
             records.get(f"{instance.subdomain}.{target.base_domain}", []),
             probes.get(urls[instance.id]) if urls[instance.id] else None,
         )
@@ -95,6 +97,38 @@ def scan(
         record_findings(database, report, unhealthy_after, notifier)
         ops_metrics.observe_scan(database, report)
     return report
+
+
+class ServersOf:
+    """Which listed servers are this installation's, and whose. A server is ours by its
+    installation label, or, made before that label, by the id its instance's row holds (its
+    next update labels it); never by name, which another installation may use too."""
+
+    def __init__(self, installation_id: str, instances: list[Instance], servers: list[dict]):
+        self.installation_id = installation_id
+        self.by_instance_id: dict[str, dict] = {}
+        self.by_server_id: dict[str, dict] = {}
+        known_server_ids = {i.server_id for i in instances if i.server_id}
+        for server in servers:
+            labels = server.get("labels") or {}
+            installation = labels.get(naming.INSTALLATION_LABEL)
+            if installation == installation_id:
+                self.by_instance_id[labels.get(naming.INSTANCE_ID_LABEL, "")] = server
+            elif installation is not None or str(server["id"]) not in known_server_ids:
+                continue
+            self.by_server_id[str(server["id"])] = server
+        self.known_ids = {i.id for i in instances}
+
+    def instance(self, instance: Instance) -> dict | None:
+        return self.by_instance_id.get(instance.id) or self.by_server_id.get(instance.server_id or "")
+
+    def orphans(self) -> list[str]:
+        """Our servers no running instance claims (reported, never deleted here)."""
+        return sorted(
+            server["name"]
+            for instance_id, server in self.by_instance_id.items()
+            if instance_id not in self.known_ids
+        )
 
 
 def diagnose(

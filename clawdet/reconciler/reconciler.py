@@ -27,7 +27,13 @@ from clawdet.settings import Settings
 from db.engine import Database
 from db.models import Instance
 from programs import naming, tiers
-from programs.instance_config import DEFAULT_OPENCLAW_IMAGE, infrastructure_digest, to_stack_config
+from programs.instance_config import (
+    DEFAULT_OPENCLAW_IMAGE,
+    KEYS_BY_FIELD,
+    digest_pinned_image,
+    infrastructure_digest,
+    to_stack_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +108,20 @@ class Reconciler:
         if claim is None:
             return False
         done, self.lease_lost = threading.Event(), threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(claim.instance_id, done), daemon=True)
+        self.stacks.command.unfence(threading.get_ident())
+        heartbeat = threading.Thread(
+            target=self._heartbeat, args=(claim.instance_id, done, threading.get_ident()), daemon=True
+        )
         heartbeat.start()
         try:
             self.work(claim)
         finally:
             done.set()
-            with self.database.sessions() as session:
-                leases.release(session, claim.instance_id, self.owner)
+            try:
+                with self.database.sessions() as session:
+                    leases.release(session, claim.instance_id, self.owner)
+            except Exception:
+                log.exception("could not release the lease of %s; it expires", claim.instance_id)
         return True
 
     def drain(self, only: str | None = None) -> int:
@@ -119,25 +131,50 @@ class Reconciler:
             count += 1
         return count
 
-    def _heartbeat(self, instance_id: str, done: threading.Event) -> None:
-        """Renew the lease while the operation runs; a database blip is retried, a lease taken
-        by another worker fences this one (it writes no final state and stops waiting)."""
-        while not done.wait(self.config.lease.total_seconds() / 3):
-            try:
-                with self.database.sessions() as session:
-                    renewed = leases.renew(session, instance_id, self.owner, self.config.lease)
-            except Exception:
-                log.exception("could not renew the lease of %s; trying again", instance_id)
-                continue
-            if not renewed:
-                log.error("lost the lease of %s; this worker stops writing to it", instance_id)
-                self.lease_lost.set()
+    def _heartbeat(self, instance_id: str, done: threading.Event, worker_thread: int) -> None:
+        """Renew the lease while the operation runs; a database blip is retried. The fence: a
+        worker that has not renewed for two thirds of a lease (a database outage, a network
+        split) stops its engine before the lease can end, and a lease taken by another worker
+        stops it at once; either way it writes no final state."""
+        lease = self.config.lease.total_seconds()
+
+        def fence(reason: str) -> None:
+            if done.is_set() or self.lease_lost.is_set():
                 return
+            log.error("%s %s; stopping its engine and writing nothing more", reason, instance_id)
+            self.lease_lost.set()
+            self.stacks.command.fence(worker_thread, grace=lease / 6)
+
+        def in_doubt() -> threading.Timer:
+            timer = threading.Timer(lease * 2 / 3, fence, ("could not renew the lease of",))
+            timer.daemon = True
+            timer.start()
+            return timer
+
+        timer = in_doubt()
+        try:
+            while not done.wait(lease / 3):
+                try:
+                    with self.database.sessions() as session:
+                        renewed = leases.renew(session, instance_id, self.owner, self.config.lease)
+                except Exception:
+                    log.exception("could not renew the lease of %s; trying again", instance_id)
+                    continue
+                if not renewed:
+                    fence("another worker holds the lease of")
+                    return
+                timer.cancel()
+                timer = in_doubt()
+        finally:
+            timer.cancel()
 
     def _cancelled(self) -> bool:
         return self.stop.is_set() or self.lease_lost.is_set()
 
     def _own(self, instance: Instance) -> bool:
+        if self.lease_lost.is_set():
+            log.error("the lease of %s is in doubt; not writing its outcome", instance.id)
+            return False
         if instance.lease_owner == self.owner:
             return True
         log.error(
@@ -225,7 +262,7 @@ class Reconciler:
         if sweep:
             self.stacks.refresh(name, clear_pending_creates=True)
         if sweep or repair:
-            self.sweep_orphans(name, keep_data=not first_time)
+            self.sweep_orphans(instance_id, name, keep_data=not first_time)
         if first_time:
             self.check_name_free(name)
         elif not app_layer_only:
@@ -290,7 +327,7 @@ class Reconciler:
             instance_id, "destroying", "Removing your server and DNS record", status=InstanceStatus.DESTROYING
         )
         self.stacks.destroy(name, on_event=self._engine_events(instance_id, removing=True))
-        self.sweep_orphans(name)
+        self.sweep_orphans(instance_id, name)
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
             if not self._own(instance):
@@ -322,15 +359,22 @@ class Reconciler:
             )
         if instance.desired_state == DesiredState.PAUSED.value and not self.target.paused_page_ipv4:
             raise Refused("PAUSED_PAGE_IPV4 (the address of the platform's paused page) is not set")
+        openclaw_image = image or instance.desired_image or self.settings.openclaw_image or None
+        if not self.target.sandbox:
+            self.refuse_images_without_digest(openclaw_image)
         return to_stack_config(
             subdomain=instance.subdomain,
             tier=instance.tier,
             region=instance.region,
-            user_id=instance.user_id,
+            installation_id=self.database.installation_id,
+            instance_id=instance.id,
+            user_id=naming.owner_label(instance.user_id),
             base_domain=self.target.base_domain,
             cloudflare_zone_id=self.target.zone_id,
             model=self.settings.instance_model,
-            openclaw_image=image or instance.desired_image or self.settings.openclaw_image or None,
+            openclaw_image=openclaw_image,
+            caddy_image=self.settings.caddy_image or None,
+            browser_image=self.settings.browser_image or None,
             llm_base_url=self.settings.llm_proxy_url,
             llm_api_key=credentials.llm_key(secret, instance.id, instance.llm_key_version),
             gateway_token=credentials.gateway_token(secret, instance.id, instance.gateway_token_version),
@@ -343,6 +387,21 @@ class Reconciler:
             paused_page_ipv4=self.target.paused_page_ipv4 or None,
             restarts=str(instance.restarts),
         )
+
+    def refuse_images_without_digest(self, openclaw_image: str | None) -> None:
+        """Real servers pull every image by digest: a tag can be moved to other bytes."""
+        openclaw_image = openclaw_image or DEFAULT_OPENCLAW_IMAGE
+        chosen_by_setting = openclaw_image == (self.settings.openclaw_image or DEFAULT_OPENCLAW_IMAGE)
+        images = {
+            "OPENCLAW_IMAGE" if chosen_by_setting else "the --version of a rollout or pin": openclaw_image,
+            "CADDY_IMAGE": self.settings.caddy_image or KEYS_BY_FIELD["caddy_image"].default,
+            "BROWSER_IMAGE": self.settings.browser_image or KEYS_BY_FIELD["browser_image"].default,
+        }
+        try:
+            for setting, value in images.items():
+                digest_pinned_image(value, setting)
+        except ValueError as error:
+            raise Refused(str(error)) from None
 
     def await_health(
         self, instance_id: str, fqdn: str | None, ipv4: str | None, *, deadline: float | None = None
@@ -437,7 +496,7 @@ class Reconciler:
             try:
                 self.stacks.refresh(name, clear_pending_creates=True)
                 self.stacks.destroy(name)
-                self.sweep_orphans(name)
+                self.sweep_orphans(instance_id, name)
             except Exception as exc:
                 cleanup_error = short_reason(exc)
                 log.error("cleanup of %s failed: %s", name, cleanup_error)
@@ -529,13 +588,14 @@ class Reconciler:
             records = cloudflare_api.records(self.target.zone_id, name=fqdn)
         finally:
             _hetzner.close(), cloudflare_api.close()
-        foreign = [r for r in records if r.get("comment") != naming.dns_record_comment(name)]
+        ours = naming.dns_record_comment(self.database.installation_id, name)
+        foreign = [r for r in records if r.get("comment") != ours]
         if foreign:
             raise Refused(
                 f"the name {fqdn} already has DNS records Clawdet did not make; choose another name"
             )
 
-    def sweep_orphans(self, name: str, *, keep_data: bool = False) -> list[str]:
+    def sweep_orphans(self, instance_id: str, name: str, *, keep_data: bool = False) -> list[str]:
         """Delete cloud resources labelled for this instance that its stack does not hold: what
         an interrupted `up` created after its last checkpoint, so a retry never duplicates.
         `keep_data`: an instance that once was ready never loses a volume this way (its stack
@@ -545,7 +605,7 @@ class Reconciler:
         hetzner, cloudflare_api = cloud.clients(self.target)
         removed: list[str] = []
         try:
-            selector = f"{cloud.MANAGED_LABEL},{cloud.INSTANCE_LABEL}={name}"
+            selector = naming.ours(self.database.installation_id, instance_id)
             for server in hetzner.servers(selector):
                 if (SERVER_TYPE, str(server["id"])) not in known:
                     hetzner.delete_server(server["id"])
@@ -565,8 +625,8 @@ class Reconciler:
             for record in cloudflare_api.records(self.target.zone_id, name=fqdn):
                 if (DNS_TYPE, str(record["id"])) in known:
                     continue
-                if record.get("comment") != naming.dns_record_comment(name):
-                    continue  # not made by an instance's stack: the operator's, never ours to delete
+                if record.get("comment") != naming.dns_record_comment(self.database.installation_id, name):
+                    continue  # not made by this installation's stacks: never ours to delete
                 cloudflare_api.delete_record(self.target.zone_id, record["id"])
                 removed.append(f"record {record['id']}")
         finally:

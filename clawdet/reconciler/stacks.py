@@ -3,9 +3,9 @@ the operator's `pulumi` CLI and the workers run the same code on the same stacks
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ from pulumi import automation as auto
 
 import toolchain
 from clawdet.cloud import CloudTarget
+from clawdet.reconciler.engine_command import EngineCommand
 from clawdet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ class Stacks:
             "PULUMI_CONFIG_PASSPHRASE": settings.pulumi_passphrase,
             **target.provider_env(),
         }
-        self.command = auto.PulumiCommand(root=str(tools.root), skip_version_check=False)
+        self.command = EngineCommand(root=str(tools.root))
+        self._secrets_written: dict[tuple[str, str], tuple[str, str]] = {}
         self._ensure_backend_dir()
 
     def _ensure_backend_dir(self) -> None:
@@ -101,15 +103,35 @@ class Stacks:
 
     def configure(self, stack: auto.Stack, config: dict[str, tuple[str, bool]]) -> None:
         """Write exactly `config`: a declared key it leaves out is removed, so the program's
-        default applies instead of a stale value."""
+        default applies instead of a stale value. Plain values go in one `config set-all`;
+        each secret through stdin, and only when it changed since this process wrote it."""
         from programs.instance_config import FULL_NAMES
 
         stack.set_all_config(
-            {key: auto.ConfigValue(value=text, secret=secret) for key, (text, secret) in config.items()}
+            {key: auto.ConfigValue(value=text) for key, (text, secret) in config.items() if not secret}
         )
+        for key, (text, secret) in config.items():
+            if secret:
+                self._set_secret(stack.name, key, text)
         stale = [key for key in self.written_config(stack.name) if key in FULL_NAMES and key not in config]
         if stale:
             stack.remove_all_config(stale)
+
+    def _set_secret(self, name: str, key: str, text: str) -> None:
+        fingerprint = hashlib.sha256(text.encode()).hexdigest()
+        if self._secrets_written.get((name, key)) == (fingerprint, self._ciphertext(name, key)):
+            return  # the file still holds what this process encrypted for this very value
+        self.command.run(
+            ["config", "set", "--secret", "--raw", "--stack", name, key],
+            str(self.project_dir),
+            self.env,
+            stdin=text,
+        )
+        self._secrets_written[(name, key)] = (fingerprint, self._ciphertext(name, key))
+
+    def _ciphertext(self, name: str, key: str) -> str | None:
+        value = self.written_config(name).get(key)
+        return value.get("secure") if isinstance(value, dict) else None
 
     def stack_file(self, name: str) -> Path:
         return self.project_dir / "stacks" / f"Pulumi.{name}.yaml"
@@ -212,20 +234,14 @@ class Stacks:
         stack.destroy(on_event=on_event, color="never", message=f"clawdet destroy {name}")
         stack.workspace.remove_stack(name)
 
-    def clear_stale_lock(self, name: str) -> bool:
-        """A worker that died mid-operation leaves the stack locked; the database lease says
-        nobody else works it, so the lock is stale. Only `file://` backends keep locks as files."""
-        url = self.settings.pulumi_backend_url
-        if not url.startswith("file://"):
-            return False
-        locks = Path(url.removeprefix("file://")) / ".pulumi" / "locks" / "organization" / PROJECT / name
-        if not locks.is_dir():
-            return False
-        removed = [p for p in locks.iterdir() if p.suffix == ".json"]
-        shutil.rmtree(locks, ignore_errors=True)
-        if removed:
-            log.warning("cleared %d stale Pulumi lock(s) of stack %s", len(removed), name)
-        return bool(removed)
+    def clear_stale_lock(self, name: str) -> None:
+        """A worker that died mid-operation leaves the stack locked. The caller holds a lease
+        taken over a full lease after the dead one ended, so the lock's holder has stopped (see
+        leases): the engine's own `pulumi cancel` clears it, on every backend."""
+        stack = self.existing(name)
+        if stack is not None:
+            stack.cancel()
+            log.warning("cleared any Pulumi lock left on stack %s", name)
 
     def export(self, name: str) -> dict[str, Any]:
         stack = self.existing(name)

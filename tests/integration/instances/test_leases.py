@@ -48,7 +48,11 @@ def test_expired_lease_is_taken_over_and_renewal_needs_ownership(database):
         first = leases.claim_next(session, "dead-worker", LEASE)
         assert first.instance_id == instance_id and first.taken_over_from is None
         assert leases.claim_next(session, "other", LEASE) is None  # held
-        session.execute(update(Instance).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(update(Instance).values(lease_expires_at=utcnow() - timedelta(seconds=5)))
+        session.commit()
+        # Expired, but its worker may be cut off and still stopping its engine: a lease more.
+        assert leases.claim_next(session, "other", LEASE) is None
+        session.execute(update(Instance).values(lease_expires_at=utcnow() - LEASE - timedelta(seconds=5)))
         session.commit()
         second = leases.claim_next(session, "other", LEASE)
         assert second.taken_over_from == "dead-worker"
@@ -83,3 +87,19 @@ def test_generation_bumps_from_two_requests_both_count(database):
     first.close(), second.close()
     with database.sessions() as session:
         assert session.get(Instance, instance_id).generation == 3
+
+
+def test_lease_times_are_the_databases_clock_not_the_hosts(database, monkeypatch):
+    """Two hosts whose clocks disagree by an hour still agree on who holds a stack."""
+    [instance_id] = make_instances(database, 1)
+    with database.sessions() as session:
+        assert leases.claim_next(session, "host-a", LEASE).instance_id == instance_id
+        claimed_until = session.get(Instance, instance_id).lease_expires_at
+        database_now = leases.database_now(session)
+    assert timedelta(0) < claimed_until - database_now <= LEASE
+    if database.is_postgres:  # SQLite is embedded: one host, its clock is the database's
+        monkeypatch.setattr(leases, "utcnow", lambda: utcnow() + timedelta(hours=1))
+        with database.sessions() as session:
+            assert leases.claim_next(session, "host-b-an-hour-ahead", LEASE) is None
+            assert leases.renew(session, instance_id, "host-a", LEASE)
+            assert session.get(Instance, instance_id).lease_expires_at - leases.database_now(session) <= LEASE

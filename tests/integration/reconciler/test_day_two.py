@@ -21,11 +21,11 @@ from clawdet.reconciler.reconciler import DEPLOY_TYPE, RELEASE_TYPE, SERVER_TYPE
 from clawdet.rollouts import pins
 from db.models import Instance
 from programs import tiers
-from tests.fixtures.provisioning import FAST, instance, new_instance, records_named, servers_named
+from tests.fixtures.provisioning import FAST, instance, new_instance, pinned, records_named, servers_named
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
 
-NEXT_IMAGE = "ghcr.io/openclaw/openclaw:2026.9.7"
+NEXT_IMAGE = pinned("ghcr.io/openclaw/openclaw:2026.9.7")
 
 
 def change(prov_db, instance_id, request, *args):
@@ -101,7 +101,7 @@ def test_every_change_is_in_place_and_the_data_stays(reconciler, prov_db, prov_s
     # A new OpenClaw version (an operator's pin; a rollout sets the same desired image): same
     # server, same volume, the data still there. A new OPENCLAW_IMAGE alone moves no running one.
     upgrader = Reconciler(
-        replace(prov_settings, openclaw_image="ghcr.io/openclaw/openclaw:2026.9.8"), prov_db
+        replace(prov_settings, openclaw_image=pinned("ghcr.io/openclaw/openclaw:2026.9.8")), prov_db
     )
     assert planned(upgrader, instance_id) == {}
     with prov_db.session() as session:

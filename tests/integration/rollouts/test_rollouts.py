@@ -22,11 +22,13 @@ from db.models import Instance, OutboxEmail, Role, Rollout, User, utcnow
 from programs import openclaw
 from programs.cloud_init import COMPOSE_FILE_PATH
 from tests.fixtures import REPO, eventually, kill_machine
-from tests.fixtures.provisioning import FAST, new_instance, servers_named
+from tests.fixtures.provisioning import FAST, new_instance, pinned, servers_named
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
 
 FLEET = 20
+# Real servers run images pinned by digest, so releases are given as such.
+GOOD, BROKEN, LAST = (pinned(openclaw.image_for(v)) for v in ("2026.9.7", "2026.9.8-broken", "2026.9.9"))
 OPTIONS = PlanOptions(soak_seconds=0, gate_seconds=15, parallel=4)
 
 
@@ -100,14 +102,12 @@ def test_rollouts_over_a_fleet(prov_env, prov_settings, prov_db, cloud_sandbox):
 
         # A plan that would replace servers (here: new Hetzner SSH keys for every server) is refused.
         replacing = Reconciler(replace(prov_settings, hcloud_ssh_keys="ops-key"), prov_db, config=FAST)
-        refused = make_plan(
-            replacing, "2026.9.7", Cohort.parse("list:fleet00,fleet01"), OPTIONS, "operator:test"
-        )
+        refused = make_plan(replacing, GOOD, Cohort.parse("list:fleet00,fleet01"), OPTIONS, "operator:test")
         assert refused.rollout_id is None and "would replace their server" in refused.refused
         assert refused.totals == {"replace": 2}
 
         # A good release: canary, then waves, every gate passed, in place.
-        good = approved(reconciler, "2026.9.7")
+        good = approved(reconciler, GOOD)
         done = until_settled(prov_db, good, 600)
         assert done.status == RolloutStatus.COMPLETED.value, done.message
         assert {m.state for m in done.members} == {MemberState.PASSED.value}
@@ -119,7 +119,7 @@ def test_rollouts_over_a_fleet(prov_env, prov_settings, prov_db, cloud_sandbox):
         for earlier, later in itertools.pairwise(waves):
             assert max(m.finished_at for m in by_wave[earlier]) <= min(m.started_at for m in by_wave[later])
         after = snapshot(prov_db)
-        image = openclaw.image_for("2026.9.7")
+        image = GOOD
         for name in names:
             assert (
                 after[name].server_id == before[name].server_id
@@ -131,7 +131,7 @@ def test_rollouts_over_a_fleet(prov_env, prov_settings, prov_db, cloud_sandbox):
             )
 
         # A broken release: the canary fails its gate and goes back; the other 19 are untouched.
-        broken = approved(reconciler, "2026.9.8-broken")
+        broken = approved(reconciler, BROKEN)
         halted = until_settled(prov_db, broken, 300)
         assert halted.status == RolloutStatus.HALTED.value and "canary" in halted.message
         [canary] = [m for m in halted.members if m.wave == 0]
@@ -158,7 +158,7 @@ def test_rollouts_over_a_fleet(prov_env, prov_settings, prov_db, cloud_sandbox):
     # A worker host dies mid-wave; another one resumes and finishes, no server is duplicated.
     # (Six instances: canary, then waves of 1, 1 and 3.)
     killed = names[:6]
-    last = approved(reconciler, "2026.9.9", cohort="list:" + ",".join(killed))
+    last = approved(reconciler, LAST, cohort="list:" + ",".join(killed))
     env = {**os.environ, **prov_env}
     command = [sys.executable, "-m", "clawdet.cli", "worker", "--concurrency", "2", "--scan-interval", "0"]
     command += ["--lease-seconds", "8", "--ready-deadline", "30", "--rollout-interval", "0.3"]
@@ -186,4 +186,4 @@ def test_rollouts_over_a_fleet(prov_env, prov_settings, prov_db, cloud_sandbox):
     for name in killed:
         [server] = servers_named(cloud_sandbox, name)
         assert str(server["id"]) == final[name].server_id == before[name].server_id
-        assert final[name].status == "ready" and final[name].openclaw_image == openclaw.image_for("2026.9.9")
+        assert final[name].status == "ready" and final[name].openclaw_image == LAST

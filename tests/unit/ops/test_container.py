@@ -71,3 +71,38 @@ def test_dockerfile_copies_only_what_exists():
     sources = [part for line in re.findall(r"^COPY (.+)$", text, re.M) for part in line.split()[:-1]]
     assert sources and all((REPO / source).exists() for source in sources), sources
     assert "postgresql-client" in text and "clawdet" in text.split("CMD", 1)[1]
+
+
+def dockerfile_instructions() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined and comments left out."""
+    lines = [
+        line for line in (REPO / "Dockerfile").read_text().splitlines() if not line.lstrip().startswith("#")
+    ]
+    return [part.strip() for part in "\n".join(lines).replace("\\\n", " ").split("\n") if part.strip()]
+
+
+def test_the_pulumi_download_is_checked_against_a_checksum_pinned_next_to_its_version():
+    instructions = dockerfile_instructions()
+    args = dict(line.split()[1].partition("=")[::2] for line in instructions if line.startswith("ARG "))
+    assert args["PULUMI_VERSION"] and re.fullmatch(r"([0-9a-f]{64})?", args["PULUMI_SHA256"])
+    runs = [line for line in instructions if line.startswith("RUN ")]
+    [download] = [line for line in runs if re.search(r"\b(curl|wget)\b", line)]  # the one download
+    assert "get.pulumi.com" in download and "| tar" not in download  # nothing unpacked unchecked
+    check = download.index('echo "${PULUMI_SHA256}  /tmp/pulumi.tar.gz" | sha256sum -c -')
+    assert download.index("curl") < check < download.index("tar -xzf /tmp/pulumi.tar.gz")
+
+
+@pytest.mark.parametrize(
+    ("checksum", "passes"), [("", False), ("not-a-checksum", False), ("ab" * 32, True), ("AB" * 32, False)]
+)
+def test_the_build_stops_at_once_without_a_well_formed_pulumi_checksum(checksum, passes):
+    [guard] = [line for line in dockerfile_instructions() if line.startswith("RUN ") and "grep -Eqx" in line]
+    done = subprocess.run(
+        ["sh", "-c", guard.removeprefix("RUN ")],
+        env={"PATH": os.environ["PATH"], "PULUMI_VERSION": "3.259.0", "PULUMI_SHA256": checksum},
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode == 0) is passes, done.stderr
+    if not passes:
+        assert "PULUMI_SHA256" in done.stderr and "pulumi-3.259.0-checksums.txt" in done.stderr

@@ -632,6 +632,35 @@ def test_every_rendered_compose_file_passes_docker_compose_config(tier, tmp_path
     assert published == ["443", "80"]
 
 
+def test_every_container_runs_without_capabilities_or_new_privileges_and_read_only_where_it_can(tmp_path):
+    services = compose_config(unpack(app_files("enterprise"), tmp_path))["services"]
+    assert set(services) == {"openclaw", "caddy", "browser"}
+    for name, service in services.items():
+        assert service["cap_drop"] == ["ALL"], name
+        assert service["security_opt"] == ["no-new-privileges:true"], name
+        assert not service.get("privileged"), name
+    # Only Caddy gets one back: it binds ports 80 and 443. The gateway (uid 1000, a high port) none.
+    assert services["caddy"]["cap_add"] == ["NET_BIND_SERVICE"]
+    assert "cap_add" not in services["openclaw"] and "cap_add" not in services["browser"]
+    # Read-only root file systems; what each writes is its volumes and a tmpfs /tmp.
+    for name in ("openclaw", "caddy"):
+        assert services[name]["read_only"] is True and services[name]["tmpfs"] == ["/tmp"], name
+    written = {volume["target"] for volume in services["caddy"]["volumes"] if not volume.get("read_only")}
+    assert written == {"/data", "/config"}
+
+
+def test_compose_runs_the_caddy_and_browser_images_it_is_given(tmp_path):
+    digest = "@sha256:" + "4b" * 32
+    caddy, browser = "caddy:2.11.4-alpine" + digest, "chromedp/headless-shell:148.0.7778.97" + digest
+    files = app_files("enterprise", openclaw_image=IMAGE + digest, caddy_image=caddy, browser_image=browser)
+    services = compose_config(unpack(files, tmp_path))["services"]
+    assert services["openclaw"]["image"] == IMAGE + digest
+    assert (services["caddy"]["image"], services["browser"]["image"]) == (caddy, browser)
+    defaults = compose_config(unpack(app_files("enterprise"), tmp_path / "defaults"))["services"]
+    assert defaults["caddy"]["image"] == cloud_init.CADDY_IMAGE
+    assert defaults["browser"]["image"] == cloud_init.BROWSER_IMAGE
+
+
 def test_the_compose_check_catches_a_broken_compose_file(tmp_path):
     instance_dir = unpack(app_files("pro"), tmp_path)
     compose_file = instance_dir / "docker-compose.yml"

@@ -29,6 +29,8 @@ def valid_values(**overrides):
         "subdomain": "alice",
         "tier": "pro",
         "region": "fsn1",
+        "installation_id": "cd-test",
+        "instance_id": "inst_test",
         "user_id": "user_42",
         "base_domain": "clawdet.example",
         "cloudflare_zone_id": "0123456789abcdef0123456789abcdef",
@@ -98,6 +100,21 @@ def test_label_values_follow_hetzner_rules(value):
 def test_bad_label_values_are_refused(value):
     with pytest.raises(ValueError, match="label value"):
         naming.validate_label_value(value)
+
+
+@pytest.mark.parametrize("user_id", ["user_42", "u-1.a", "A" * 63])
+def test_an_owner_label_is_the_user_id_when_that_is_a_label_value(user_id):
+    assert naming.owner_label(user_id) == user_id
+
+
+@pytest.mark.parametrize(
+    "user_id", ["alice@example.com", "user 42", "x" * 64, "-x", "ü", "a\x00b", "a\ud800"]
+)
+def test_an_owner_label_maps_any_other_id_to_a_stable_valid_label(user_id):
+    label = naming.owner_label(user_id)
+    assert naming.validate_label_value(label) == label
+    assert naming.owner_label(user_id) == label and naming.owner_label(user_id + "!") != label
+    assert to_stack_config(**valid_values(user_id=label))["clawdet:userId"] == (label, False)
 
 
 def test_names_are_importable_without_pulumi_or_side_effects():
@@ -219,6 +236,40 @@ def test_an_overlong_name_is_refused():
 def test_a_digest_pinned_image_is_accepted():
     image = "ghcr.io/openclaw/openclaw@sha256:" + "0" * 64
     assert to_stack_config(**valid_values(openclaw_image=image))["clawdet:openclawImage"] == (image, False)
+
+
+DIGEST = "@sha256:" + "4b" * 32
+
+
+def test_caddy_and_browser_images_are_set_per_stack_and_pinned_like_the_gateways():
+    images = {
+        "caddy_image": "caddy:2.11.4-alpine" + DIGEST,
+        "browser_image": "chromedp/headless-shell:148" + DIGEST,
+    }
+    written = to_stack_config(**valid_values(**images))
+    assert written["clawdet:caddyImage"] == (images["caddy_image"], False)
+    assert written["clawdet:browserImage"] == (images["browser_image"], False)
+    args = load(FakeConfig(written))
+    assert (args.caddy_image, args.browser_image) == (images["caddy_image"], images["browser_image"])
+    assert {"clawdet:caddyImage", "clawdet:browserImage"} <= instance_config.APP_LAYER_KEYS  # in place
+    assert "not pinned" in error_for(caddy_image="caddy:latest").problems["clawdet:caddyImage"]
+    assert "not pinned" in error_for(browser_image="chromedp/headless-shell").problems["clawdet:browserImage"]
+
+
+@pytest.mark.parametrize(
+    "image", ["ghcr.io/openclaw/openclaw:2026.9.6" + DIGEST, "ghcr.io/openclaw/openclaw" + DIGEST]
+)
+def test_an_image_pinned_by_digest_is_what_real_servers_accept(image):
+    assert instance_config.digest_pinned_image(image, "OPENCLAW_IMAGE") == image
+
+
+@pytest.mark.parametrize("image", ["caddy:2.11.4-alpine", "caddy:latest", "caddy"])
+def test_an_image_pinned_by_tag_alone_is_refused_naming_the_setting_and_how_to_get_the_digest(image):
+    with pytest.raises(ValueError) as refused:
+        instance_config.digest_pinned_image(image, "CADDY_IMAGE")
+    message = str(refused.value)
+    assert "CADDY_IMAGE" in message and image in message
+    assert "docker buildx imagetools inspect" in message and "crane digest" in message
 
 
 # --- reading: load -----------------------------------------------------------------------------

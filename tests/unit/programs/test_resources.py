@@ -127,6 +127,8 @@ def instance_args(**overrides) -> ClawInstanceArgs:
     values = {
         "subdomain": "alice",
         "tier": "pro",
+        "installation_id": "cd-test",
+        "instance_id": "inst_test",
         "user_id": "user_42",
         "base_domain": "clawdet.example",
         "cloudflare_zone_id": "0123456789abcdef0123456789abcdef",
@@ -254,6 +256,8 @@ def test_an_instance_is_a_firewall_a_volume_a_server_its_app_layer_and_its_dns_r
             assert server["name"] == "alice"
             assert server["labels"] == {
                 "managed-by": "clawdet",
+                "clawdet-installation": "cd-test",
+                "clawdet-instance-id": "inst_test",
                 "clawdet-instance": "alice",
                 "clawdet-user": "user_42",
                 "clawdet-tier": tier,
@@ -603,6 +607,8 @@ def set_stack_config(**overrides):
         "subdomain": "bob",
         "tier": "enterprise",
         "region": "nbg1",
+        "installation_id": "cd-test",
+        "instance_id": "inst_test",
         "user_id": "u-7",
         "base_domain": "clawdet.example",
         "cloudflare_zone_id": "fedcba9876543210fedcba9876543210",
