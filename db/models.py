@@ -100,6 +100,7 @@ class User(Base):
     x_name: Mapped[str | None] = mapped_column(String(100))
     x_profile_image: Mapped[str | None] = mapped_column(String(500))
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_set_at: Mapped[datetime | None]  # an unverified address holds its claim a day at most
     terms_accepted_at: Mapped[datetime | None]
     role: Mapped[str] = mapped_column(String(16), default=Role.USER.value)
     paid: Mapped[bool] = mapped_column(Boolean, default=False)

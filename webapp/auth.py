@@ -22,9 +22,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete
 
 from clawdet.accounts import service as accounts
-from clawdet.accounts import sessions, throttle
+from clawdet.accounts import sessions, throttle, verification
 from clawdet.accounts.free_beta import grants_free_beta
 from clawdet.errors import UserFacingError
+from db import audit
 from db.models import User, WebSession, utcnow
 from webapp import dbs, settings
 from webapp.bodies import json_body
@@ -34,6 +35,7 @@ from webapp.security import safe_next
 bp = Blueprint("auth", __name__)
 
 REGISTER_LIMIT = "5 per hour"
+VERIFY_RESEND_LIMIT = "3 per hour"
 LOGIN_LIMIT = "10 per minute"  # one budget for the page and the JSON sign-in
 DETAILS_LIMIT = "10 per minute"  # the details step tells whether an email is taken
 DEVICE_COOKIE = "clawdet_device"
@@ -221,6 +223,22 @@ def login_page():
     )
 
 
+@bp.get("/verify-email/<token>")
+def verify_email_page(token: str):
+    """The link in the confirmation email: no sign-in needed, the signed token is the proof."""
+    user = verification.confirm(dbs(), settings().secret_key, token, ip=client_ip())
+    dbs().commit()
+    return render_template("verified.html", email=user.email, signed_in=current_user.is_authenticated)
+
+
+@bp.post("/verify-email/resend")
+@login_required
+@limiter.limit(VERIFY_RESEND_LIMIT)
+def resend_verification_page():
+    _ask_for_verification_link()
+    return redirect(url_for("dashboard.show", sent="verification"))
+
+
 @bp.post("/logout")
 def logout():
     _sign_out()
@@ -306,6 +324,32 @@ def details_json():
     )
     dbs().commit()
     return jsonify(user=me_json(current()))
+
+
+@bp.post("/api/auth/verify-email/resend")
+@login_required
+@limiter.limit(VERIFY_RESEND_LIMIT)
+def resend_verification_json():
+    _ask_for_verification_link()
+    return jsonify(ok=True, sentTo=current().email), 202
+
+
+def _ask_for_verification_link() -> None:
+    """The mail loop sends the link (clawdet/mail/triggers.py); nothing to send is said plainly."""
+    user = current()
+    if user.email_verified or not user.email:
+        raise UserFacingError(
+            "nothing_to_verify",
+            "Your email address is already confirmed."
+            if user.email
+            else "Your account has no email address yet.",
+            "Nothing to do." if user.email else "Add one on the details page.",
+            status=409,
+        )
+    audit.record(
+        dbs(), "user.verify_requested", actor=user, target_type="user", target_id=user.id, ip=client_ip()
+    )
+    dbs().commit()
 
 
 @bp.post("/api/auth/sessions/revoke")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from clawdet.accounts import throttle
+from clawdet.accounts import throttle, verification
 from clawdet.accounts.importer import normalise_email
 from clawdet.accounts.passwords import DUMMY_HASH, hash_password, verify_password
 from clawdet.errors import UserFacingError
@@ -77,14 +77,24 @@ def email_taken() -> UserFacingError:
     )
 
 
+def take_address(session: Session, address: str, *, ip: str | None = None) -> None:
+    """Make `address` free for a new claim: refused while it is someone's verified address or
+    a fresh unverified claim; a lapsed unverified claim is released (accounts/verification.py)."""
+    holder = session.scalar(select(User).where(User.email == address))
+    if holder is None:
+        return
+    if not verification.claim_lapsed(holder):
+        raise email_taken()
+    verification.release(session, holder, ip=ip)
+
+
 def register(
     session: Session, *, name: str, email: str, password: str, free_beta: bool, ip: str | None = None
 ) -> User:
-    user = User(
-        name=clean_name(name), email=clean_email(email), password_hash=hash_password(clean_password(password))
-    )
-    if session.scalar(select(User.id).where(User.email == user.email)):
-        raise email_taken()
+    user = User(name=clean_name(name), password_hash=hash_password(clean_password(password)))
+    address = clean_email(email)
+    take_address(session, address, ip=ip)
+    verification.set_email(user, address)
     if free_beta:
         user.mark_free_beta()
     session.add(user)
@@ -149,12 +159,10 @@ def complete_details(
             "Tick the box to accept the terms.",
             field="terms",
         )
-    owner = session.scalar(select(User.id).where(User.email == address))
-    if owner and owner != user.id:
-        raise email_taken()
     if user.email != address:
-        user.email = address
-        user.email_verified = False
+        take_address(session, address, ip=ip)
+        verification.set_email(user, address)
+        audit.record(session, "user.email_changed", actor=user, target_type="user", target_id=user.id, ip=ip)
     user.terms_accepted_at = user.terms_accepted_at or utcnow()
     audit.record(session, "user.details", actor=user, target_type="user", target_id=user.id, ip=ip)
     return user

@@ -30,7 +30,7 @@ from db.engine import Database
 log = logging.getLogger(__name__)
 
 CALLER_SECONDS = 1.0
-CALLER_STALE_SECONDS = 10.0  # older than this, a request waits for the lookup
+CALLER_STALE_SECONDS = 10.0  # how long a lookup stands in while the database is away
 GROW_EXTRA = 16_384
 HOLD_SECONDS = 120.0  # a lease of a process that died lapses after this
 KEEP_ALIVE_SECONDS = 30.0
@@ -93,9 +93,10 @@ class Ledger:
         self._upkeep: asyncio.Task | None = None
 
     async def caller(self, key: str) -> Caller:
-        """The key's caller. A lookup older than CALLER_SECONDS is renewed in the background
-        while requests go on with it (one lookup a key at a time); a key found invalid is
-        forgotten at once, so its next request is refused."""
+        """The key's caller, looked up again when the last lookup is older than CALLER_SECONDS
+        (one lookup a key at a time), so a rotated or destroyed key stops within a second. Only
+        while the database cannot answer do requests go on with a lookup up to
+        CALLER_STALE_SECONDS old."""
         now = time.monotonic()
         cached = self._callers.get(key)
         if cached and now - cached[0] < CALLER_SECONDS:
@@ -104,9 +105,12 @@ class Ledger:
         if looking is None:
             looking = self._lookups[key] = asyncio.ensure_future(self._look_up(key))
             looking.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen
-        if cached and now - cached[0] < CALLER_STALE_SECONDS:
-            return cached[1]
-        return await asyncio.shield(looking)
+        try:
+            return await asyncio.shield(looking)
+        except UserFacingError as error:
+            if error.status == 503 and cached and now - cached[0] < CALLER_STALE_SECONDS:
+                return cached[1]  # a database blip: the key was good a moment ago
+            raise
 
     async def _look_up(self, key: str) -> Caller:
         try:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from clawdet.logs import current_request_id
 from clawdet.settings import Settings
 from db.engine import Database
-from db.models import OutboxEmail, OutboxStatus, utcnow
+from db.models import OutboxEmail, OutboxStatus, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ BACKOFF_BASE = 30.0
 BACKOFF_CAP = 3600.0
 
 SUBJECTS = {
+    "verify_email": "Confirm your email address for Clawdet",
     "welcome": "Welcome to Clawdet",
     "instance_ready": "Your instance {subdomain} is ready",
     "instance_failed": "We could not set up your instance {subdomain}",
@@ -73,6 +74,19 @@ def render(kind: str, context: dict[str, Any]) -> Rendered:
     )
 
 
+VERIFY_KIND = "verify_email"
+
+
+def _verified(session: Session, user_id: str | None, to_address: str) -> bool:
+    with session.no_autoflush:
+        verified = session.scalar(
+            select(User.email_verified).where(User.email == to_address, User.id == user_id)
+            if user_id
+            else select(User.email_verified).where(User.email == to_address)
+        )
+    return bool(verified) or (verified is None and user_id is None)  # an operator's address (no account)
+
+
 def _insert(session: Session):
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(OutboxEmail)
@@ -88,9 +102,13 @@ def enqueue(
     instance_id: str | None = None,
     dedupe_key: str | None = None,
 ) -> bool:
-    """Queue one email in the caller's transaction; False when there is no address or an email
-    with the same `dedupe_key` was queued before."""
+    """Queue one email in the caller's transaction; False when there is no address, when it is
+    an account's address not yet verified (it gets only the link that verifies it), or when an
+    email with the same `dedupe_key` was queued before."""
     if not to_address:
+        return False
+    if kind != VERIFY_KIND and not _verified(session, user_id, to_address):
+        log.info("not sending %s: the address of %s is not verified yet", kind, user_id)
         return False
     message = render(kind, context)
     statement = _insert(session).values(

@@ -1,6 +1,7 @@
-"""Emails the database itself says are due, queued by the mail loop: a welcome for every new
-account (from the audit log's `user.register`, or `user.details` for an X sign-up that had no
-email yet) and the monthly token quota warnings at 80 % and 100 %.
+"""Emails the database itself says are due, queued by the mail loop: the link that confirms an
+address (from the audit log's `user.register`, `user.email_changed` and `user.verify_requested`,
+one per entry), a welcome once the address is confirmed, and the monthly token quota warnings at
+80 % and 100 %.
 
 Reading the audit log instead of hooking the sign-up code keeps the web app unaware of email;
 each email has a dedupe key, so running this any number of times queues it once.
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from clawdet.accounts import verification
 from clawdet.llm import pricing as llm_pricing
 from clawdet.llm import usage as llm_usage
 from clawdet.mail import outbox as mail
@@ -25,7 +27,43 @@ QUOTA_PERCENTS = (80, 100)
 
 
 def queue_due(settings: Settings, database: Database) -> int:
-    return queue_welcomes(settings, database) + queue_quota_warnings(settings, database)
+    return (
+        queue_verifications(settings, database)
+        + queue_welcomes(settings, database)
+        + queue_quota_warnings(settings, database)
+    )
+
+
+def queue_verifications(settings: Settings, database: Database) -> int:
+    queued = 0
+    with database.session() as session:
+        sent = select(OutboxEmail.id).where(OutboxEmail.dedupe_key == "verify:" + cast(AuditLog.id, String))
+        rows = session.execute(
+            select(User, AuditLog.id)
+            .join(AuditLog, AuditLog.target_id == User.id)
+            .where(
+                AuditLog.action.in_(("user.register", "user.email_changed", "user.verify_requested")),
+                AuditLog.at >= utcnow() - verification.WINDOW,
+                User.email.is_not(None),
+                User.email_verified.is_(False),
+                ~sent.exists(),
+            )
+            .limit(200)
+        ).all()
+        for user, entry in rows:
+            queued += mail.enqueue(
+                session,
+                mail.VERIFY_KIND,
+                user.email,
+                {
+                    "name": user.name or user.x_username or "there",
+                    "email": user.email,
+                    "link": verification.link(settings.secret_key, settings.public_url, user),
+                },
+                user_id=user.id,
+                dedupe_key=f"verify:{entry}",
+            )
+    return queued
 
 
 def queue_welcomes(settings: Settings, database: Database) -> int:
@@ -36,9 +74,10 @@ def queue_welcomes(settings: Settings, database: Database) -> int:
             select(User, func.min(AuditLog.at))
             .join(AuditLog, AuditLog.target_id == User.id)
             .where(
-                AuditLog.action.in_(("user.register", "user.details")),
+                AuditLog.action == "user.verify_email",
                 AuditLog.at >= utcnow() - WELCOME_WINDOW,
                 User.email.is_not(None),
+                User.email_verified.is_(True),
                 ~welcomed.exists(),
             )
             .group_by(User.id)

@@ -59,6 +59,7 @@ def observed(ops_settings, prov_db):
 
 def signup(database: Database, settings, name: str, password: str) -> str:
     """What the web app does for a sign-up and "Create my instance" (request id included)."""
+    from clawdet.accounts import verification
     from clawdet.accounts.service import complete_details, register
     from clawdet.instances.requests import request_instance
     from clawdet.logs import bound
@@ -69,6 +70,8 @@ def signup(database: Database, settings, name: str, password: str) -> str:
             session, name=name.title(), email=f"{name}@example.com", password=password, free_beta=True
         )
         complete_details(session, user, email=f"{name}@example.com", accept_terms=True)
+        link = verification.link(settings.secret_key, settings.public_url, user)
+        verification.confirm(session, settings.secret_key, link.rsplit("/", 1)[1])  # the emailed link
         with bound(request_id=f"req-{name}"):
             instance = request_instance(session, user, secret=settings.secret_key, subdomain=name)
             # What the web app's listener records (it may have already, when it serves this database).

@@ -23,7 +23,9 @@ def _outbox(database) -> list[OutboxEmail]:
         return list(session.scalars(select(OutboxEmail).order_by(OutboxEmail.id)))
 
 
-def test_welcome_is_queued_once_and_delivered_with_text_and_html(client, database, settings, mail_sink):
+def test_a_new_address_gets_only_its_confirmation_link_then_the_welcome(
+    client, database, settings, mail_sink
+):
     register(client, email="wendy@example.com", name="Wendy")
     settings = with_sink(settings, mail_sink)
     assert mail_triggers.queue_due(settings, database) == 1
@@ -31,14 +33,25 @@ def test_welcome_is_queued_once_and_delivered_with_text_and_html(client, databas
     report = mail.drain(settings, database)
     assert report.sent == 1 and report.failed == 0
     [received] = mail_sink.messages()
-    assert received["to"] == "wendy@example.com" and received["kind"] == "welcome"
-    assert (
-        "Create my instance" in received["text"] and "<strong>Create my instance</strong>" in received["html"]
-    )
+    assert received["to"] == "wendy@example.com" and received["kind"] == "verify_email"
+    [link] = [word for word in received["text"].split() if "/verify-email/" in word]
+    assert f'href="{link}"' in received["html"]
     [row] = _outbox(database)
     assert row.status == "sent" and row.attempts == 1 and row.sent_at is not None
+
+    page = client.client.get(link.removeprefix(settings.public_url))
+    assert page.status_code == 200 and "Your email is confirmed" in page.get_data(as_text=True)
+    assert client.get("/api/auth/me").get_json()["user"]["emailVerified"] is True
+    assert mail_triggers.queue_due(settings, database) == 1
+    assert mail_triggers.queue_due(settings, database) == 0
+    assert mail.drain(settings, database).sent == 1
+    welcome = mail_sink.messages()[-1]
+    assert welcome["kind"] == "welcome" and welcome["to"] == "wendy@example.com"
+    assert (
+        "Create my instance" in welcome["text"] and "<strong>Create my instance</strong>" in welcome["html"]
+    )
     assert mail.drain(settings, database).sent == 0
-    assert len(mail_sink.messages()) == 1
+    assert len(mail_sink.messages()) == 2
 
 
 def test_unreachable_smtp_retries_with_backoff_then_gives_up(client, database, settings, mail_sink):
@@ -77,7 +90,9 @@ def test_unreachable_smtp_retries_with_backoff_then_gives_up(client, database, s
 
 def _ready_instance(database, settings, name="flappy") -> str:
     with database.session() as session:
-        user = User(email=f"{name}@example.com", name=name.title(), terms_accepted_at=utcnow())
+        user = User(
+            email=f"{name}@example.com", email_verified=True, name=name.title(), terms_accepted_at=utcnow()
+        )
         user.mark_free_beta()
         session.add(user)
         session.flush()
@@ -176,7 +191,7 @@ def test_sandbox_mail_page_lists_what_the_sink_received_to_admins_only(settings,
     admin = _sandbox_client(settings, database)
     make_admin(database, admin)
     listed = admin.get("/_sandbox/mail?to=sandy").get_json()["messages"]
-    assert [m["subject"] for m in listed] == ["Welcome to Clawdet"]
+    assert [m["subject"] for m in listed] == ["Confirm your email address for Clawdet"]
     assert admin.get("/_sandbox/mail?to=nobody").get_json()["messages"] == []
 
 
@@ -223,4 +238,14 @@ def test_the_worker_mail_loop_queues_and_sends_until_stopped(client, database, s
     finally:
         sender.shutdown(5)
     assert not sender.thread.is_alive()
-    assert [m["kind"] for m in mail_sink.messages()] == ["welcome"]
+    assert [m["kind"] for m in mail_sink.messages()] == ["verify_email"]
+
+
+def test_an_unverified_address_gets_no_news_of_an_instance(database, settings, mail_sink):
+    settings = with_sink(settings, mail_sink)
+    instance_id = _ready_instance(database, settings, "unsure")
+    with database.session() as session:
+        session.get(Instance, instance_id).user.email_verified = False
+    with database.session() as session:
+        EmailNotifier(settings).instance_ready(session, session.get(Instance, instance_id))
+    assert _outbox(database) == []
