@@ -85,7 +85,13 @@ def approved(reconciler, version: str, cohort: str = "unpinned", **options) -> s
 def test_rollouts_over_a_fleet(prov_env, prov_settings, prov_db, cloud_sandbox):
     with prov_db.session() as session:
         session.add(
-            User(email="ops@example.com", name="Ops", role=Role.ADMIN.value, terms_accepted_at=utcnow())
+            User(
+                email="ops@example.com",
+                email_verified=True,
+                name="Ops",
+                role=Role.ADMIN.value,
+                terms_accepted_at=utcnow(),
+            )
         )
     names = [f"fleet{n:02d}" for n in range(FLEET)]
     for name in names:
