@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: run test venv toolchain openclaw system-deps migrate bench clean
 
+# The sandbox unless CLAWDET_SANDBOX says otherwise, in the environment or in .env.
+SANDBOX_IN_DOTENV := $(shell grep -s '^CLAWDET_SANDBOX=' .env | tail -n 1 | cut -d= -f2-)
+
 run: venv toolchain openclaw migrate
-	CLAWDET_SANDBOX=$${CLAWDET_SANDBOX:-true} $(VENV)/bin/clawdet run
+	CLAWDET_SANDBOX=$${CLAWDET_SANDBOX:-$(or $(SANDBOX_IN_DOTENV),true)} $(VENV)/bin/clawdet run
 
 test: venv system-deps toolchain openclaw
 	bash tests/run.sh $(PYTEST_ARGS)

@@ -29,7 +29,10 @@ from clawdet.rollouts import RolloutStatus, driver
 from clawdet.rollouts.cohort import Cohort
 from clawdet.rollouts.plan import PlanOptions, make_plan
 from db.models import Instance, Rollout
-from tests.fixtures.provisioning import FAST, new_instance, zero_delay_control_plane
+from programs import openclaw
+from tests.fixtures.provisioning import FAST, new_instance, pinned, zero_delay_control_plane
+
+RELEASE = pinned(openclaw.image_for("2026.9.7"))  # real servers take releases by digest
 
 
 def wait_for(predicate, timeout: float = 7200) -> None:
@@ -72,7 +75,7 @@ def main() -> None:
         began = time.perf_counter()
         options = PlanOptions(soak_seconds=0, gate_seconds=60, parallel=workers * 2)
         plan = make_plan(
-            Reconciler(settings, database, config=FAST), "2026.9.7", Cohort("unpinned"), options, "bench"
+            Reconciler(settings, database, config=FAST), RELEASE, Cohort("unpinned"), options, "bench"
         )
         if plan.refused:
             raise SystemExit(plan.refused)

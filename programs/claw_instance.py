@@ -31,10 +31,10 @@ DEPLOY_TIMEOUTS = pulumi.CustomTimeouts(create="15m", update="15m")
 
 def labels_for(args: ClawInstanceArgs) -> dict[str, str]:
     """Labels the fleet scan finds servers by (values are validated label values)."""
+    ids = {naming.INSTALLATION_LABEL: args.installation_id, naming.INSTANCE_ID_LABEL: args.instance_id}
     return {
         naming.MANAGED_LABEL: "clawdet",
-        naming.INSTALLATION_LABEL: args.installation_id,
-        naming.INSTANCE_ID_LABEL: args.instance_id,
+        **{label: value for label, value in ids.items() if value},
         naming.INSTANCE_LABEL: args.instance_name,
         "clawdet-user": args.user_id,
         "clawdet-tier": args.tier,

@@ -274,15 +274,14 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
         "installationId",
         "installation_id",
-        "the platform installation's id (the clawdet-installation label, on every resource)",
-        required=True,
+        "the platform installation's id (the clawdet-installation label, on every resource; "
+        "stacks written before it have none until a worker converges them)",
         check=_label_value,
     ),
     ConfigKey(
         "instanceId",
         "instance_id",
         "the instance's id in the platform's database (the clawdet-instance-id label)",
-        required=True,
         check=_label_value,
     ),
     ConfigKey(
@@ -463,8 +462,6 @@ class ClawInstanceArgs:
 
     subdomain: str
     tier: str
-    installation_id: str
-    instance_id: str
     user_id: str
     base_domain: str
     cloudflare_zone_id: str
@@ -485,6 +482,8 @@ class ClawInstanceArgs:
     paused: bool = False
     paused_page_ipv4: str | None = None
     restarts: str = "0"
+    installation_id: str | None = None
+    instance_id: str | None = None
     openclaw_image: str = DEFAULT_OPENCLAW_IMAGE
     caddy_image: str = CADDY_IMAGE
     browser_image: str = BROWSER_IMAGE

@@ -153,7 +153,10 @@ def ours(installation_id: str, instance_id: str | None = None) -> str:
     return f"{selector},{INSTANCE_ID_LABEL}={instance_id}" if instance_id else selector
 
 
-def dns_record_comment(installation_id: str, instance_name: str) -> str:
+def dns_record_comment(installation_id: str | None, instance_name: str) -> str:
     """The comment on every DNS record an instance's stack makes: how the platform tells its own
-    records from the operator's and another installation's (only these are ever swept)."""
+    records from the operator's and another installation's (only these are ever swept). A stack
+    written before installation ids keeps its old comment until a worker converges it."""
+    if not installation_id:
+        return f"clawdet instance {instance_name}"
     return f"clawdet {installation_id} instance {instance_name}"

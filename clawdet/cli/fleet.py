@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from clawdet.cli import _database, _logging, _settings, _stop_on_signals, _target, main
+from clawdet.cli import _database, _logging, _settings, _stop_on_signals, _target, main, user_errors
 
 
 @main.command(help="Run reconcilers: claim instances whose observed state lags and converge them.")
@@ -42,14 +42,15 @@ def worker(
 
     _logging()
     config = ReconcilerConfig(lease=timedelta(seconds=lease_seconds), ready_deadline=ready_deadline)
-    runner = Worker(
-        _settings(),
-        _database(),
-        concurrency=concurrency,
-        scan_interval=scan_interval,
-        rollout_interval=rollout_interval,
-        config=config,
-    )
+    with user_errors():  # a configuration the workers refuse (say, an image without digest)
+        runner = Worker(
+            _settings(),
+            _database(),
+            concurrency=concurrency,
+            scan_interval=scan_interval,
+            rollout_interval=rollout_interval,
+            config=config,
+        )
     _stop_on_signals(lambda abort: runner.shutdown(0, abort=abort))
     runner.start()
     click.echo(f"Worker with {concurrency} reconciler(s) on {runner.target.hcloud_endpoint}")
@@ -85,7 +86,8 @@ def reconcile(only: str | None, dry_run: bool) -> None:
     _logging()
     database = _database()
     target = _target()
-    reconciler = Reconciler(_settings(), database)
+    with user_errors():
+        reconciler = Reconciler(_settings(), database)
     report = fleet.scan(database, target, only=only, mark=not dry_run, notifier=reconciler.notifier)
     _print_scan(report)
     with database.sessions() as session:

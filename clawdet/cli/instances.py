@@ -109,7 +109,7 @@ def pin(subdomain: str, version: str | None) -> None:
     from clawdet.rollouts.pins import pin as pin_image
 
     with _acting_on(subdomain) as (session, row):
-        image = pin_image(session, OPERATOR, row, version)
+        image = pin_image(session, OPERATOR, row, version, by_digest=not _settings().sandbox)
     click.echo(f"{subdomain}: pinned to {image}.")
 
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from clawdet.cli import _logging, _redacted, _settings, _stop_on_signals, main
+from clawdet.cli import _logging, _redacted, _settings, _stop_on_signals, main, user_errors
 from clawdet.settings import Settings
 
 PORT_HELP = "Port to serve on (default: $PORT, 8000); PUBLIC_URL and the LLM proxy URL follow it."
@@ -84,12 +84,23 @@ def _port(port: int | None) -> dict[str, str]:
     return {"PORT": str(port)} if port else {}
 
 
+SANDBOX_REFUSES = (
+    "LLM_PRIMARY_KEY",
+    "X_CLIENT_ID",
+    "X_CLIENT_SECRET",
+    "SMTP_HOST",
+    "SMTP_USER",
+    "SMTP_PASSWORD",
+)
+
+
 def _as_a_set(variables: dict[str, str]) -> dict[str, str]:
-    """The sandbox's own services, all of them or none: one set beforehand (an LLM key, a mail
-    server) would mix real and fake services, and a real key would reach a fake one."""
+    """The sandbox's own services, all of them or none: a real credential set beforehand (an LLM
+    key, a mail server) would mix real and fake services, and reach a fake one. Addresses and
+    ports (.env.example's defaults, say) are simply replaced."""
     import os
 
-    already = sorted(name for name in variables if os.environ.get(name))
+    already = sorted(name for name in SANDBOX_REFUSES if os.environ.get(name))
     if already:
         raise click.ClickException(
             f"The sandbox provides {', '.join(already)} itself: unset them (environment or .env), "
@@ -121,8 +132,8 @@ def sandbox(ctx: click.Context) -> None:
 
 
 @main.command(
-    help="The whole control plane in one process: the sandbox cloud (unless cloud "
-    "credentials are set), one worker and the web app."
+    help="The whole control plane in one process: one worker, the web app and, with "
+    "CLAWDET_SANDBOX=true (make run), the sandbox cloud and a mail sink."
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, help=PORT_HELP)
@@ -156,7 +167,8 @@ def run(host: str, port: int | None) -> None:
             f"zone {cloud_sandbox.zone_name}, mail at /_sandbox/mail (admins)"
         )
     database = Database(settings.database_url)
-    worker_ = Worker(settings, database, concurrency=2).start()
+    with user_errors():
+        worker_ = Worker(settings, database, concurrency=2).start()
     server = uvicorn_server(web_app(settings, database), host, settings.port)
 
     def stop(abort: bool = False) -> None:

@@ -21,13 +21,14 @@ from pulumi.automation.errors import create_command_error
 from semver import VersionInfo
 
 # Taken from the worker's environment: what any process needs, proxies, and the state
-# backend's own credentials (PULUMI_ACCESS_TOKEN, AWS_* for s3://). The rest the engine is
+# backend's own credentials (PULUMI_ACCESS_TOKEN; AWS_*, GOOGLE_*, AZURE_* for s3://, gs://,
+# azblob://). The rest the engine is
 # given explicitly (Stacks.env: toolchain, backend URL, passphrase, the cloud's tokens).
 ENGINE_VARIABLES = frozenset(
     {"PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"}
     | {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"}
 )
-ENGINE_PREFIXES = ("PULUMI_", "AWS_")
+ENGINE_PREFIXES = ("PULUMI_", "AWS_", "GOOGLE_", "AZURE_")
 
 
 def engine_environment(own: Mapping[str, str], outer: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -55,15 +56,19 @@ class EngineCommand(PulumiCommand):
 
     def fence(self, thread_id: int, grace: float) -> None:
         """Stop the engine `thread_id` runs, and refuse it any other until `unfence`: SIGINT
-        first (the CLI cancels and checkpoints), then, after `grace` seconds, SIGKILL (plugins
-        act only on the engine's requests, so none goes on without it)."""
+        first (the CLI cancels and checkpoints), then, after `grace` seconds, SIGKILL to its
+        whole process group: the program and the plugins, whose calls in flight (a remote
+        deploy) would otherwise go on."""
         with self._lock:
             self._fenced.add(thread_id)
             processes = list(self._running.get(thread_id, ()))
         for process in processes:
-            _signal(process, signal.SIGINT)
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
         if processes:
-            threading.Timer(grace, lambda: [_signal(p, signal.SIGKILL) for p in processes]).start()
+            killer = threading.Timer(grace, lambda: [_kill_group(p) for p in processes])
+            killer.daemon = True
+            killer.start()
 
     def unfence(self, thread_id: int) -> None:
         with self._lock:
@@ -93,6 +98,9 @@ class EngineCommand(PulumiCommand):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 encoding="utf-8",
+                # Its own process group: a fence can stop the plugins too, and a worker's Ctrl-C
+                # (finish what runs) does not reach it.
+                start_new_session=True,
             )
             self._running.setdefault(thread_id, set()).add(process)
         try:
@@ -101,8 +109,11 @@ class EngineCommand(PulumiCommand):
                 _Reader(process.stderr, on_error),
             ]
             if stdin is not None:
-                process.stdin.write(stdin)
-                process.stdin.close()
+                try:
+                    process.stdin.write(stdin)
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass  # it exited without reading: its own error follows
             for reader in readers:
                 reader.join()
             code = process.wait()
@@ -117,9 +128,11 @@ class EngineCommand(PulumiCommand):
         return result
 
 
-def _signal(process: subprocess.Popen, signum: int) -> None:
-    if process.poll() is None:
-        process.send_signal(signum)
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # the group is gone already
 
 
 class _Reader(threading.Thread):

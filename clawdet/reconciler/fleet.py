@@ -120,7 +120,8 @@ class ServersOf:
         self.known_ids = {i.id for i in instances}
 
     def instance(self, instance: Instance) -> dict | None:
-        return self.by_instance_id.get(instance.id) or self.by_server_id.get(instance.server_id or "")
+        # The id the row holds first: an unswept duplicate may carry the same labels.
+        return self.by_server_id.get(instance.server_id or "") or self.by_instance_id.get(instance.id)
 
     def orphans(self) -> list[str]:
         """Our servers no running instance claims (reported, never deleted here)."""

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pulumi import automation as auto
 
 from clawdet import cloud
+from clawdet.errors import UserFacingError
 from clawdet.instances import credentials, leases, lifecycle
 from clawdet.instances.lifecycle import Action, DesiredState, EventKind, InstanceStatus, RetryPolicy
 from clawdet.instances.notify import Notifier
@@ -94,6 +95,8 @@ class Reconciler:
         self.config = config or ReconcilerConfig()
         self.target = stacks.target if stacks else cloud.resolve(settings)
         self.stacks = stacks or Stacks(settings, self.target)
+        if not self.target.sandbox:
+            self.refuse_images_without_digest()
         self.notifier = notifier or EmailNotifier(settings)
         self.owner = owner or worker_name()
         self.stop = threading.Event()
@@ -117,11 +120,15 @@ class Reconciler:
             self.work(claim)
         finally:
             done.set()
-            try:
-                with self.database.sessions() as session:
-                    leases.release(session, claim.instance_id, self.owner)
-            except Exception:
-                log.exception("could not release the lease of %s; it expires", claim.instance_id)
+            if self.lease_lost.is_set():
+                # Left to expire: the next claim is a takeover (lock cleared, orphans swept).
+                log.warning("leaving the lease of %s to expire", claim.instance_id)
+            else:
+                try:
+                    with self.database.sessions() as session:
+                        leases.release(session, claim.instance_id, self.owner)
+                except Exception:
+                    log.exception("could not release the lease of %s; it expires", claim.instance_id)
         return True
 
     def drain(self, only: str | None = None) -> int:
@@ -151,15 +158,17 @@ class Reconciler:
             timer.start()
             return timer
 
-        timer = in_doubt()
+        timer, wait = in_doubt(), lease / 3
         try:
-            while not done.wait(lease / 3):
+            while not done.wait(wait):
                 try:
                     with self.database.sessions() as session:
                         renewed = leases.renew(session, instance_id, self.owner, self.config.lease)
                 except Exception:
                     log.exception("could not renew the lease of %s; trying again", instance_id)
+                    wait = lease / 12  # several tries before the fence, not one
                     continue
+                wait = lease / 3
                 if not renewed:
                     fence("another worker holds the lease of")
                     return
@@ -199,7 +208,12 @@ class Reconciler:
             self.event(
                 claim.instance_id, "recovery", "Picked up where a stopped worker left off", kind=EventKind.LOG
             )
-            self.stacks.clear_stale_lock(name)
+            try:
+                self.stacks.clear_stale_lock(name)
+            except Exception as exc:
+                log.error("could not clear the Pulumi lock of %s (%s); trying later", name, short_reason(exc))
+                self.lease_lost.set()  # left to expire: the next claim is a takeover again
+                return
         try:
             if desired == DesiredState.DESTROYED.value:
                 self.destroy(claim.instance_id)
@@ -360,8 +374,6 @@ class Reconciler:
         if instance.desired_state == DesiredState.PAUSED.value and not self.target.paused_page_ipv4:
             raise Refused("PAUSED_PAGE_IPV4 (the address of the platform's paused page) is not set")
         openclaw_image = image or instance.desired_image or self.settings.openclaw_image or None
-        if not self.target.sandbox:
-            self.refuse_images_without_digest(openclaw_image)
         return to_stack_config(
             subdomain=instance.subdomain,
             tier=instance.tier,
@@ -388,20 +400,22 @@ class Reconciler:
             restarts=str(instance.restarts),
         )
 
-    def refuse_images_without_digest(self, openclaw_image: str | None) -> None:
-        """Real servers pull every image by digest: a tag can be moved to other bytes."""
-        openclaw_image = openclaw_image or DEFAULT_OPENCLAW_IMAGE
-        chosen_by_setting = openclaw_image == (self.settings.openclaw_image or DEFAULT_OPENCLAW_IMAGE)
+    def refuse_images_without_digest(self) -> None:
+        """Real servers pull every image by digest (a tag can be moved to other bytes): the
+        images the settings choose are checked once, when a worker starts; a rollout's or a
+        pin's when it is given. An instance already running a tag keeps it until moved."""
         images = {
-            "OPENCLAW_IMAGE" if chosen_by_setting else "the --version of a rollout or pin": openclaw_image,
+            "OPENCLAW_IMAGE": self.settings.openclaw_image or DEFAULT_OPENCLAW_IMAGE,
             "CADDY_IMAGE": self.settings.caddy_image or KEYS_BY_FIELD["caddy_image"].default,
             "BROWSER_IMAGE": self.settings.browser_image or KEYS_BY_FIELD["browser_image"].default,
         }
-        try:
-            for setting, value in images.items():
+        for setting, value in images.items():
+            try:
                 digest_pinned_image(value, setting)
-        except ValueError as error:
-            raise Refused(str(error)) from None
+            except ValueError as error:
+                raise UserFacingError(
+                    "image_not_pinned", str(error), "Set it, then start the workers again.", status=503
+                ) from None
 
     def await_health(
         self, instance_id: str, fqdn: str | None, ipv4: str | None, *, deadline: float | None = None
@@ -589,7 +603,8 @@ class Reconciler:
         finally:
             _hetzner.close(), cloudflare_api.close()
         ours = naming.dns_record_comment(self.database.installation_id, name)
-        foreign = [r for r in records if r.get("comment") != ours]
+        held = {str(r.get("id")) for r in self.stacks.resources(name) if r.get("type") == DNS_TYPE}
+        foreign = [r for r in records if r.get("comment") != ours and str(r["id"]) not in held]
         if foreign:
             raise Refused(
                 f"the name {fqdn} already has DNS records Clawdet did not make; choose another name"

@@ -13,9 +13,11 @@ from db.models import Instance
 from programs import openclaw
 
 
-def pin(session: Session, actor: str, instance: Instance, version: str | None = None) -> str:
+def pin(
+    session: Session, actor: str, instance: Instance, version: str | None = None, *, by_digest: bool
+) -> str:
     """Pin to `version` (moving the instance there, health-checked like any update), or to
-    the version it has now. Returns the image it is pinned to."""
+    the version it has now. Returns the image it is pinned to. `by_digest`: see release_image."""
     if instance.rollout_id is not None:
         raise UserFacingError(
             "in_rollout",
@@ -24,9 +26,15 @@ def pin(session: Session, actor: str, instance: Instance, version: str | None = 
             status=409,
         )
     try:
-        image = release_image(version) if version else instance.desired_image or instance.openclaw_image
+        image = (
+            release_image(version, by_digest=by_digest)
+            if version
+            else instance.desired_image or instance.openclaw_image
+        )
     except ValueError as exc:
-        raise UserFacingError("invalid_version", str(exc), "Give a version such as 2026.9.6.") from exc
+        raise UserFacingError(
+            "invalid_version", str(exc), "Give a version such as 2026.9.6 (with its digest on real servers)."
+        ) from exc
     if image is None:
         raise UserFacingError(
             "no_version", f"{instance.subdomain} has no version yet.", "Give one: --version 2026.9.6."

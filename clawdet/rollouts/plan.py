@@ -14,7 +14,7 @@ from clawdet.rollouts.waves import DEFAULT_WAVES, NOT_IN_A_WAVE, assign, check_p
 from db import audit
 from db.models import Instance, Role, Rollout, RolloutInstance
 from programs import openclaw
-from programs.instance_config import pinned_image
+from programs.instance_config import digest_pinned_image, pinned_image
 from programs.tiers import TIERS
 
 UPDATE, REPLACE, NO_CHANGE, SKIPPED, ERROR = "update", "replace", "no change", "skipped", "error"
@@ -72,9 +72,11 @@ class Plan:
         return totals
 
 
-def release_image(version: str) -> str:
-    """`2026.9.7` or a full image reference, checked like the stack's own config."""
-    return pinned_image(openclaw.image_for(version.strip()))
+def release_image(version: str, *, by_digest: bool) -> str:
+    """`2026.9.7` or a full image reference, checked like the stack's own config; `by_digest`
+    (real servers): only `name:tag@sha256:<digest>`, since a tag can be moved to other bytes."""
+    image = openclaw.image_for(version.strip())
+    return digest_pinned_image(image, "--version") if by_digest else pinned_image(image)
 
 
 def make_plan(reconciler, version: str, cohort: Cohort, options: PlanOptions, actor: str) -> Plan:
@@ -82,7 +84,7 @@ def make_plan(reconciler, version: str, cohort: Cohort, options: PlanOptions, ac
     `allow_replace`, a stack the engine could not preview). `reconciler` gives the stack config
     and the engine, exactly as a worker would use them."""
     options.check()
-    plan = Plan(release_image(version), cohort)
+    plan = Plan(release_image(version, by_digest=not reconciler.target.sandbox), cohort)
     previews: list[tuple[PlannedStack, dict]] = []
     with reconciler.database.sessions() as session:
         for instance in cohort.members(session):

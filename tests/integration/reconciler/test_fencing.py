@@ -59,3 +59,25 @@ def test_a_worker_cut_off_from_the_database_stops_its_engine_and_another_takes_o
     with prov_db.sessions() as session:
         steps = session.scalars(select(InstanceEvent.step).where(InstanceEvent.instance_id == instance_id))
         assert "recovery" in list(steps)  # the taker knew it picked up a stopped worker's stack
+
+
+def test_one_failed_renewal_is_retried_long_before_the_fence(
+    prov_settings, prov_db, cloud_sandbox, monkeypatch
+):
+    """A database blip (a failover, a dropped connection) costs a retry, not the operation."""
+    renewals = []
+
+    def flaky(*args, **kwargs):
+        renewals.append(time.monotonic())
+        if len(renewals) == 1:
+            raise OperationalError("UPDATE instances", {}, ConnectionResetError("connection reset"))
+        return real_renew(*args, **kwargs)
+
+    real_renew = leases.renew
+    monkeypatch.setattr(leases, "renew", flaky)
+    instance_id = new_instance(prov_db, prov_settings, "blip")
+    reconciler = Reconciler(prov_settings, prov_db, config=replace(FAST, lease=LEASE))
+    assert reconciler.drain() == 1
+    assert len(renewals) >= 2 and not reconciler.lease_lost.is_set()
+    done = instance(prov_db, instance_id)
+    assert done.status == "ready", done.status_message

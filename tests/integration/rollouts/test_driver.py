@@ -155,6 +155,7 @@ def test_pause_resume_and_a_busy_or_pinned_instance(database):
 
 
 def test_the_cli_exit_codes_a_gitops_run_acts_on(database, database_url, tmp_path):
+    from tests.fixtures.provisioning import pinned
     from tests.integration.cli.test_cli import clawdet
 
     ids = fleet(database, 2)
@@ -168,11 +169,14 @@ def test_the_cli_exit_codes_a_gitops_run_acts_on(database, database_url, tmp_pat
     assert again.returncode == 3 and "aborted" in again.stderr
     unknown = clawdet(["rollout", "pause", "ro_nope"], database_url, tmp_path)
     assert unknown.returncode == 1 and "No rollout is called" in unknown.stderr
-    pinned = clawdet(["instance", "pin", "i00", "--version", "2026.9.9"], database_url, tmp_path)
-    assert pinned.returncode == 0, pinned.stderr
+    by_tag = clawdet(["instance", "pin", "i00", "--version", "2026.9.9"], database_url, tmp_path)
+    assert by_tag.returncode == 1 and "not pinned by digest" in by_tag.stderr  # real servers
+    release = pinned("ghcr.io/openclaw/openclaw:2026.9.9")
+    by_digest = clawdet(["instance", "pin", "i00", "--version", release], database_url, tmp_path)
+    assert by_digest.returncode == 0, by_digest.stderr
     with database.sessions() as session:
         row = session.get(Instance, ids[0])
-        assert row.image_pinned and row.desired_image == "ghcr.io/openclaw/openclaw:2026.9.9"
+        assert row.image_pinned and row.desired_image == release
     latest = clawdet(["instance", "pin", "i01", "--version", "latest"], database_url, tmp_path)
     assert latest.returncode != 0 and "not pinned" in latest.stderr
 

@@ -138,10 +138,18 @@ def test_the_sandbox_brings_its_services_as_one_set(monkeypatch):
     sandbox_services = {
         "LLM_PRIMARY_URL": "http://127.0.0.3/v1",
         "LLM_PRIMARY_KEY": "sandbox",
-        "SMTP_HOST": "127.0.0.4",
+        "SMTP_PORT": "2525",
     }
-    monkeypatch.delenv("LLM_PRIMARY_URL", raising=False)
-    monkeypatch.delenv("SMTP_HOST", raising=False)
+    for name in (
+        "LLM_PRIMARY_URL",
+        "SMTP_HOST",
+        "X_CLIENT_ID",
+        "X_CLIENT_SECRET",
+        "SMTP_USER",
+        "SMTP_PASSWORD",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SMTP_PORT", "587")  # as .env.example has it: replaced, not refused
     monkeypatch.setenv("LLM_PRIMARY_KEY", "a-real-key")
     with pytest.raises(click.ClickException, match="provides LLM_PRIMARY_KEY itself") as refused:
         _as_a_set(sandbox_services)

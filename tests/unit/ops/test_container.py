@@ -36,7 +36,7 @@ def compose_config(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedP
 
 
 def test_compose_file_is_valid_and_runs_the_front_web_proxy_worker_and_postgres(tmp_path):
-    done = compose_config({"POSTGRES_PASSWORD": "pw-for-test"}, tmp_path)
+    done = compose_config({"POSTGRES_PASSWORD": "pw-for-test", "PULUMI_SHA256": "ab" * 32}, tmp_path)
     assert done.returncode == 0, done.stderr
     config = json.loads(done.stdout)
     services = config["services"]
@@ -62,8 +62,15 @@ def test_compose_file_is_valid_and_runs_the_front_web_proxy_worker_and_postgres(
 
 
 def test_compose_refuses_to_start_without_a_database_password(tmp_path):
-    done = compose_config({}, tmp_path)
+    done = compose_config({"PULUMI_SHA256": "ab" * 32}, tmp_path)
     assert done.returncode != 0 and "POSTGRES_PASSWORD" in done.stderr
+
+
+def test_compose_builds_only_with_the_pulumi_checksum_and_hands_it_to_the_build(tmp_path):
+    missing = compose_config({"POSTGRES_PASSWORD": "pw-for-test"}, tmp_path)
+    assert missing.returncode != 0 and "set PULUMI_SHA256 in .env" in missing.stderr
+    done = compose_config({"POSTGRES_PASSWORD": "pw-for-test", "PULUMI_SHA256": "cd" * 32}, tmp_path)
+    assert json.loads(done.stdout)["services"]["web"]["build"]["args"] == {"PULUMI_SHA256": "cd" * 32}
 
 
 def test_dockerfile_copies_only_what_exists():

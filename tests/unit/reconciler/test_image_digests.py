@@ -1,13 +1,17 @@
-"""Real servers pull every customer image by digest: outside the sandbox the reconciler refuses an
-OpenClaw, Caddy or browser image pinned only by a tag (which the registry can move), and says
-which setting to change and how to get the digest. The sandbox keeps tags."""
+"""Real servers pull every customer image by digest: outside the sandbox a worker refuses to start
+with an OpenClaw, Caddy or browser image setting pinned only by a tag (which the registry can
+move), and a rollout or pin refuses such a version, each saying what to change and how to get
+the digest. An instance already running a tag keeps working; the sandbox keeps tags."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
 
 from clawdet.cloud import CloudTarget
-from clawdet.reconciler.reconciler import Reconciler, Refused
+from clawdet.errors import UserFacingError
+from clawdet.reconciler.reconciler import Reconciler
+from clawdet.rollouts.plan import release_image
 from clawdet.settings import Settings
 from programs import openclaw, ssh_keys
 
@@ -62,9 +66,9 @@ def instance(desired_image: str | None = None) -> SimpleNamespace:
 
 
 def test_production_refuses_the_default_images_pinned_by_tag_only(tmp_path):
-    with pytest.raises(Refused) as refused:
-        reconciler(tmp_path, sandbox=False).stack_config(instance())
-    message = str(refused.value)
+    with pytest.raises(UserFacingError) as refused:
+        reconciler(tmp_path, sandbox=False).refuse_images_without_digest()
+    message = str(refused.value.message)
     assert "OPENCLAW_IMAGE" in message and openclaw.OPENCLAW_IMAGE in message
     assert "not pinned by digest" in message
     assert "docker buildx imagetools inspect" in message and "crane digest" in message
@@ -73,25 +77,35 @@ def test_production_refuses_the_default_images_pinned_by_tag_only(tmp_path):
 @pytest.mark.parametrize("unpinned", ["CADDY_IMAGE", "BROWSER_IMAGE"])
 def test_production_refuses_a_caddy_or_browser_image_pinned_by_tag_only(tmp_path, unpinned):
     env = PINNED | {unpinned: PINNED[unpinned].partition("@")[0]}
-    with pytest.raises(Refused, match=f"{unpinned} is .* not pinned by digest"):
-        reconciler(tmp_path, sandbox=False, **env).stack_config(instance())
+    with pytest.raises(UserFacingError, match=f"{unpinned} is .* not pinned by digest"):
+        reconciler(tmp_path, sandbox=False, **env).refuse_images_without_digest()
 
 
-def test_production_names_the_rollout_when_its_image_is_not_pinned_by_digest(tmp_path):
-    rolled_out = "ghcr.io/openclaw/openclaw:2026.9.9"
-    with pytest.raises(Refused, match="--version of a rollout or pin") as refused:
-        reconciler(tmp_path, sandbox=False, **PINNED).stack_config(instance(), image=rolled_out)
-    assert "OPENCLAW_IMAGE" not in str(refused.value)
+def test_a_rollout_or_pin_to_a_version_without_digest_is_refused_on_real_servers():
+    refusal = re.escape("--version is ghcr.io/openclaw/openclaw:2026.9.9, not pinned")
+    with pytest.raises(ValueError, match=refusal):
+        release_image("2026.9.9", by_digest=True)
+    pinned = "ghcr.io/openclaw/openclaw:2026.9.9" + DIGEST
+    assert release_image(pinned, by_digest=True) == pinned
+    assert release_image("2026.9.9", by_digest=False) == "ghcr.io/openclaw/openclaw:2026.9.9"
 
 
 def test_production_deploys_digest_pinned_images(tmp_path):
-    config = reconciler(tmp_path, sandbox=False, **PINNED).stack_config(instance())
+    production = reconciler(tmp_path, sandbox=False, **PINNED)
+    production.refuse_images_without_digest()
+    config = production.stack_config(instance())
     assert config["clawdet:openclawImage"] == (PINNED["OPENCLAW_IMAGE"], False)
     assert config["clawdet:caddyImage"] == (PINNED["CADDY_IMAGE"], False)
     assert config["clawdet:browserImage"] == (PINNED["BROWSER_IMAGE"], False)
 
 
+def test_an_instance_made_before_digests_keeps_its_tagged_image_until_moved(tmp_path):
+    config = reconciler(tmp_path, sandbox=False, **PINNED).stack_config(instance(openclaw.OPENCLAW_IMAGE))
+    assert config["clawdet:openclawImage"] == (openclaw.OPENCLAW_IMAGE, False)
+
+
 def test_the_sandbox_keeps_tags(tmp_path):
-    config = reconciler(tmp_path, sandbox=True, PUBLIC_URL="http://127.0.0.1:8000").stack_config(instance())
+    sandbox = reconciler(tmp_path, sandbox=True, PUBLIC_URL="http://127.0.0.1:8000")
+    config = sandbox.stack_config(instance())
     assert "clawdet:caddyImage" not in config  # the program's default tag applies
     assert "@sha256:" not in config.get("clawdet:openclawImage", ("",))[0]
