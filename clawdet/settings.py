@@ -190,7 +190,9 @@ VARIABLES: tuple[Variable, ...] = (
     # -- Pulumi
     V(
         "PULUMI_BACKEND_URL",
-        "Pulumi state backend. Default: file://<data dir>/pulumi-state.",
+        "Pulumi state backend. Default: with a PostgreSQL DATABASE_URL, the same database "
+        "(postgres://…?table=pulumi_state), so every worker host shares it; with SQLite, "
+        "file://<data dir>/pulumi-state.",
         section="Pulumi",
     ),
     V(
@@ -498,16 +500,17 @@ class Settings:
         data_dir = Path(values.pop("clawdet_data_dir") or REPO_ROOT / ".data").resolve()
         public_url = values["public_url"] = values["public_url"] or f"http://127.0.0.1:{values['port']}"
         cloud_env = {name: read(name) for name in CLOUD_VARIABLES if read(name)}
+        database_url = normalise_database_url(
+            values["database_url"] or f"sqlite:///{data_dir / 'clawdet.db'}"
+        )
         values.update(
             data_dir=data_dir,
             project_dir=Path(values.pop("clawdet_project_dir") or REPO_ROOT).resolve(),
-            database_url=normalise_database_url(
-                values["database_url"] or f"sqlite:///{data_dir / 'clawdet.db'}"
-            ),
+            database_url=database_url,
             secret_key=values["secret_key"] or _installation_secret(data_dir, "secret_key"),
             sandbox=bool(values.pop("clawdet_sandbox")),
             cloud_env=cloud_env,
-            pulumi_backend_url=values["pulumi_backend_url"] or f"file://{data_dir / 'pulumi-state'}",
+            pulumi_backend_url=values["pulumi_backend_url"] or state_backend_for(database_url, data_dir),
             pulumi_passphrase=values.pop("pulumi_config_passphrase")
             or _installation_secret(data_dir, "pulumi_passphrase"),
             instance_ssh_key_generated=not values["instance_ssh_private_key"],
@@ -540,6 +543,23 @@ def env_example() -> str:
         value = variable.example if variable.example is not None else variable.default
         lines.append(f"{variable.name}={value}")
     return "\n".join(lines) + "\n"
+
+
+STATE_TABLE = "pulumi_state"
+
+
+def state_backend_for(database_url: str, data_dir: Path) -> str:
+    """The default Pulumi state backend: beside the platform's own data. With PostgreSQL, a table
+    of the same database (Pulumi's DIY postgres backend), which every worker host reaches; with
+    SQLite, a folder in the data directory."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        return f"file://{data_dir / 'pulumi-state'}"
+    sslmode = url.query.get("sslmode") or ""
+    if sslmode not in ("disable", "require", "verify-ca", "verify-full"):  # all the engine's driver knows
+        sslmode = "disable" if _on_this_machine(url.host) else "require"
+    backend = url.set(drivername="postgres", query={"sslmode": sslmode, "table": STATE_TABLE})
+    return backend.render_as_string(hide_password=False)
 
 
 def _on_this_machine(host: str | None) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from clawdet.errors import UserFacingError
+from clawdet.settings import STATE_TABLE
 from db.engine import Database
 
 DUMP_TIMEOUT = 1800.0  # seconds one pg_dump/pg_restore run may take
@@ -113,7 +114,16 @@ def dump(database: Database, folder: Path) -> DatabaseDump:
         write_private(target, b"")  # pg_dump writes into it and keeps its mode
         _run(
             "pg_dump",
-            ["--format=custom", "--no-owner", "--no-privileges", "--file", str(target), "--dbname", url],
+            [
+                "--format=custom",
+                "--no-owner",
+                "--no-privileges",
+                f"--exclude-table={STATE_TABLE}",  # the stacks' state is backed up stack by stack
+                "--file",
+                str(target),
+                "--dbname",
+                url,
+            ],
             env,
         )
         target.chmod(0o600)
@@ -133,8 +143,9 @@ def dump(database: Database, folder: Path) -> DatabaseDump:
 
 
 def is_empty(database: Database) -> bool:
+    """No table of the platform's (the Pulumi state table a restore fills first is not one)."""
     with database.engine.connect() as connection:
-        return not inspect(connection).get_table_names()
+        return not set(inspect(connection).get_table_names()) - {STATE_TABLE}
 
 
 def check_restorable(database: Database, folder: Path, dumped: DatabaseDump) -> None:

@@ -65,6 +65,7 @@ def check_state_backend(settings: Settings) -> Check:
             with psycopg.connect(
                 make_url(normalise_database_url(url))
                 .set(drivername="postgresql")
+                .difference_update_query(["table"])  # the engine's, not libpq's
                 .render_as_string(hide_password=False),
                 connect_timeout=int(TIMEOUT),
             ):
