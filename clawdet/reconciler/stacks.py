@@ -17,6 +17,7 @@ from pulumi import automation as auto
 
 import toolchain
 from clawdet.cloud import CloudTarget
+from clawdet.errors import UserFacingError
 from clawdet.reconciler.engine_command import EngineCommand
 from clawdet.settings import Settings
 
@@ -76,12 +77,25 @@ class Stacks:
         }
         self.command = EngineCommand(root=str(tools.root))
         self._secrets_written: dict[tuple[str, str], tuple[str, str]] = {}
-        self._ensure_backend_dir()
+        self._check_backend()
 
-    def _ensure_backend_dir(self) -> None:
+    def _check_backend(self) -> None:
         url = self.settings.pulumi_backend_url
         if url.startswith("file://"):
             Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+            return
+        # Before PostgreSQL was the default, state lived in the data dir: never start afresh
+        # beside it (every instance would look new, and be made again).
+        earlier = self.settings.data_dir / "pulumi-state" / ".pulumi" / "stacks"
+        if earlier.is_dir() and any(earlier.rglob("*.json")):
+            raise UserFacingError(
+                "state_elsewhere",
+                f"Pulumi state of earlier operations is in {earlier.parent.parent}, but "
+                "PULUMI_BACKEND_URL now points elsewhere (with PostgreSQL, the database is the default).",
+                f"Keep it there: set PULUMI_BACKEND_URL=file://{earlier.parent.parent}; or move it "
+                "(README: where the state lives), then remove that folder.",
+                status=503,
+            )
 
     def _options(self) -> auto.LocalWorkspaceOptions:
         return auto.LocalWorkspaceOptions(
