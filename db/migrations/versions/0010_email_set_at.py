@@ -1,4 +1,6 @@
-"""When each account's email was set: an unverified address blocks others for a day at most
+"""When each account's email was set: an unverified address blocks others for a day at most.
+Accounts from before verification keep their addresses as verified: those have been receiving
+the platform's mail all along, and an unverified one would be free for anyone to take.
 
 Revision ID: 0010
 Revises: 0009
@@ -19,6 +21,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("users", sa.Column("email_set_at", db.models.UTCDateTime(), nullable=True))
     op.execute("UPDATE users SET email_set_at = created_at WHERE email IS NOT NULL")
+    op.execute("UPDATE users SET email_verified = true WHERE email IS NOT NULL")
 
 
 def downgrade() -> None:

@@ -31,3 +31,6 @@ def test_upgrading_from_the_first_rollouts_release_keeps_every_row(tmp_path):
     with sqlite3.connect(path) as db:
         assert [db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ROWS] == [1, 1, 1]
         assert "failed_logins" not in [row[1] for row in db.execute("PRAGMA table_info(users)")]
+        # Addresses from before verification stay their owners' (verified), and claimed since sign-up.
+        assert db.execute("SELECT email_verified, email_set_at FROM users").fetchone() == (1, DAY)
+        assert db.execute("SELECT count(*) FROM installation").fetchone()[0] == 1
