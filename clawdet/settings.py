@@ -429,7 +429,7 @@ class Settings:
     llm_request_max_seconds: float
     trial_model: str
     trial_messages: int
-    instance_ssh_key_generated: bool = False  # no INSTANCE_SSH_PRIVATE_KEY: one kept in the data dir
+    generated: frozenset[str] = frozenset()  # secrets made up and kept in this host's data dir
 
     def sandbox_refusals(self) -> list[str]:
         """Why this configuration must not run in sandbox mode: the sandbox's fake servers may
@@ -513,7 +513,15 @@ class Settings:
             pulumi_backend_url=values["pulumi_backend_url"] or state_backend_for(database_url, data_dir),
             pulumi_passphrase=values.pop("pulumi_config_passphrase")
             or _installation_secret(data_dir, "pulumi_passphrase"),
-            instance_ssh_key_generated=not values["instance_ssh_private_key"],
+            generated=frozenset(
+                name
+                for name, given in (
+                    ("SECRET_KEY", values["secret_key"]),
+                    ("PULUMI_CONFIG_PASSPHRASE", env.get("PULUMI_CONFIG_PASSPHRASE", "").strip()),
+                    ("INSTANCE_SSH_PRIVATE_KEY", values["instance_ssh_private_key"]),
+                )
+                if not given
+            ),
             instance_ssh_private_key=(
                 values["instance_ssh_private_key"].replace("\\n", "\n")
                 or _installation_secret(data_dir, "instance_ssh_key", ssh_keys.generate)

@@ -410,3 +410,14 @@ class OperationRequest(Base):
     request_id: Mapped[str] = mapped_column(String(64))
     generation: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PeriodicRun(Base):
+    """When a fleet-wide job (the fleet scan) last started, and on which worker: one run per
+    period for the whole fleet, whatever the number of workers (clawdet/instances/leases.py)."""
+
+    __tablename__ = "periodic_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime]
+    owner: Mapped[str] = mapped_column(String(100))

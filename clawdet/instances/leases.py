@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import Instance, utcnow
+from db.models import Instance, PeriodicRun, utcnow
 
 
 def needs_work():
@@ -109,3 +110,22 @@ def release(session: Session, instance_id: str, owner: str) -> None:
         .execution_options(synchronize_session=False)
     )
     session.commit()
+
+
+def claim_period(session: Session, name: str, owner: str, every: timedelta) -> bool:
+    """Whether `owner` runs the fleet-wide job `name` now: yes when nobody started it within
+    `every` (by the database's clock), so the fleet runs it once a period, whatever the number
+    of workers. One conditional upsert: two claims at once cannot both win."""
+    now = database_now(session)
+    insert = (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)(PeriodicRun)
+    won = session.execute(
+        insert.values(name=name, started_at=now, owner=owner)
+        .on_conflict_do_update(
+            index_elements=["name"],
+            set_={"started_at": now, "owner": owner},
+            where=PeriodicRun.started_at <= now - every,
+        )
+        .returning(PeriodicRun.name)
+    ).scalar()
+    session.commit()
+    return won is not None

@@ -96,6 +96,7 @@ class Reconciler:
         self.target = stacks.target if stacks else cloud.resolve(settings)
         self.stacks = stacks or Stacks(settings, self.target)
         if not self.target.sandbox:
+            self.refuse_host_secrets()
             self.refuse_images_without_digest()
         self.notifier = notifier or EmailNotifier(settings)
         self.owner = owner or worker_name()
@@ -366,11 +367,6 @@ class Reconciler:
                 "the platform cannot reach servers to configure them: CONTROL_PLANE_SSH_CIDRS (the "
                 "networks the workers connect from) is not set, and SSH is never opened to the world"
             )
-        if not self.target.sandbox and self.settings.instance_ssh_key_generated:
-            raise Refused(
-                "INSTANCE_SSH_PRIVATE_KEY is not set: a key of this host alone would lock out every "
-                "other worker and replace the servers it touches; set the platform's one key"
-            )
         if instance.desired_state == DesiredState.PAUSED.value and not self.target.paused_page_ipv4:
             raise Refused("PAUSED_PAGE_IPV4 (the address of the platform's paused page) is not set")
         openclaw_image = image or instance.desired_image or self.settings.openclaw_image or None
@@ -399,6 +395,20 @@ class Reconciler:
             paused_page_ipv4=self.target.paused_page_ipv4 or None,
             restarts=str(instance.restarts),
         )
+
+    def refuse_host_secrets(self) -> None:
+        """Outside the sandbox every worker host must share the platform's secrets: one made up
+        on this host would lock the others out (an SSH key), make stack files only this host can
+        read (the passphrase) or credentials only it derives (the secret key)."""
+        made_up = sorted(self.settings.generated)
+        if made_up:
+            raise UserFacingError(
+                "secrets_not_set",
+                f"{', '.join(made_up)} {'is' if len(made_up) == 1 else 'are'} not set: this host would "
+                "make up its own, which no other worker host shares.",
+                "Set them (the same on every host; keep them with your backups), then start again.",
+                status=503,
+            )
 
     def refuse_images_without_digest(self) -> None:
         """Real servers pull every image by digest (a tag can be moved to other bytes): the

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
+from clawdet.instances import leases
 from clawdet.mail.outbox import MailSender
 from clawdet.reconciler import fleet
 from clawdet.reconciler.reconciler import Reconciler, ReconcilerConfig, worker_name
@@ -78,8 +80,14 @@ class Worker:
                 self.stop.wait(self.poll_interval)
 
     def _scan_loop(self) -> None:
+        """One fleet scan a period for the whole fleet: the worker that claims the period runs it."""
+        every = timedelta(seconds=self.scan_interval * 0.9)  # a loop that wakes a little early still counts
+        owner = self.reconcilers[0].owner
         while not self.stop.wait(self.scan_interval):
             try:
+                with self.database.sessions() as session:
+                    if not leases.claim_period(session, "fleet-scan", owner, every):
+                        continue
                 report = fleet.scan(self.database, self.target, unhealthy_after=2, notifier=self.notifier)
                 if report.drifted:
                     log.warning(

@@ -7,7 +7,7 @@ from sqlalchemy import update
 
 from clawdet.instances import leases
 from clawdet.instances.requests import request_instance
-from db.models import Instance, User, utcnow
+from db.models import Instance, PeriodicRun, User, utcnow
 
 LEASE = timedelta(minutes=1)
 
@@ -103,3 +103,26 @@ def test_lease_times_are_the_databases_clock_not_the_hosts(database, monkeypatch
             assert leases.claim_next(session, "host-b-an-hour-ahead", LEASE) is None
             assert leases.renew(session, instance_id, "host-a", LEASE)
             assert session.get(Instance, instance_id).lease_expires_at - leases.database_now(session) <= LEASE
+
+
+def test_one_fleet_scan_a_period_whatever_the_number_of_workers(database):
+    every = timedelta(minutes=1)
+    won: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def worker(owner):
+        barrier.wait()
+        with database.sessions() as session:
+            if leases.claim_period(session, "fleet-scan", owner, every):
+                won.append(owner)
+
+    threads = [threading.Thread(target=worker, args=(f"host-{n}",)) for n in range(4)]
+    [t.start() for t in threads]
+    [t.join(60) for t in threads]
+    assert len(won) == 1  # four workers at once, one scan
+    with database.sessions() as session:
+        assert not leases.claim_period(session, "fleet-scan", "host-late", every)
+        session.execute(update(PeriodicRun).values(started_at=utcnow() - every - timedelta(seconds=1)))
+        session.commit()
+        assert leases.claim_period(session, "fleet-scan", "host-late", every)  # the next period
+        assert session.get(PeriodicRun, "fleet-scan").owner == "host-late"

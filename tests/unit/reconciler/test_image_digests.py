@@ -109,3 +109,13 @@ def test_the_sandbox_keeps_tags(tmp_path):
     config = sandbox.stack_config(instance())
     assert "clawdet:caddyImage" not in config  # the program's default tag applies
     assert "@sha256:" not in config.get("clawdet:openclawImage", ("",))[0]
+
+
+def test_production_refuses_secrets_this_host_would_make_up(tmp_path):
+    """Every worker host shares the platform's secrets; one made up here locks the others out."""
+    made_up = reconciler(tmp_path / "a", sandbox=False, **PINNED)  # no SECRET_KEY, no passphrase
+    with pytest.raises(UserFacingError, match="PULUMI_CONFIG_PASSPHRASE, SECRET_KEY are not set") as refused:
+        made_up.refuse_host_secrets()
+    assert "the same on every host" in refused.value.action
+    given = {"SECRET_KEY": "s" * 32, "PULUMI_CONFIG_PASSPHRASE": "p" * 32}
+    reconciler(tmp_path / "b", sandbox=False, **PINNED, **given).refuse_host_secrets()
