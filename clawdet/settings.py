@@ -559,15 +559,22 @@ STATE_TABLE = "pulumi_state"
 def state_backend_for(database_url: str, data_dir: Path) -> str:
     """The default Pulumi state backend: beside the platform's own data. With PostgreSQL, a table
     of the same database (Pulumi's DIY postgres backend), which every worker host reaches; with
-    SQLite, a folder in the data directory."""
+    SQLite, or while earlier operations' state is still in the data directory, a folder there."""
+    folder = data_dir / "pulumi-state"
     url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        return f"file://{data_dir / 'pulumi-state'}"
-    sslmode = url.query.get("sslmode") or ""
-    if sslmode not in ("disable", "require", "verify-ca", "verify-full"):  # all the engine's driver knows
-        sslmode = "disable" if _on_this_machine(url.host) else "require"
-    backend = url.set(drivername="postgres", query={"sslmode": sslmode, "table": STATE_TABLE})
+    if url.get_backend_name() != "postgresql" or holds_state(folder):
+        return f"file://{folder}"
+    query = dict(url.query)
+    if query.get("sslmode") not in ("disable", "require", "verify-ca", "verify-full"):  # lib/pq's only
+        query["sslmode"] = "disable" if _on_this_machine(url.host) else "require"
+    backend = url.set(drivername="postgres", query={**query, "table": STATE_TABLE})
     return backend.render_as_string(hide_password=False)
+
+
+def holds_state(folder: Path) -> bool:
+    """Whether a file:// backend folder holds any stack's state."""
+    stacks = folder / ".pulumi" / "stacks"
+    return stacks.is_dir() and any(path.is_file() for path in stacks.rglob("*"))
 
 
 def _on_this_machine(host: str | None) -> bool:

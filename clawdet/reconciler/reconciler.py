@@ -733,6 +733,9 @@ def remote_failure(text: str) -> str | None:
     return f"the server did not take its new configuration: {last[:180]}"
 
 
+URL_CREDENTIALS = re.compile(r"(://[^/:@\s]+):[^@\s]*@")  # a password in a URL the engine quotes
+
+
 def short_reason(error: BaseException) -> str:
     """One line a person can read, without engine noise (and never a secret: the engine masks
     secret values, and we keep only the error line)."""
@@ -744,4 +747,4 @@ def short_reason(error: BaseException) -> str:
     errors = [line for line in lines if re.search(r"\berror\b", line, re.I) and not GENERIC.match(line)]
     line = errors[-1] if errors else lines[-1] if lines else type(error).__name__
     line = re.sub(r"^((stderr|stdout):\s*)?(error:\s*)+", "", line, flags=re.I)
-    return line[:240]
+    return URL_CREDENTIALS.sub(r"\1***@", line)[:240]

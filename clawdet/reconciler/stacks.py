@@ -14,12 +14,13 @@ from typing import Any
 
 import yaml
 from pulumi import automation as auto
+from sqlalchemy.engine import make_url
 
 import toolchain
 from clawdet.cloud import CloudTarget
 from clawdet.errors import UserFacingError
 from clawdet.reconciler.engine_command import EngineCommand
-from clawdet.settings import Settings
+from clawdet.settings import Settings, holds_state
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,11 @@ class Stacks:
         self.settings = settings
         self.target = target
         self.project_dir = settings.project_dir
+        backend, backend_password = without_password(settings.pulumi_backend_url)
         self.env = {
             **tools.env({"PATH": os.environ.get("PATH", "")}),
-            "PULUMI_BACKEND_URL": settings.pulumi_backend_url,
+            "PULUMI_BACKEND_URL": backend,  # never the password: the engine quotes it in errors
+            **({"PGPASSWORD": backend_password} if backend_password else {}),
             "PULUMI_CONFIG_PASSPHRASE": settings.pulumi_passphrase,
             **target.provider_env(),
         }
@@ -86,14 +89,14 @@ class Stacks:
             return
         # Before PostgreSQL was the default, state lived in the data dir: never start afresh
         # beside it (every instance would look new, and be made again).
-        earlier = self.settings.data_dir / "pulumi-state" / ".pulumi" / "stacks"
-        if earlier.is_dir() and any(earlier.rglob("*.json")):
+        earlier = self.settings.data_dir / "pulumi-state"
+        if holds_state(earlier):
             raise UserFacingError(
                 "state_elsewhere",
-                f"Pulumi state of earlier operations is in {earlier.parent.parent}, but "
-                "PULUMI_BACKEND_URL now points elsewhere (with PostgreSQL, the database is the default).",
-                f"Keep it there: set PULUMI_BACKEND_URL=file://{earlier.parent.parent}; or move it "
-                "(README: where the state lives), then remove that folder.",
+                f"Pulumi state of earlier operations is in {earlier}, but PULUMI_BACKEND_URL points "
+                "elsewhere.",
+                f"Keep it there: unset PULUMI_BACKEND_URL (or set it to file://{earlier}); or move "
+                "it (README: where the state lives), then remove that folder.",
                 status=503,
             )
 
@@ -263,6 +266,17 @@ class Stacks:
 
     def import_state(self, name: str, version: int, deployment: dict[str, Any]) -> None:
         self.stack(name).import_stack(auto.Deployment(version=version, deployment=deployment))
+
+
+def without_password(backend_url: str) -> tuple[str, str | None]:
+    """A postgres:// backend URL without its password, and the password (which the engine's
+    driver, lib/pq, reads from PGPASSWORD)."""
+    if not backend_url.startswith(("postgres://", "postgresql://")):
+        return backend_url, None
+    url = make_url(backend_url)
+    if url.password is None:
+        return backend_url, None
+    return url._replace(password=None).render_as_string(hide_password=False), str(url.password)
 
 
 def _changes(stack: auto.Stack, **preview: Any) -> dict[str, set[str]]:

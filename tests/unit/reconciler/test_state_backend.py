@@ -37,8 +37,8 @@ def settings(tmp_path, **env) -> Settings:
             "postgres://u:p@db.internal/clawdet?sslmode=require&table=pulumi_state",
         ),
         (
-            "postgresql://u:p@db/c?sslmode=verify-full",
-            "postgres://u:p@db/c?sslmode=verify-full&table=pulumi_state",
+            "postgresql://u:p@db/c?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+            "postgres://u:p@db/c?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&table=pulumi_state",
         ),
     ],
 )
@@ -47,14 +47,29 @@ def test_postgres_holds_the_state_by_default(tmp_path, database_url, backend):
     assert settings(tmp_path).pulumi_backend_url == f"file://{tmp_path / 'pulumi-state'}"
 
 
-def test_state_left_in_the_data_dir_stops_a_start_against_the_database(tmp_path):
+def test_an_installation_with_state_in_its_data_dir_keeps_it_there(tmp_path):
+    """Upgrading never starts afresh beside earlier state (every instance would look new and be
+    made again): the default stays the folder, and an explicit database backend is refused."""
     require_toolchain()
     earlier = tmp_path / "pulumi-state" / ".pulumi" / "stacks" / "clawdet-instance"
     earlier.mkdir(parents=True)
-    moved = settings(tmp_path, DATABASE_URL="postgresql://u:p@127.0.0.1:5432/clawdet")
-    Stacks(moved, TARGET)  # an empty folder holds nothing to lose
-    (earlier / "alice.json").write_text("{}")
+    database = {"DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/clawdet"}
+    assert settings(tmp_path, **database).pulumi_backend_url.startswith("postgres://")  # nothing kept yet
+    (earlier / "alice.json.gz").write_bytes(b"state")
+    kept = settings(tmp_path, **database)
+    assert kept.pulumi_backend_url == f"file://{tmp_path / 'pulumi-state'}"
+    Stacks(kept, TARGET)
+    explicit = settings(tmp_path, **database, PULUMI_BACKEND_URL="postgres://u:p@127.0.0.1:5432/clawdet")
     with pytest.raises(UserFacingError, match="Pulumi state of earlier operations") as refused:
-        Stacks(moved, TARGET)
-    assert f"PULUMI_BACKEND_URL=file://{tmp_path / 'pulumi-state'}" in refused.value.action
-    Stacks(settings(tmp_path, PULUMI_BACKEND_URL=f"file://{tmp_path / 'pulumi-state'}"), TARGET)
+        Stacks(explicit, TARGET)
+    assert "unset PULUMI_BACKEND_URL" in refused.value.action
+
+
+def test_the_engine_never_sees_the_database_password_in_its_backend_url(tmp_path):
+    require_toolchain()
+    stacks = Stacks(settings(tmp_path, DATABASE_URL="postgresql://u:s3cr%40t@127.0.0.1:5432/clawdet"), TARGET)
+    assert (
+        stacks.env["PULUMI_BACKEND_URL"]
+        == "postgres://u@127.0.0.1:5432/clawdet?sslmode=disable&table=pulumi_state"
+    )
+    assert stacks.env["PGPASSWORD"] == "s3cr@t"
