@@ -225,7 +225,15 @@ def login_page():
 
 @bp.get("/verify-email/<token>")
 def verify_email_page(token: str):
-    """The link in the confirmation email: no sign-in needed, the signed token is the proof."""
+    """The link in the confirmation email shows what it confirms and a button: opening it alone
+    (a mail scanner fetching every link) confirms nothing."""
+    user = verification.account_of(dbs(), settings().secret_key, token)
+    return render_template("verify_email.html", user=user, token=token)
+
+
+@bp.post("/verify-email/<token>")
+def confirm_email(token: str):
+    """No sign-in needed: the signed link is the proof of the mailbox."""
     user = verification.confirm(dbs(), settings().secret_key, token, ip=client_ip())
     dbs().commit()
     return render_template("verified.html", email=user.email, signed_in=current_user.is_authenticated)

@@ -1,9 +1,9 @@
 """Email verification: an address is only someone's once they open a link sent to it.
 
-Until then it receives no email but the link itself (clawdet/mail/outbox.py refuses the rest),
-and it holds its claim on the address for a day at most: after that, someone registering with
-the address takes it over (the unverified account keeps its sign-in by X, if any, and is asked
-for an address again). So an X sign-up cannot squat someone else's email.
+Until then it receives no email but the link itself (clawdet/mail/outbox.py refuses the rest).
+An address typed into an X sign-up holds its claim for the account's first day at most: after
+that, someone registering with the address takes it over (the X account keeps its sign-in by X
+and is asked for an address again). So an X sign-up cannot squat someone else's email.
 
 The link is a signed, time-limited token of the account and the address, so it stops working
 when the address changes; the mail loop makes it (clawdet/mail/triggers.py).
@@ -35,6 +35,15 @@ def link(secret: str, public_url: str, user: User) -> str:
 
 def confirm(session: Session, secret: str, token: str, *, ip: str | None = None) -> User:
     """The account whose address this link confirms, now verified."""
+    user = account_of(session, secret, token)
+    if not user.email_verified:
+        user.email_verified = True
+        audit.record(session, "user.verify_email", actor=user, target_type="user", target_id=user.id, ip=ip)
+    return user
+
+
+def account_of(session: Session, secret: str, token: str) -> User:
+    """The account a link is for, if it is still good (refused in words otherwise)."""
     try:
         data = _signer(secret).loads(token, max_age=int(WINDOW.total_seconds()))
     except SignatureExpired:
@@ -54,9 +63,6 @@ def confirm(session: Session, secret: str, token: str, *, ip: str | None = None)
             "Sign in and ask for a new link on your dashboard.",
             status=400,
         )
-    if not user.email_verified:
-        user.email_verified = True
-        audit.record(session, "user.verify_email", actor=user, target_type="user", target_id=user.id, ip=ip)
     return user
 
 
@@ -67,11 +73,13 @@ def set_email(user: User, address: str, now: datetime | None = None) -> None:
 
 
 def claim_lapsed(holder: User, now: datetime | None = None) -> bool:
-    """Whether `holder`'s unverified address is free for someone else to take."""
-    if holder.email_verified:
+    """Whether `holder`'s unverified address is free for someone else to take: an address typed
+    into an X sign-up, once the account is a day old (counted from the account, so typing the
+    address again does not renew the claim). An account that signs in with its address (a
+    password) never loses it this way: its owner would be locked out."""
+    if holder.email_verified or holder.password_hash:
         return False
-    since = holder.email_set_at or holder.created_at
-    return since is None or since < (now or utcnow()) - WINDOW
+    return holder.created_at is None or holder.created_at < (now or utcnow()) - WINDOW
 
 
 def release(session: Session, holder: User, *, ip: str | None = None) -> None:

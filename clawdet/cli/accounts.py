@@ -45,9 +45,10 @@ def create_admin(email: str, name: str, password_stdin: bool) -> None:
 
     from clawdet.accounts import service as accounts
     from clawdet.accounts.passwords import hash_password
+    from clawdet.errors import UserFacingError
     from db import audit
     from db.engine import Database
-    from db.models import Role, User
+    from db.models import Role, User, utcnow
 
     database = Database(_settings().database_url)
     with user_errors():
@@ -62,6 +63,8 @@ def create_admin(email: str, name: str, password_stdin: bool) -> None:
                 )
                 user = User(
                     email=address,
+                    email_verified=True,  # the operator's own address, typed by the operator
+                    email_set_at=utcnow(),
                     name=accounts.clean_name(name),
                     password_hash=hash_password(accounts.clean_password(password)),
                     terms_accepted_at=None,
@@ -69,6 +72,12 @@ def create_admin(email: str, name: str, password_stdin: bool) -> None:
                 user.mark_free_beta()
                 session.add(user)
                 session.flush()
+            elif not user.email_verified:
+                raise UserFacingError(
+                    "email_not_verified",
+                    f"The account holding {address} has not confirmed that address.",
+                    "Have its owner confirm it (the link on their dashboard), then run this again.",
+                )
             user.role = Role.ADMIN.value
             audit.record(session, "user.make_admin", actor="cli", target_type="user", target_id=user.id)
     click.echo(f"{address} is an admin.")

@@ -30,7 +30,8 @@ from db.engine import Database
 log = logging.getLogger(__name__)
 
 CALLER_SECONDS = 1.0
-CALLER_STALE_SECONDS = 10.0  # how long a lookup stands in while the database is away
+CALLER_STALE_SECONDS = 10.0  # how long a lookup stands in while the database is away or slow
+LOOKUP_PATIENCE_SECONDS = 0.25  # how long a request waits for a fresh lookup when it has one of these
 GROW_EXTRA = 16_384
 HOLD_SECONDS = 120.0  # a lease of a process that died lapses after this
 KEEP_ALIVE_SECONDS = 30.0
@@ -95,8 +96,8 @@ class Ledger:
     async def caller(self, key: str) -> Caller:
         """The key's caller, looked up again when the last lookup is older than CALLER_SECONDS
         (one lookup a key at a time), so a rotated or destroyed key stops within a second. Only
-        while the database cannot answer do requests go on with a lookup up to
-        CALLER_STALE_SECONDS old."""
+        while the database cannot answer, or takes longer than LOOKUP_PATIENCE_SECONDS, do
+        requests go on with a lookup up to CALLER_STALE_SECONDS old."""
         now = time.monotonic()
         cached = self._callers.get(key)
         if cached and now - cached[0] < CALLER_SECONDS:
@@ -105,10 +106,15 @@ class Ledger:
         if looking is None:
             looking = self._lookups[key] = asyncio.ensure_future(self._look_up(key))
             looking.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen
+        stale_ok = cached is not None and now - cached[0] < CALLER_STALE_SECONDS
         try:
+            if stale_ok:
+                return await asyncio.wait_for(asyncio.shield(looking), LOOKUP_PATIENCE_SECONDS)
             return await asyncio.shield(looking)
+        except TimeoutError:
+            return cached[1]  # a slow database: the key was good a moment ago, its lookup goes on
         except UserFacingError as error:
-            if error.status == 503 and cached and now - cached[0] < CALLER_STALE_SECONDS:
+            if error.status == 503 and stale_ok:
                 return cached[1]  # a database blip: the key was good a moment ago
             raise
 

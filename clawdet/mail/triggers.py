@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from clawdet.accounts import verification
@@ -34,34 +34,58 @@ def queue_due(settings: Settings, database: Database) -> int:
     )
 
 
+VERIFY_PER_DAY = 5  # links to one account's addresses a day, whatever asks for them
+
+
 def queue_verifications(settings: Settings, database: Database) -> int:
+    """One link per account with an entry no link has answered since (a sign-up, a changed
+    address, a request for a new link), at most VERIFY_PER_DAY a day: the details step cannot
+    be used to mail strangers."""
     queued = 0
+    since = utcnow() - verification.WINDOW
     with database.session() as session:
-        sent = select(OutboxEmail.id).where(OutboxEmail.dedupe_key == "verify:" + cast(AuditLog.id, String))
+        answered = (
+            select(OutboxEmail.id)
+            .where(
+                OutboxEmail.user_id == User.id,
+                OutboxEmail.kind == mail.VERIFY_KIND,
+                OutboxEmail.created_at >= AuditLog.at,
+            )
+            .exists()
+        )
         rows = session.execute(
-            select(User, AuditLog.id)
+            select(User, func.max(AuditLog.id))
             .join(AuditLog, AuditLog.target_id == User.id)
             .where(
                 AuditLog.action.in_(("user.register", "user.email_changed", "user.verify_requested")),
-                AuditLog.at >= utcnow() - verification.WINDOW,
+                AuditLog.at >= since,
                 User.email.is_not(None),
                 User.email_verified.is_(False),
-                ~sent.exists(),
+                ~answered,
             )
+            .group_by(User.id)
             .limit(200)
         ).all()
         for user, entry in rows:
+            sent_today = session.scalar(
+                select(func.count(OutboxEmail.id)).where(
+                    OutboxEmail.user_id == user.id,
+                    OutboxEmail.kind == mail.VERIFY_KIND,
+                    OutboxEmail.created_at >= since,
+                )
+            )
+            if sent_today >= VERIFY_PER_DAY:
+                continue
             queued += mail.enqueue(
                 session,
                 mail.VERIFY_KIND,
                 user.email,
                 {
-                    "name": user.name or user.x_username or "there",
                     "email": user.email,
                     "link": verification.link(settings.secret_key, settings.public_url, user),
                 },
                 user_id=user.id,
-                dedupe_key=f"verify:{entry}",
+                dedupe_key=f"verify:{user.id}:{entry}",
             )
     return queued
 
@@ -138,7 +162,7 @@ def queue_quota_warnings(settings: Settings, database: Database) -> int:
         rows = session.execute(
             select(QuotaWarning, User)
             .join(User, User.id == QuotaWarning.user_id)
-            .where(QuotaWarning.emailed_at.is_(None))
+            .where(QuotaWarning.emailed_at.is_(None), User.email_verified.is_(True))  # else: once verified
         ).all()
         for warning, user in rows:
             queued += mail.enqueue(

@@ -32,6 +32,8 @@ def test_db_upgrade_is_idempotent(database_url, tmp_path):
 
 
 def test_create_admin_creates_then_promotes(database_url, database, tmp_path, client):
+    from tests.fixtures.database import register
+
     result = clawdet(
         ["create-admin", "Root@Example.com", "--password-stdin"],
         database_url,
@@ -42,6 +44,11 @@ def test_create_admin_creates_then_promotes(database_url, database, tmp_path, cl
     with database.session() as s:
         admin = s.scalar(select(User).where(User.email == "root@example.com"))
         assert admin.role == "admin" and admin.password_hash.startswith("$argon2id$")
+        assert admin.email_verified  # typed by the operator: alerts reach it
+    register(client, email="unsure@example.com")  # an address its account never confirmed
+    unconfirmed = clawdet(["create-admin", "unsure@example.com"], database_url, tmp_path)
+    assert unconfirmed.returncode == 1 and "has not confirmed that address" in unconfirmed.stderr
+    client.post("/api/auth/logout")
     weak = clawdet(
         ["create-admin", "other@example.com", "--password-stdin"], database_url, tmp_path, stdin="short\n"
     )
