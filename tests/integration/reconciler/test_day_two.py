@@ -105,7 +105,7 @@ def test_every_change_is_in_place_and_the_data_stays(reconciler, prov_db, prov_s
     )
     assert planned(upgrader, instance_id) == {}
     with prov_db.session() as session:
-        pins.pin(session, "operator:test", session.get(Instance, instance_id), NEXT_IMAGE)
+        pins.pin(session, "operator:test", session.get(Instance, instance_id), NEXT_IMAGE, by_digest=True)
     assert_in_place(planned(upgrader, instance_id))
     assert upgrader.drain() == 1
     upgraded = instance(prov_db, instance_id)
