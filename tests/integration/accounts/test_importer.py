@@ -220,10 +220,10 @@ def test_cli_answers_a_file_it_cannot_read_in_words(database_url, tmp_path):
 
 
 def test_an_imported_id_that_is_no_label_value_gets_a_valid_owner_label(database, settings, tmp_path):
-    from clawdet.cloud import CloudTarget
     from clawdet.instances.requests import request_instance
     from clawdet.reconciler.reconciler import Reconciler
     from programs import naming
+    from tests.fixtures.cloud import unreached_target
 
     odd_ids = ["legacy:grace@example.com", "x" * 64]
     path = tmp_path / "users.json"
@@ -236,17 +236,7 @@ def test_an_imported_id_that_is_no_label_value_gets_a_valid_owner_label(database
         )
     )
     assert run(database, path).created == 2
-    target = CloudTarget(
-        sandbox=True,
-        hcloud_token="unused",
-        hcloud_endpoint="http://127.0.0.1:9",
-        cloudflare_token="unused",
-        cloudflare_base_url="http://127.0.0.1:9",
-        zone_id="0123456789abcdef0123456789abcdef",
-        base_domain="clawdet.example",
-        health_url_template="http://{ipv4}/healthz",
-        control_plane_ssh_cidrs="127.0.0.0/8",
-    )
+    target = unreached_target(sandbox=True)
     no_engine = type("NoEngine", (), {"target": target})()
     reconciler = Reconciler(settings, database, stacks=no_engine, notifier=object())
     labels = set()

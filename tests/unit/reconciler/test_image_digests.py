@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from clawdet.cloud import CloudTarget
 from clawdet.errors import UserFacingError
 from clawdet.reconciler.reconciler import Reconciler
 from clawdet.rollouts.plan import release_image
 from clawdet.settings import Settings
 from programs import openclaw, ssh_keys
+from tests.fixtures.cloud import unreached_target
 
 DIGEST = "@sha256:" + "4b" * 32
 PINNED = {
@@ -36,17 +36,7 @@ def reconciler(tmp_path, *, sandbox: bool, **env: str) -> Reconciler:
     reconciler = Reconciler.__new__(Reconciler)  # only the settings and the cloud matter here
     reconciler.settings = settings
     reconciler.database = SimpleNamespace(installation_id="install-1")
-    reconciler.target = CloudTarget(
-        sandbox=sandbox,
-        hcloud_token="t",
-        hcloud_endpoint="https://api.hetzner.cloud/v1",
-        cloudflare_token="t",
-        cloudflare_base_url="https://api.cloudflare.com/client/v4",
-        zone_id="0123456789abcdef0123456789abcdef",
-        base_domain="clawdet.example",
-        health_url_template="https://{fqdn}/healthz",
-        control_plane_ssh_cidrs="192.0.2.0/28",
-    )
+    reconciler.target = unreached_target(sandbox=sandbox)
     return reconciler
 
 

@@ -3,22 +3,13 @@ in its data directory is never started afresh beside it (every instance would lo
 
 import pytest
 
-from clawdet.cloud import CloudTarget
 from clawdet.errors import UserFacingError
 from clawdet.reconciler.stacks import Stacks
 from clawdet.settings import Settings
+from tests.fixtures.cloud import unreached_target
 from tests.fixtures.provisioning import require_toolchain
 
-TARGET = CloudTarget(
-    sandbox=False,
-    hcloud_token="t",
-    hcloud_endpoint="https://api.hetzner.cloud/v1",
-    cloudflare_token="t",
-    cloudflare_base_url="https://api.cloudflare.com/client/v4",
-    zone_id="0123456789abcdef0123456789abcdef",
-    base_domain="clawdet.example",
-    health_url_template="https://{fqdn}/healthz",
-)
+TARGET = unreached_target()
 
 
 def settings(tmp_path, **env) -> Settings:
