@@ -259,6 +259,35 @@ class Stacks:
         if stack is not None:
             stack.cancel()
             log.warning("cleared any Pulumi lock left on stack %s", name)
+        elif self._clear_lock_of_unmade_stack(name):
+            log.warning("cleared the Pulumi lock of stack %s, which its creation left", name)
+
+    def _clear_lock_of_unmade_stack(self, name: str) -> bool:
+        """Creating a stack takes its lock too, and `pulumi cancel` needs the stack: a worker
+        killed while creating one leaves a lock only the backend's own storage can give back
+        (there is no state to harm). The backends the platform sets up: a folder, a table."""
+        url = self.settings.pulumi_backend_url
+        if url.startswith("file://"):
+            locks = Path(url.removeprefix("file://")) / ".pulumi" / "locks"
+            found = [path for path in locks.glob(f"*/{PROJECT}/{name}/*.json") if path.is_file()]
+            for path in found:
+                path.unlink(missing_ok=True)
+            return bool(found)
+        if url.startswith(("postgres://", "postgresql://")):
+            import psycopg
+            from psycopg import sql
+
+            backend = make_url(url)
+            table = backend.query.get("table", "pulumi_state")
+            libpq = backend.set(drivername="postgresql").difference_update_query(["table"])
+            with psycopg.connect(libpq.render_as_string(hide_password=False), connect_timeout=10) as db:
+                deleted = db.execute(
+                    sql.SQL("DELETE FROM {} WHERE key LIKE %s").format(sql.Identifier(table)),
+                    (f"%.pulumi/locks/%/{PROJECT}/{name}/%",),
+                )
+                return deleted.rowcount > 0
+        log.error("stack %s may hold a lock its creation left; clear it in the backend by hand", name)
+        return False
 
     def export(self, name: str) -> dict[str, Any]:
         stack = self.existing(name)

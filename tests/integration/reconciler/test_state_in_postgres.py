@@ -3,6 +3,8 @@
 A worker killed mid-`up` leaves a lock in that table; the next one clears it with the engine's
 own `pulumi cancel` and finishes (real engine, stand-in plugins, sandbox, real PostgreSQL)."""
 
+import base64
+import json
 import threading
 import time
 from dataclasses import replace
@@ -70,3 +72,25 @@ def test_the_state_lives_in_postgres_and_a_dead_workers_lock_is_cleared_there(
     assert state_keys(prov_db, "%/locks/%pgstate%") == []
     assert state_keys(prov_db, "%/stacks/%pgstate.json")  # the checkpoint is in the database
     assert len(servers_named(cloud_sandbox, "pgstate")) == 1
+
+
+def test_a_lock_left_by_a_stack_creation_is_cleared_too(pg_state_settings, prov_db, cloud_sandbox):
+    """Creating a stack takes its lock, and `pulumi cancel` needs the stack: a worker killed in
+    between leaves a lock that only the table gives back."""
+    stacks = Reconciler(pg_state_settings, prov_db, config=FAST).stacks
+    stacks.stack("made")  # the engine makes its table
+    [meta] = state_keys(prov_db, "%/.pulumi/stacks/%made.json")
+    lock = meta.split("/.pulumi/")[0] + "/.pulumi/locks/organization/clawdet-instance/ghost/dead.json"
+    with prov_db.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO pulumi_state (key, data) VALUES (:k, CAST(:d AS json))"),
+            {
+                "k": lock,
+                "d": json.dumps({"data": base64.b64encode(b'{"pid": 1, "hostname": "gone"}').decode()}),
+            },
+        )
+    with pytest.raises(Exception, match="locked"):
+        stacks.stack("ghost")
+    stacks.clear_stale_lock("ghost")
+    assert state_keys(prov_db, "%/locks/%ghost%") == []
+    assert stacks.stack("ghost").name == "ghost"
