@@ -24,7 +24,7 @@ from tests.fixtures.provisioning import FAST, new_instance, zero_delay_control_p
 
 
 def run(count: int, workers: int) -> list[float]:
-    with zero_delay_control_plane() as (_box, database, settings):
+    with zero_delay_control_plane() as (_box, database, settings, _env):
         worker = Worker(
             settings, database, concurrency=workers, poll_interval=0.05, scan_interval=0, config=FAST
         )

@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--refresh-sample", type=int, default=3)
     args = parser.parse_args()
-    with zero_delay_control_plane() as (box, database, settings):
+    with zero_delay_control_plane() as (box, database, settings, _env):
         started = time.perf_counter()
         seed_fleet(box, database, args.instances)
         print(

@@ -47,7 +47,7 @@ def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     boot = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
-    with zero_delay_control_plane(boot_delay=boot) as (_box, database, settings):
+    with zero_delay_control_plane(boot_delay=boot) as (_box, database, settings, _env):
         worker = Worker(
             settings,
             database,

@@ -35,6 +35,11 @@ def _url(value: str) -> str:
     return value.rstrip("/")
 
 
+TIERS = frozenset({"web", "proxy", "worker"})  # `clawdet web`, `clawdet proxy`, `clawdet worker`
+WORKERS = frozenset({"worker"})
+WEB_AND_WORKERS = frozenset({"web", "worker"})
+
+
 @dataclass(frozen=True)
 class Variable:
     name: str
@@ -43,6 +48,7 @@ class Variable:
     type: str = "str"  # str, int, float, bool, url, path
     secret: bool = False
     section: str = "Core"
+    held_by: frozenset[str] = TIERS  # the processes that may hold it; the others refuse to start with it
     example: str | None = None  # what .env.example shows, when not the default
 
     @property
@@ -71,9 +77,24 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     V(
         "SECRET_KEY",
-        "Signs sessions and CSRF tokens, derives instance credentials. Unset: a random key "
-        "kept in the data dir.",
+        "Signs sessions, CSRF tokens and email links (rotating it ends sessions, nothing else). "
+        "Unset: a random key kept in the data dir.",
         secret=True,
+    ),
+    V(
+        "CREDENTIALS_ROOT",
+        "Workers only: derives each instance's LLM proxy key and backup key. Keep it with your "
+        "backups; losing it means rotating every instance's key. Unset: a random root kept in the "
+        "data dir.",
+        secret=True,
+        held_by=WORKERS,
+    ),
+    V(
+        "GATEWAY_TOKEN_ROOT",
+        "Workers and the web app (which shows each owner their token): derives each instance's "
+        "gateway token. Unset: a random root kept in the data dir.",
+        secret=True,
+        held_by=WEB_AND_WORKERS,
     ),
     V(
         "PUBLIC_URL",
@@ -120,6 +141,7 @@ VARIABLES: tuple[Variable, ...] = (
         "HCLOUD_TOKEN",
         "Hetzner Cloud API token (read/write). Set it, and the Cloudflare variables, to run real instances.",
         secret=True,
+        held_by=WORKERS,
         section="Cloud",
     ),
     V(
@@ -159,6 +181,7 @@ VARIABLES: tuple[Variable, ...] = (
         "app layer to servers. Unset: one is generated and kept in the data dir; back it up with "
         "the database.",
         secret=True,
+        held_by=WORKERS,
         section="Cloud",
     ),
     V(
@@ -171,6 +194,7 @@ VARIABLES: tuple[Variable, ...] = (
         "CLOUDFLARE_API_TOKEN",
         "Cloudflare API token with DNS edit on the zone.",
         secret=True,
+        held_by=WORKERS,
         section="Cloud",
     ),
     V("CLOUDFLARE_ZONE_ID", "The Cloudflare zone of BASE_DOMAIN.", section="Cloud"),
@@ -200,6 +224,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Encrypts the secrets in stack files. Unset: a random one kept in the "
         "data dir; back it up with the database.",
         secret=True,
+        held_by=WORKERS,
         section="Pulumi",
     ),
     V("INSTANCE_MODEL", "The default model of every customer's assistant.", "grok-4", section="Pulumi"),
@@ -359,6 +384,36 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     V("TRIAL_MODEL", "Model of the homepage trial chat.", "grok-3-mini", section="LLM proxy"),
     V("TRIAL_MESSAGES", "Trial messages per visitor a day.", "5", "int", section="LLM proxy"),
+    # -- Backups
+    V(
+        "BACKUP_S3_ENDPOINT",
+        "S3-compatible object storage for customer backups, e.g. https://fsn1.your-objectstorage.com "
+        "(Hetzner Object Storage). Unset: no backups (sandbox mode: the sandbox's S3 server).",
+        type="url",
+        section="Backups",
+    ),
+    V(
+        "BACKUP_S3_BUCKET",
+        "The bucket customer backups go to (private).",
+        "clawdet-backups",
+        section="Backups",
+    ),
+    V("BACKUP_S3_REGION", "The storage's region name.", "us-east-1", section="Backups"),
+    V("BACKUP_S3_ACCESS_KEY_ID", "Access key of the backup bucket.", section="Backups"),
+    V("BACKUP_S3_SECRET_ACCESS_KEY", "Its secret key.", secret=True, held_by=WORKERS, section="Backups"),
+    V(
+        "BACKUP_WINDOW",
+        "The nightly backup window in UTC (HH:MM-HH:MM); each instance gets its own minute in it.",
+        "01:00-05:00",
+        section="Backups",
+    ),
+    V(
+        "BACKUP_FINAL_RETENTION_DAYS",
+        "How long a destroyed instance's final backup is kept.",
+        "30",
+        "int",
+        section="Backups",
+    ),
 )
 BY_NAME = {variable.name: variable for variable in VARIABLES}
 # Handed to the cloud layer as a mapping (clawdet/cloud.py): only these, and only when set.
@@ -378,6 +433,8 @@ class Settings:
     project_dir: Path
     database_url: str = field(repr=False)
     secret_key: str = field(repr=False)
+    credentials_root: str = field(repr=False)
+    gateway_token_root: str = field(repr=False)
     public_url: str
     port: int
     base_domain: str
@@ -429,7 +486,28 @@ class Settings:
     llm_request_max_seconds: float
     trial_model: str
     trial_messages: int
+    backup_s3_endpoint: str
+    backup_s3_bucket: str
+    backup_s3_region: str
+    backup_s3_access_key_id: str
+    backup_s3_secret_access_key: str = field(repr=False)
+    backup_window: str
+    backup_final_retention_days: int
     generated: frozenset[str] = frozenset()  # secrets made up and kept in this host's data dir
+    given: frozenset[str] = frozenset()  # the variables set in the environment (names only)
+
+    def not_for(self, tier: str) -> list[str]:
+        """Why `tier` must not start with these settings: a secret it may not hold (a leak of its
+        environment must not reach what it does not need), or one it must share and made up."""
+        refusals = [
+            f"{v.name} is set, a secret this process must not hold"
+            for v in VARIABLES
+            if v.name in self.given and tier not in v.held_by
+        ]
+        if self.public_url.startswith("https://"):  # a public site: replicas, fresh containers
+            shared = ("SECRET_KEY", "GATEWAY_TOKEN_ROOT") if tier == "web" else ("SECRET_KEY",)
+            refusals += [f"{name} is not set" for name in shared if name in self.generated]
+        return refusals
 
     def sandbox_refusals(self) -> list[str]:
         """Why this configuration must not run in sandbox mode: the sandbox's fake servers may
@@ -508,15 +586,21 @@ class Settings:
             project_dir=Path(values.pop("clawdet_project_dir") or REPO_ROOT).resolve(),
             database_url=database_url,
             secret_key=values["secret_key"] or _installation_secret(data_dir, "secret_key"),
+            credentials_root=values["credentials_root"] or _installation_secret(data_dir, "credentials_root"),
+            gateway_token_root=values["gateway_token_root"]
+            or _installation_secret(data_dir, "gateway_token_root"),
             sandbox=bool(values.pop("clawdet_sandbox")),
             cloud_env=cloud_env,
             pulumi_backend_url=values["pulumi_backend_url"] or state_backend_for(database_url, data_dir),
             pulumi_passphrase=values.pop("pulumi_config_passphrase")
             or _installation_secret(data_dir, "pulumi_passphrase"),
+            given=frozenset(v.name for v in VARIABLES if (env.get(v.name) or "").strip()),
             generated=frozenset(
                 name
                 for name, given in (
                     ("SECRET_KEY", values["secret_key"]),
+                    ("CREDENTIALS_ROOT", values["credentials_root"]),
+                    ("GATEWAY_TOKEN_ROOT", values["gateway_token_root"]),
                     ("PULUMI_CONFIG_PASSPHRASE", env.get("PULUMI_CONFIG_PASSPHRASE", "").strip()),
                     ("INSTANCE_SSH_PRIVATE_KEY", values["instance_ssh_private_key"]),
                 )
@@ -541,13 +625,18 @@ def env_example() -> str:
         "# Every setting Clawdet reads, generated from clawdet/settings.py (python -m clawdet.settings).",
         "# Copy to .env (never committed) and change what you need; with nothing set, `make run` uses",
         "# SQLite, a local Pulumi state backend and the sandbox cloud. (secret): never commit or log it.",
+        "# (workers only): give it to `clawdet worker` alone (compose: worker.env); (web app and",
+        "# workers only): to `clawdet web` and the workers (compose: web.env). The others refuse to start",
+        "# with it.",
     ]
     section = None
     for variable in VARIABLES:
         if variable.section != section:
             section = variable.section
             lines += ["", f"# --- {section} " + "-" * max(3, 92 - len(section))]
-        lines.append(f"# {variable.doc}" + (" (secret)" if variable.secret else "") + f" [{variable.type}]")
+        holders = {WORKERS: " (workers only)", WEB_AND_WORKERS: " (web app and workers only)"}
+        marks = " (secret)" * variable.secret + holders.get(variable.held_by, "")
+        lines.append(f"# {variable.doc}{marks} [{variable.type}]")
         value = variable.example if variable.example is not None else variable.default
         lines.append(f"{variable.name}={value}")
     return "\n".join(lines) + "\n"

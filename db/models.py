@@ -190,6 +190,9 @@ class Instance(Base):
     llm_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     llm_key_previous_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # until rolled out
     gateway_token_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Issued before the credential roots: an HMAC of SECRET_KEY until rotated (credentials.py)
+    llm_key_legacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    gateway_token_legacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     health: Mapped[str] = mapped_column(String(16), default="unknown")
     health_checked_at: Mapped[datetime | None]
     health_changed_at: Mapped[datetime | None]
@@ -412,6 +415,19 @@ class OperationRequest(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PlatformCheck(Base):
+    """What a worker last found of the parts only workers hold the credentials for (the state
+    backend, the cloud APIs); `/api/health` on the web app reads it (ops/platform_health.py)."""
+
+    __tablename__ = "platform_checks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(String(500))
+    action: Mapped[str | None] = mapped_column(String(500))
+    checked_at: Mapped[datetime]
+
+
 class PeriodicRun(Base):
     """When a fleet-wide job (the fleet scan) last started, and on which worker: one run per
     period for the whole fleet, whatever the number of workers (clawdet/instances/leases.py)."""
@@ -421,3 +437,51 @@ class PeriodicRun(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     started_at: Mapped[datetime]
     owner: Mapped[str] = mapped_column(String(100))
+
+
+class Backup(Base):
+    """One backup of an instance's gateway state: OpenClaw's archive, encrypted with the instance's
+    key (`key_version`), in the backup bucket at `object_key` (clawdet/backups)."""
+
+    __tablename__ = "backups"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("bk"))
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # clawdet/backups/service.py: Kind
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running, succeeded, failed, deleted
+    message: Mapped[str] = mapped_column(Text, default="")
+    object_key: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(BigInteger)  # bytes stored (encrypted)
+    archive_size: Mapped[int | None] = mapped_column(BigInteger)  # bytes of OpenClaw's archive
+    key_version: Mapped[int] = mapped_column(Integer, default=1)
+    verified: Mapped[bool | None] = mapped_column(Boolean)  # `openclaw backup verify`, then each check
+    verify_message: Mapped[str] = mapped_column(Text, default="")
+    verified_at: Mapped[datetime | None]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # a final backup's end
+    deleted_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_backups_instance_started", "instance_id", "started_at"),)
+
+
+class BackupRequest(Base):
+    """An owner's restore or export, asked for in the web app and carried out by a worker (which
+    holds the backup keys): queued, running, done or failed (clawdet/backups/requests.py)."""
+
+    __tablename__ = "backup_requests"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("bkr"))
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # restore, export
+    backup_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    message: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # percent, for the page
+    link: Mapped[str | None] = mapped_column(Text)  # an export's download address, until link_expires_at
+    link_expires_at: Mapped[datetime | None]
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(100))  # the worker running it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

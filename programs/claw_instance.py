@@ -15,11 +15,11 @@ A paused instance has no server: the name points at the platform's paused page.
 from __future__ import annotations
 
 import pulumi
-import pulumi_cloudflare as cloudflare
 import pulumi_command as command
 import pulumi_hcloud as hcloud
 
 from programs import cloud_init, naming, ssh_keys, tiers
+from programs.cloudflare_dns import DnsRecord
 from programs.cloudflare_ips import CLOUDFLARE_RANGES
 from programs.instance_config import ClawInstanceArgs
 
@@ -73,7 +73,7 @@ class ClawInstance(pulumi.ComponentResource):
     volume_attachment: hcloud.VolumeAttachment | None
     release: list[command.remote.CopyToRemote]
     deploy: command.remote.Command | None
-    dns_records: list[cloudflare.DnsRecord]
+    dns_records: list[DnsRecord]
 
     def __init__(self, name: str, args: ClawInstanceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("clawdet:index:ClawInstance", name, None, opts)
@@ -227,8 +227,8 @@ class ClawInstance(pulumi.ComponentResource):
 
     def _dns_record(
         self, name: str, record_type: str, address: pulumi.Input[str], args: ClawInstanceArgs
-    ) -> cloudflare.DnsRecord:
-        return cloudflare.DnsRecord(
+    ) -> DnsRecord:
+        return DnsRecord(
             f"{name}-dns-{record_type.lower()}",
             zone_id=args.cloudflare_zone_id,
             name=args.fqdn,

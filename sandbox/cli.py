@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key:<15} {description[key]}")
         print(f"  {'gateways':<15} <server ipv4>:{args.gateway_port} in {args.server_network}")
         print(f"  {'ssh':<15} root@<server ipv4> -p {args.ssh_port}")
+        print(f"  {'s3':<15} {description['s3']['endpoint']}/{description['s3']['bucket']}")
         print(f"  {'credentials':<15} {env_file}")
         print(f"  {'state':<15} {args.state}", flush=True)
         stop.wait()

@@ -319,6 +319,12 @@ class GatewayFleet:
                 gateway._listener.close()
             self._spawn(gateway.close())
 
+    async def stopped(self, server_id: int) -> None:
+        """Waits until a real gateway that is stopping has exited (as `docker stop` waits)."""
+        stopping = self._stopping.get(server_id)
+        if stopping is not None:
+            await asyncio.shield(stopping)
+
     async def forget(self, server_id: int) -> None:
         """The server's disk goes (deleted or rebuilt): its gateway stops first."""
         self.stop_soon(server_id)

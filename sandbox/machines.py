@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from . import compose, server_fs
+from . import compose, openclaw, server_fs
 from .cloud_init import GATEWAY_SERVICE, CloudConfig, GatewayConfig, gateway_config, parse_cloud_config
+from .container_exec import Container, copy
 from .gateways import GatewayFleet
-from .remote_shell import RemoteShell
+from .remote_shell import RemoteShell, Result
 from .server_fs import ServerFS
 from .ssh import HOST_KEY_PATH, SSHListener, host_key, public_key_line
 
@@ -334,6 +335,7 @@ class Machine:
             recorded["running"] = False
             self._mark()
             self.fleet.gateways.stop_soon(self.server_id)
+            await self.fleet.gateways.stopped(self.server_id)
             return [f"Container {project.container_name(GATEWAY_SERVICE)}  Stopped"]
 
     async def compose_down(self, project: compose.Project) -> list[str]:
@@ -352,6 +354,56 @@ class Machine:
         state = self.fleet.gateways.status(self.server_id)
         shown = {"up": "running", "failed": "exited (1)"}.get(state, "exited (0)")
         return [(project.container_name(GATEWAY_SERVICE), GATEWAY_SERVICE, shown)]
+
+    async def compose_exec(self, project: compose.Project, service: str, argv: list[str]) -> Result:
+        recorded = self._recorded(project)
+        if (
+            service != GATEWAY_SERVICE
+            or not recorded
+            or not recorded.get("running")
+            or not self.container_config
+        ):
+            return Result(1, stderr=f'service "{service}" is not running\n')
+        return await self._container(self.container_config).run(argv)
+
+    async def compose_run(
+        self, project: compose.Project, service: str, argv: list[str], volumes: dict[str, str]
+    ) -> Result:
+        if service != GATEWAY_SERVICE:
+            return Result(1, stderr=f"the sandbox runs one-off containers of {GATEWAY_SERVICE!r} only\n")
+        try:
+            config = self._gateway_of(project)
+            fs = self.filesystem()
+            extra = {target: fs.host(source) for source, target in volumes.items()}
+        except (compose.ComposeError, OSError) as exc:
+            return Result(1, stderr=f"{exc}\n")
+        if config is None:
+            return Result(1, stderr=f"no such service: {service}\n")
+        return await self._container(config, extra).run(argv)
+
+    async def compose_cp(self, project: compose.Project, source: str, target: str) -> Result:
+        config = self.container_config if self._recorded(project) else None
+        if config is None:
+            return Result(1, stderr=f'service "{GATEWAY_SERVICE}" is not running\n')
+        container, fs = self._container(config), self.filesystem()
+
+        def side(path: str) -> Path:
+            service, colon, inside = path.partition(":")
+            if not colon:
+                return fs.host(path, server_fs.HOME)
+            if service != GATEWAY_SERVICE:
+                raise FileNotFoundError(f"no container for service {service!r}")
+            return container.host_path(inside)
+
+        try:
+            copy(side(source), side(target))
+        except OSError as exc:
+            return Result(1, stderr=f"Error response from daemon: {exc}\n")
+        return Result(0)
+
+    def _container(self, config: GatewayConfig, volumes: dict[str, Path] | None = None) -> Container:
+        install = self.fleet.gateways.install or openclaw.find()
+        return Container(install, self.root, config, volumes)
 
     # -- the SSH server's gate (ssh.Gate) --------------------------------------------------
     def admits(self, client_address: str) -> bool:

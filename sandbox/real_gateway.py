@@ -85,6 +85,22 @@ def to_host(root: Path, table: dict[str, Path], container_path: str) -> str:
     return str(host_path(root, container_path))
 
 
+def container_environment(root: Path, table: dict[str, Path], config: GatewayConfig) -> dict[str, str]:
+    """The container's environment with its paths in the server's folder; makes the mount
+    sources that are missing (as Docker does), HOME and TMPDIR."""
+    for host in table.values():
+        if not host.exists():
+            host.mkdir(parents=True)
+    home, tmp = root / "home/node", root / "tmp"
+    home.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(tmp), "LANG": "C.UTF-8"}
+    for name, value in config.environment().items():
+        is_path = value.startswith("/") and name.endswith(PATH_VARIABLE_SUFFIXES)
+        env[name] = to_host(root, table, value) if is_path else value
+    return env
+
+
 def launch_argv(install: Install, config: GatewayConfig, local_port: int) -> list[str]:
     """The service's command with the container's network swapped for a loopback port."""
     command = (config.service or {}).get("command")
@@ -127,22 +143,7 @@ class RealGateway:
     async def start(self) -> None:
         if not self.config.runnable:
             raise LaunchError("the server has no compose service and openclaw.json to start from")
-        table = mounts(self.root, self.config)
-        for host in table.values():  # as Docker does: a missing mount source becomes a directory
-            if not host.exists():
-                host.mkdir(parents=True)
-        home, tmp = self.root / "home/node", self.root / "tmp"
-        home.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir(parents=True, exist_ok=True)
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(home),
-            "TMPDIR": str(tmp),
-            "LANG": "C.UTF-8",
-        }
-        for name, value in self.config.environment().items():
-            is_path = value.startswith("/") and name.endswith(PATH_VARIABLE_SUFFIXES)
-            env[name] = to_host(self.root, table, value) if is_path else value
+        env = container_environment(self.root, mounts(self.root, self.config), self.config)
         self.local_port = free_local_port()
         argv = launch_argv(self.install, self.config, self.local_port)
         output = open(self.root / "gateway.log", "ab")  # noqa: SIM115 (handed to the process)

@@ -8,13 +8,15 @@ a program the sandbox does not emulate fails with ``sh: 1: NAME: not found`` and
 
 Programs: ``cloud-init status [--wait]``, ``mountpoint [-q]``, ``mv``, ``chmod``, ``rmdir``,
 ``mkdir``, ``install`` (``-d``, or a file copy), ``resize2fs``, ``test``, ``true``, ``false``,
-``echo``, ``cat`` and ``docker compose`` (``config``, ``up``, ``restart``, ``stop``, ``down``, ``ps``).
+``echo``, ``cat``, ``rm`` and ``docker compose`` (``config``, ``up``, ``restart``, ``stop``, ``down``,
+``ps``, and ``exec``, ``run``, ``cp`` for the gateway's container: container_exec.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -64,6 +66,20 @@ class Host(Protocol):
 
     def compose_ps(self, project: compose.Project) -> list[tuple[str, str, str]]:
         """(container name, service, state) of the project's containers."""
+        ...
+
+    async def compose_exec(self, project: compose.Project, service: str, argv: list[str]) -> Result:
+        """A program in the service's running container."""
+        ...
+
+    async def compose_run(
+        self, project: compose.Project, service: str, argv: list[str], volumes: dict[str, str]
+    ) -> Result:
+        """A program in a one-off container of the service, with more volumes (host path: target)."""
+        ...
+
+    async def compose_cp(self, project: compose.Project, source: str, target: str) -> Result:
+        """`docker compose cp`: one side is SERVICE:PATH."""
         ...
 
 
@@ -175,6 +191,7 @@ class RemoteShell:
             "mv": self.mv,
             "chmod": self.chmod,
             "rmdir": self.rmdir,
+            "rm": self.rm,
             "mkdir": self.mkdir,
             "install": self.install,
             "resize2fs": self.resize2fs,
@@ -305,6 +322,9 @@ class RemoteShell:
             except OSError as exc:
                 return Result(1, stderr=f"chmod: cannot access '{name}': {_reason(exc)}\n")
         return Result(0)
+
+    async def rm(self, args: list[str]) -> Result:
+        return remove(args, self._path)
 
     async def rmdir(self, args: list[str]) -> Result:
         if not args:
@@ -451,6 +471,9 @@ class DockerCompose:
             "stop": self.stop,
             "down": self.down,
             "ps": self.ps,
+            "exec": self.exec,
+            "run": self.run_one_off,
+            "cp": self.cp,
         }.get(command)
         if handler is None:
             return Result(1, stderr=f'unknown docker command: "compose {command}"\n')
@@ -516,12 +539,84 @@ class DockerCompose:
         refused = self._unknown(options, {"--remove-orphans"})
         return refused or Result(0, stderr=_lines(await self.host.compose_down(project)))
 
+    async def exec(self, project: compose.Project, options: list[str]) -> Result:
+        try:
+            service, argv, _ = _service_and_command(options, _EXEC_FLAGS, with_volumes=False)
+        except ValueError as exc:
+            return Result(1, stderr=f"{exc}\n")
+        return await self.host.compose_exec(project, service, argv)
+
+    async def run_one_off(self, project: compose.Project, options: list[str]) -> Result:
+        try:
+            service, argv, volumes = _service_and_command(options, _RUN_FLAGS, with_volumes=True)
+        except ValueError as exc:
+            return Result(1, stderr=f"{exc}\n")
+        if "--rm" not in options:
+            return Result(1, stderr="the sandbox runs one-off containers with --rm only\n")
+        return await self.host.compose_run(project, service, argv, volumes)
+
+    async def cp(self, project: compose.Project, options: list[str]) -> Result:
+        if len(options) != 2 or sum(":" in side for side in options) != 1:
+            return Result(
+                1,
+                stderr="the sandbox emulates `docker compose cp SERVICE:SRC DEST` or `cp SRC SERVICE:DEST`\n",
+            )
+        return await self.host.compose_cp(project, options[0], options[1])
+
     async def ps(self, project: compose.Project, options: list[str]) -> Result:
         refused = self._unknown(options, set())
         if refused:
             return refused
         rows = [("NAME", "SERVICE", "STATUS"), *self.host.compose_ps(project)]
         return Result(0, "".join(f"{name:<28} {service:<12} {state}\n" for name, service, state in rows))
+
+
+_EXEC_FLAGS = {"-T", "--no-TTY", "-i", "--interactive"}
+_RUN_FLAGS = _EXEC_FLAGS | {"--rm", "--no-deps"}
+
+
+def _service_and_command(
+    options: list[str], flags: set[str], with_volumes: bool
+) -> tuple[str, list[str], dict]:
+    """SERVICE and COMMAND after the options a backup or restore uses; ValueError otherwise."""
+    volumes: dict[str, str] = {}
+    options = list(options)
+    while options and options[0].startswith("-"):
+        option = options.pop(0)
+        if with_volumes and option in ("-v", "--volume") and options:
+            source, _, target = options.pop(0).partition(":")
+            if not source.startswith("/") or not target.startswith("/"):
+                raise ValueError("the sandbox takes -v /HOST/PATH:/CONTAINER/PATH")
+            volumes[source] = target.split(":")[0]
+        elif option not in flags:
+            raise ValueError(f"unknown flag: {option}")
+    if len(options) < 2:
+        raise ValueError("requires at least 2 arg(s): SERVICE COMMAND")
+    return options[0], options[1:], volumes
+
+
+def remove(args: list[str], resolve: Callable[[str], Path]) -> Result:
+    """`rm [-f] [-r] PATH...` (a folder only with -r), each PATH resolved by `resolve`."""
+    flags = {a for a in args if a.startswith("-")}
+    if flags - {"-f", "-r", "-rf", "-fr", "--force", "--recursive"}:
+        return Result(1, stderr="rm: the sandbox emulates `rm [-f] [-r] PATH...` only\n")
+    force = bool(flags & {"-f", "-rf", "-fr", "--force"})
+    recursive = bool(flags & {"-r", "-rf", "-fr", "--recursive"})
+    for name in (a for a in args if not a.startswith("-")):
+        try:
+            path = resolve(name)
+            if path.is_dir() and not path.is_symlink():
+                if not recursive:
+                    return Result(1, stderr=f"rm: cannot remove '{name}': Is a directory\n")
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            if not force:
+                return Result(1, stderr=f"rm: cannot remove '{name}': No such file or directory\n")
+        except OSError as exc:
+            return Result(1, stderr=f"rm: cannot remove '{name}': {_reason(exc)}\n")
+    return Result(0)
 
 
 def _lines(lines: list[str]) -> str:

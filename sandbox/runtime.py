@@ -35,6 +35,7 @@ from .gateways import GatewayFleet
 from .hetzner import HetznerCloud
 from .http_common import JournalEntry, RequestJournal
 from .llm import LLMUpstream
+from .s3 import S3Server, new_credentials
 from .state import StateStore
 from .x_oauth import XOAuth
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PRIMARY_LLM = "llm"
 _SERVICE_ORDER = ("hetzner", "cloudflare", "x", PRIMARY_LLM, "control")
+S3_PORT_OFFSET = 19  # after the extra LLM upstreams
 
 
 class Drift:
@@ -145,6 +147,7 @@ class Sandbox:
         self.x = XUsers(self)
         self.llm_upstreams: dict[str, LLMUpstream] = {}
         self.urls: dict[str, str] = {}
+        self.s3: S3Server | None = None  # customer backups' object storage (moto)
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -238,6 +241,7 @@ class Sandbox:
             "gateway_port": self.gateway_port,
             "ssh_port": self.ssh_port,
             "server_network": self.server_network,
+            "s3": self.s3.describe() if self.s3 else None,
             "state_path": str(self.state_path),
             "pid": os.getpid(),
         }
@@ -276,12 +280,18 @@ class Sandbox:
         self._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(self._startup(), self._loop).result(timeout=60)
+            s3_credentials = self._secret("s3_credentials", lambda: "/".join(new_credentials())).split("/", 1)
+            s3_port = self.port_base + S3_PORT_OFFSET if self.port_base else 0
+            self.s3 = S3Server(self.host, s3_port, (s3_credentials[0], s3_credentials[1])).start()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        if self.s3 is not None:
+            self.s3.stop()
+            self.s3 = None
         if self._loop is None or self._thread is None:
             return
         if self._loop.is_running():

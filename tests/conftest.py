@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.llm",
     "tests.fixtures.ops",
     "tests.fixtures.pulumi_mocks",
+    "tests.fixtures.backups",
 ]

@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.jinja_env.filters["openclaw_version"] = openclaw.version_of
     app.jinja_env.filters["events_path"] = progress.events_path
 
-    from webapp import api, auth, dashboard, pages, trial, x_auth
+    from webapp import api, auth, backups, dashboard, pages, trial, x_auth
     from webapp.errors import install_error_handlers
     from webapp.extensions import csrf, limiter, login_manager
     from webapp.security import install_headers
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     paused.install(app)
     for blueprint in (pages.bp, auth.bp, dashboard.bp, api.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (x_auth.bp, x_auth.profile_bp, trial.bp):
+    for blueprint in (x_auth.bp, x_auth.profile_bp, trial.bp, backups.bp):
         app.register_blueprint(blueprint)
     from webapp import operations  # admin, /metrics, logs
 

@@ -290,7 +290,7 @@ def instance_change(instance_id: str, change: str):
 @bp.post("/instances/<instance_id>/rotate-key")
 def rotate_key(instance_id: str):
     instance = _instance(instance_id)
-    rotation.rotate_llm_key(dbs(), instance, secret=settings().secret_key, actor=current(), ip=client_ip())
+    rotation.rotate_llm_key(dbs(), instance, actor=current(), ip=client_ip())
     dbs().commit()
     flash(f"{instance.stack_name}: LLM key rotated; the server gets it in place.")
     return _back(url_for("admin.instance_detail", instance_id=instance.id))

@@ -10,7 +10,7 @@ from clawdet.instances import lifecycle, progress, rotation
 from clawdet.instances import requests as instances
 from db.models import Instance
 from programs import openclaw
-from webapp import dbs, settings
+from webapp import dbs
 from webapp.auth import client_ip, current
 from webapp.bodies import json_body
 
@@ -67,7 +67,6 @@ def create_instance():
     instance = instances.request_instance(
         dbs(),
         current(),
-        secret=settings().secret_key,
         subdomain=body.get("subdomain"),
         tier=body.get("tier"),
         region=body.get("region"),
@@ -127,5 +126,5 @@ def instance_change(instance_id: str, change: str):
 def rotate_key(instance_id: str):
     """A new LLM proxy key for the gateway, pushed in place; the old one works until then."""
     instance = owned_instance(instance_id)
-    rotation.rotate_llm_key(dbs(), instance, secret=settings().secret_key, actor=current(), ip=client_ip())
+    rotation.rotate_llm_key(dbs(), instance, actor=current(), ip=client_ip())
     return _accepted(instance)

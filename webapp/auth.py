@@ -29,7 +29,7 @@ from db import audit
 from db.models import User, WebSession, utcnow
 from webapp import dbs, settings
 from webapp.bodies import json_body
-from webapp.extensions import limiter, login_manager
+from webapp.extensions import limiter, login_manager, network_of
 from webapp.security import safe_next
 
 bp = Blueprint("auth", __name__)
@@ -130,16 +130,22 @@ def sign_in_client() -> throttle.Client:
     """This browser, for the sign-in back-off: its device cookie, else its address."""
     device = _device()
     if device is None:
-        return throttle.Client(f"ip:{client_ip()}")
+        return throttle.Client(f"ip:{network_of(client_ip())}")
     return throttle.Client(f"device:{device['d']}", frozenset(map(str, device.get("a") or [])))
+
+
+def _forget(mark: str, user: User) -> bool:
+    return mark == user.id or mark.startswith(f"{user.id}.")
 
 
 def remember_device(response: Response, user: User) -> Response:
     """A signed, long-lived cookie naming this browser and the accounts it signed in to: a
-    stranger's failed sign-ins never hold it up (clawdet/accounts/throttle.py)."""
+    stranger's failed sign-ins never hold it up (clawdet/accounts/throttle.py). Each account is
+    marked with its session version, so "sign out everywhere" also makes every other browser a
+    stranger again."""
     device = _device() or {"d": secrets.token_urlsafe(16), "a": []}
-    others = [a for a in device.get("a") or [] if a != user.id]
-    known = [*others[-(DEVICE_ACCOUNTS - 1) :], user.id]
+    others = [a for a in map(str, device.get("a") or []) if not _forget(a, user)]
+    known = [*others[-(DEVICE_ACCOUNTS - 1) :], throttle.device_mark(user)]
     response.set_cookie(
         _device_cookie(),
         _devices().dumps({"d": device["d"], "a": known}),
@@ -368,7 +374,7 @@ def revoke_sessions():
     accounts.revoke_sessions(user)
     dbs().commit()
     _sign_in(user)
-    return jsonify(ok=True, csrfToken=generate_csrf())
+    return remember_device(jsonify(ok=True, csrfToken=generate_csrf()), user)
 
 
 @bp.get("/api/auth/me")

@@ -1,4 +1,4 @@
-"""The customer's dashboard: plan status, the instance and its progress."""
+"""The customer's dashboard: plan status, the instance and its progress, its backups."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from clawdet import cloud
+from clawdet.backups.requests import Action as BackupAction
 from clawdet.errors import UserFacingError
 from clawdet.instances import credentials
 from clawdet.instances import requests as instances
@@ -16,7 +17,7 @@ from clawdet.instances.lifecycle import STEPS, in_flight
 from clawdet.llm import usage as llm_usage
 from db.models import Instance
 from programs.tiers import LOCATIONS
-from webapp import dbs, settings
+from webapp import backups, dbs, settings
 from webapp.auth import client_ip, current
 
 bp = Blueprint("dashboard", __name__)
@@ -24,7 +25,7 @@ bp = Blueprint("dashboard", __name__)
 
 @bp.get("/dashboard")
 @login_required
-def show(error: UserFacingError | None = None, form: dict | None = None, new_llm_key: str | None = None):
+def show(error: UserFacingError | None = None, form: dict | None = None):
     user = current()
     if not user.details_complete:
         return redirect(url_for("auth.details_page"))
@@ -42,13 +43,14 @@ def show(error: UserFacingError | None = None, form: dict | None = None, new_llm
             other_tiers=[t for t in instances.tiers_for(user) if instance is None or t != instance.tier],
             regions=LOCATIONS,
             usage=llm_usage.month_summary(dbs(), user),
-            new_llm_key=new_llm_key,
+            llm_key_rotated=request.args.get("rotated") == "llm-key",
+            backups=backups.card(dbs(), instance) if instance is not None else None,
             error=error,
             form=form or {},
         ),
         (error.status if error else 200),
     )
-    if new_llm_key or assistant:  # a page with a secret on it is never cached
+    if assistant:  # a page with a secret on it is never cached
         response = (response[0], response[1], {"Cache-Control": "no-store"})
     return response
 
@@ -74,7 +76,7 @@ class Assistant:
 def open_my_assistant(instance: Instance) -> Assistant | None:
     """Where the owner reaches their gateway: https://<fqdn>, or in the sandbox the fake server's
     own address (the cloud target's gateway URL, as the reconciler probes it)."""
-    token = credentials.gateway_token(settings().secret_key, instance.id, instance.gateway_token_version)
+    token = credentials.gateway_token(credentials.Roots.of(settings(), worker=False), instance)
     fqdn = (instance.url or "").removeprefix("https://")
     if settings().sandbox:
         try:
@@ -93,7 +95,6 @@ def create_instance():
         instances.request_instance(
             dbs(),
             current(),
-            secret=settings().secret_key,
             subdomain=form.get("subdomain") or None,
             tier=form.get("tier") or None,
             region=form.get("region") or None,
@@ -109,19 +110,17 @@ def create_instance():
 @bp.post("/dashboard/instance/llm-key")
 @login_required
 def rotate_llm_key():
-    """Shows the new key once, in this response; it is stored nowhere."""
+    """A new key for the server; no page shows it (only the workers derive keys)."""
     instance = instances.active_instance(dbs(), current())
     if instance is None:
         return redirect(url_for("dashboard.show"), code=303)
     try:
-        key = llm_keys.rotate_llm_key(
-            dbs(), instance, secret=settings().secret_key, actor=current(), ip=client_ip()
-        )
+        llm_keys.rotate_llm_key(dbs(), instance, actor=current(), ip=client_ip())
         dbs().commit()
     except UserFacingError as exc:
         dbs().rollback()
         return show(error=exc)
-    return show(new_llm_key=key)
+    return redirect(url_for("dashboard.show", rotated="llm-key"), code=303)  # a reload asks no more
 
 
 def _owned(instance_id: str) -> Instance:
@@ -142,6 +141,19 @@ def instance_action(instance_id: str, action: str):
         dbs().rollback()
         return show(error=exc)
     return redirect(url_for("dashboard.show"), code=303)
+
+
+@bp.post("/dashboard/instance/<instance_id>/backups/<any(restore, export):action>")
+@login_required
+def backup_action(instance_id: str, action: str):
+    """A restore (in place; the current state is backed up first) or a download link."""
+    instance = _owned(instance_id)
+    try:
+        backups.queue(instance, BackupAction(action), request.form.get("backup") or None)
+    except UserFacingError as exc:
+        dbs().rollback()
+        return show(error=exc)
+    return redirect(url_for("dashboard.show") + "#backups", code=303)
 
 
 @bp.post("/dashboard/instance/<instance_id>/tier")

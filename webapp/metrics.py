@@ -61,6 +61,7 @@ class DatabaseCollector:
             yield from self._rollouts(session)
             yield from self._tokens(session)
             yield from self._worker_counters(session)
+            yield from self._backups(session)
 
     def _instances(self, session):
         family = GaugeMetricFamily(
@@ -136,6 +137,28 @@ class DatabaseCollector:
             family.add_metric([model, "prompt"], int(prompt or 0))
             family.add_metric([model, "completion"], int(completion or 0))
         yield family
+
+    def _backups(self, session):
+        from clawdet.backups import nightly
+        from db.models import Backup
+
+        stored = GaugeMetricFamily(
+            "clawdet_backups", "Customer backups by kind and status", labels=["kind", "status"]
+        )
+        for kind, status, count in session.execute(
+            select(Backup.kind, Backup.status, func.count()).group_by(Backup.kind, Backup.status)
+        ):
+            stored.add_metric([kind, status], count)
+        yield stored
+        health = nightly.backup_health(session)
+        alerts = GaugeMetricFamily(
+            "clawdet_backup_alerts",
+            "Ready instances whose latest nightly backup failed, or that missed a night",
+            labels=["problem"],
+        )
+        alerts.add_metric(["failed"], len(health.failed))
+        alerts.add_metric(["missing"], len(health.missing))
+        yield alerts
 
     def _worker_counters(self, session):
         counters: dict[str, list] = defaultdict(list)

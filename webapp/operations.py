@@ -30,7 +30,7 @@ def init_app(app: Flask) -> None:
     install_request_ids(app)
     metrics.install(app, database)
     app.register_blueprint(admin.bp)
-    app.extensions["clawdet.platform_health"] = PlatformHealth(settings, database)
+    app.extensions["clawdet.platform_health"] = PlatformHealth(database)
     remember_operation_requests(database)
     if settings.sandbox:
         app.register_blueprint(sandbox_bp)
@@ -95,18 +95,21 @@ def _remember_request_id(session, _context, _instances) -> None:
 
 
 def platform_health_response(app: Flask):
-    """Up or down for anyone (load balancers); what is down and why only for operators."""
+    """For anyone (load balancers): 503 only when this process cannot serve (its database);
+    "degraded" (200) when something the workers check is down or unchecked lately, so a worker
+    redeploy or a cloud outage never pulls the web tier. What and why only for operators."""
     from flask_login import current_user
 
     from webapp.security import operator_view
 
     checks = app.extensions["clawdet.platform_health"].checks()
     down = [name for name, check in checks.items() if not check.ok]
-    body: dict = {"status": "down" if down else "ok"}
+    serving = checks["database"].ok  # what this process needs to serve; the rest is the workers'
+    body: dict = {"status": "ok" if not down else "degraded" if serving else "down"}
     settings: Settings = app.extensions["clawdet.settings"]
     if operator_view(settings.metrics_token, bool(getattr(current_user, "is_admin", False))):
         body |= {"down": down, "checks": {name: check.as_dict() for name, check in checks.items()}}
-    return jsonify(body), (503 if down else 200)
+    return jsonify(body), (200 if serving else 503)
 
 
 @sandbox_bp.get("/_sandbox/mail")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 
 from flask import Blueprint, current_app, jsonify, request, session, url_for
@@ -20,6 +19,7 @@ from clawdet.llm.usage import today
 from db.models import TrialUsage
 from webapp import dbs, llm_pool, settings
 from webapp.auth import client_ip
+from webapp.extensions import network_of
 
 bp = Blueprint("trial", __name__)
 
@@ -33,23 +33,9 @@ SYSTEM_PROMPT = (
 )
 
 
-def visitor_network(ip: str | None) -> str:
-    """Who counts as one visitor: an IPv4 address, or an IPv6 /64 (what one subscriber gets, so
-    walking through its addresses does not buy more messages)."""
-    try:
-        address = ipaddress.ip_address(ip or "")
-    except ValueError:
-        return "unknown"
-    if address.version == 4:
-        return str(address)
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(ipaddress.ip_network(f"{address}/64", strict=False))
-
-
 def ip_hash() -> str:
     return hmac.new(
-        settings().secret_key.encode(), f"trial-ip/{visitor_network(client_ip())}".encode(), hashlib.sha256
+        settings().secret_key.encode(), f"trial-ip/{network_of(client_ip())}".encode(), hashlib.sha256
     ).hexdigest()
 
 

@@ -124,12 +124,12 @@ def authenticate(
         raise refused from None
     user = session.scalar(select(User).where(User.email == address))
     now = utcnow()
-    applying = throttle.keys(address, client, user.id if user else None)
+    applying = throttle.keys(address, client, user)
     throttle.check(session, applying, now)
+    throttle.reserve(session, applying, now)  # counted before the hash, given back on success
     stored = user.password_hash if user is not None else None
     matches, needs_rehash = verify_password(stored or DUMMY_HASH, password or "")  # alike in time
     if not (stored and matches):
-        throttle.failed(session, applying, now)
         if user is not None:
             audit.record(session, "user.login_failed", target_type="user", target_id=user.id, ip=ip)
         session.commit()
@@ -143,7 +143,7 @@ def authenticate(
         )
     if needs_rehash:
         user.password_hash = hash_password(password)
-    throttle.succeeded(session, address, client)
+    throttle.succeeded(session, address, client, applying)
     audit.record(session, "user.login", actor=user, target_type="user", target_id=user.id, ip=ip)
     return user
 

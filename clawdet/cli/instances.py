@@ -97,9 +97,46 @@ def rotate_key(subdomain: str) -> None:
     from clawdet.instances.rotation import rotate_llm_key
 
     with _acting_on(subdomain) as (session, row):
-        rotate_llm_key(session, row, secret=_settings().secret_key, actor=OPERATOR)
+        rotate_llm_key(session, row, actor=OPERATOR)
         version = row.llm_key_version
     click.echo(f"{subdomain}: LLM key version {version} queued.")
+
+
+@instance.command(
+    "move-credentials",
+    help="Move every instance's credentials issued before the credential roots (HMACs of "
+    "SECRET_KEY) onto the roots: LLM keys in place and unseen by owners; with --gateway-tokens "
+    "also gateway tokens (owners then need the new one from their dashboard). Run it before "
+    "rotating SECRET_KEY.",
+)
+@click.option("--gateway-tokens", is_flag=True, help="Rotate legacy gateway tokens as well.")
+def move_credentials(gateway_tokens: bool) -> None:
+    from sqlalchemy import or_, select
+
+    from clawdet.errors import UserFacingError
+    from clawdet.instances.lifecycle import DesiredState
+    from clawdet.instances.requests import request_token_rotation
+    from clawdet.instances.rotation import rotate_llm_key
+    from db.models import Instance
+
+    moved = waiting = 0
+    with _database().sessions() as session:
+        legacy = select(Instance).where(
+            Instance.desired_state != DesiredState.DESTROYED.value,
+            or_(Instance.llm_key_legacy, Instance.gateway_token_legacy),
+        )
+        for row in session.scalars(legacy).all():
+            if row.llm_key_legacy:
+                rotate_llm_key(session, row, actor=OPERATOR)
+            if gateway_tokens and row.gateway_token_legacy:
+                try:
+                    request_token_rotation(session, OPERATOR, row)
+                except UserFacingError as exc:  # busy or paused: the next run moves it
+                    waiting += 1
+                    click.echo(f"{row.subdomain}: gateway token not moved yet: {exc.message}")
+            moved += 1
+            session.commit()
+    click.echo(f"{moved} instance(s) queued to move their credentials; {waiting} token(s) to move later.")
 
 
 @instance.command(help="Pin to an OpenClaw version (default: the one it has); rollouts leave it alone.")

@@ -20,7 +20,7 @@ PORT_HELP = "Port to serve on (default: $PORT, 8000); PUBLIC_URL and the LLM pro
 )
 def web(host: str, port: int | None, threads: int) -> None:
     _logging()
-    settings = _settings(**_port(port))
+    settings = _front_settings(port, "web")
     click.echo(f"Clawdet web on http://{host}:{settings.port} (database: {_redacted(settings.database_url)})")
     uvicorn_server(web_app(settings, threads=threads), host, settings.port).run()
 
@@ -35,11 +35,27 @@ def proxy(host: str, port: int | None) -> None:
     from streams import create_app
 
     _logging()
-    settings = _settings(**_port(port))
+    settings = _front_settings(port, "proxy")
     click.echo(
         f"Clawdet streams on http://{host}:{settings.port} (database: {_redacted(settings.database_url)})"
     )
     uvicorn_server(create_app(settings), host, settings.port, grace_seconds=60).run()
+
+
+def _front_settings(port: int | None, tier: str) -> Settings:
+    """The web app's and the proxy's settings: none of the secrets only others may hold (a leak
+    of the public tier's environment must not reach the clouds, the stacks or the instances'
+    credentials), and none made up that every replica must share."""
+    settings = _settings(**_port(port))
+    refusals = settings.not_for(tier)
+    if refusals:
+        raise click.ClickException(
+            f"`clawdet {tier}` refuses to start: {'; '.join(refusals)}. A workers-only secret belongs "
+            "in the workers' environment alone (compose: worker.env), GATEWAY_TOKEN_ROOT in the web "
+            "app's and the workers' (web.env), and a shared secret must be set the same everywhere "
+            "(see .env.example)."
+        )
+    return settings
 
 
 def web_app(settings: Settings, database=None, threads: int = 16):

@@ -15,6 +15,7 @@ from sqlalchemy import or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from clawdet.ops import metrics as ops_metrics
 from db.models import Instance, PeriodicRun, utcnow
 
 
@@ -85,6 +86,8 @@ def claim_next(session: Session, owner: str, lease: timedelta, *, only: str | No
             .execution_options(synchronize_session=False)
         ).rowcount
         if taken == 1:
+            if previous_owner is not None:  # its holder died or was cut off mid-operation
+                ops_metrics.increment(session, "clawdet_lease_takeovers_total")
             session.commit()
             return Claim(instance_id, generation, previous_owner)
     session.commit()

@@ -41,13 +41,11 @@ def request_instance(
     session: Session,
     user: User,
     *,
-    secret: str,
     subdomain: str | None = None,
     tier: str | None = None,
     region: str | None = None,
     ip: str | None = None,
 ) -> Instance:
-    """`secret` is the platform secret the instance's credentials are derived from."""
     if not user.paid:
         raise UserFacingError(
             "payment_required",
@@ -93,8 +91,9 @@ def request_instance(
     instance.tier, instance.region = tier, region
     if previous is not None:  # a new life under an old name: nothing of the old one carries over
         instance.ready_at = None
-        instance.llm_key_version += 1
-        instance.gateway_token_version += 1
+        credentials.next_llm_key(instance)
+        credentials.next_gateway_token(instance)
+        instance.llm_key_hash = instance.llm_key_previous_hash = None  # the worker issues the new one
     session.add(instance)
     try:
         session.flush()
@@ -107,7 +106,6 @@ def request_instance(
         if active_instance(session, user) is not None:
             raise _instance_exists() from exc
         raise _subdomain_taken(name) from exc
-    credentials.assign_llm_key(instance, secret)
     audit.record(
         session,
         "instance.create",
@@ -232,7 +230,7 @@ def request_token_rotation(
 ) -> Instance:
     """A new gateway token, pushed in place; the old one stops working once the new one is live."""
     _require_settled(instance, DesiredState.RUNNING)
-    instance.gateway_token_version += 1
+    credentials.next_gateway_token(instance)
     return _changed(
         session,
         user,

@@ -1,5 +1,6 @@
-"""Rotating an instance's LLM proxy key: a new version, a new hash, and a new generation so the
-reconciler rewrites the stack config and the server receives the new key."""
+"""Rotating an instance's LLM proxy key: a new version and a new generation, so the worker
+derives the new key, records its hash and pushes it to the server; the old key works until
+then."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ from db import audit
 from db.models import Instance, User
 
 
-def rotate_llm_key(
-    session: Session, instance: Instance, *, secret: str, actor: User, ip: str | None = None
-) -> str:
-    """Returns the new key's plaintext: show it to the owner once, store it nowhere."""
+def rotate_llm_key(session: Session, instance: Instance, *, actor: User, ip: str | None = None) -> None:
     if instance.desired_state == lifecycle.DesiredState.DESTROYED.value:
         raise UserFacingError(
             "instance_destroyed",
@@ -22,8 +20,7 @@ def rotate_llm_key(
             "Create a new instance first.",
             status=409,
         )
-    instance.llm_key_version += 1
-    key = credentials.assign_llm_key(instance, secret)
+    credentials.next_llm_key(instance)
     lifecycle.desired_changed(
         session, instance, "llm_key_rotated", f"LLM key rotated to version {instance.llm_key_version}"
     )
@@ -36,4 +33,3 @@ def rotate_llm_key(
         ip=ip,
         version=instance.llm_key_version,
     )
-    return key

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -33,11 +33,16 @@ def parse_labels(text: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in text.split(",") if pair)
 
 
+def _insert(session: Session):
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(
+        OpsCounter
+    )
+
+
 def _add_rows(session: Session, rows: list[dict]) -> None:
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(OpsCounter).values(rows)
+    statement = _insert(session).values(rows)
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["name", "labels"], set_={"value": OpsCounter.value + statement.excluded.value}
@@ -71,6 +76,16 @@ def observe(
     rows.append({"name": f"{name}_sum", "labels": label_text(base), "value": float(value)})
     rows.append({"name": f"{name}_count", "labels": label_text(base), "value": 1.0})
     _add_rows(session, rows)
+
+
+def mark_time(session: Session, name: str, at: float, labels: dict[str, str] | None = None) -> None:
+    """The Unix time of the latest `name`, kept at its maximum (so it only grows, as a counter
+    must): `time() - value` is how long ago it was."""
+    statement = _insert(session).values(name=name, labels=label_text(labels), value=at)
+    newer = case(
+        (statement.excluded.value > OpsCounter.value, statement.excluded.value), else_=OpsCounter.value
+    )
+    session.execute(statement.on_conflict_do_update(index_elements=["name", "labels"], set_={"value": newer}))
 
 
 def _le(bound: float) -> str:
@@ -127,6 +142,7 @@ def observe_scan(database: Database, report) -> None:
     """After a fleet scan: drift found by action, and every health probe's latency."""
     with database.session() as session:
         increment(session, "clawdet_fleet_scans_total")
+        mark_time(session, "clawdet_fleet_scan_finished_timestamp_seconds", time.time())
         for finding in report.findings:
             if finding.action:
                 increment(session, "clawdet_drift_found_total", {"action": finding.action})

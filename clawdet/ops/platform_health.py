@@ -1,6 +1,8 @@
-"""Is the platform itself up? The database, the Pulumi state backend and the cloud APIs, each
-checked with a short timeout and cached for a few seconds so `/api/health` stays cheap under
-load balancer polling."""
+"""Is the platform itself up? Each tier checks what it holds: the web app checks the database;
+the workers, which hold the state backend's and the clouds' credentials, check those once a
+minute for the whole fleet and record what they found (`report`), which the web app reads. So
+the web tier needs no cloud token, and load balancer polls never reach the cloud APIs.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +10,24 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from clawdet.errors import UserFacingError
+from clawdet.instances.leases import database_now
 from clawdet.settings import Settings, normalise_database_url
 from db.engine import Database
+from db.models import PlatformCheck
 
 TIMEOUT = 3.0
-CACHE_SECONDS = 5.0  # the database and the state backend
-CLOUD_CACHE_SECONDS = 60.0  # the cloud APIs: their quotas are not spent on load balancer polls
+CACHE_SECONDS = 5.0  # how long a web process reuses what it read
+REPORT_SECONDS = 60.0  # how often the fleet's workers check the state backend and the clouds
+STALE_AFTER = timedelta(seconds=3 * REPORT_SECONDS)
+WORKER_CHECKS = ("pulumi_state", "hetzner", "cloudflare")
 
 
 @dataclass
@@ -32,6 +40,10 @@ class Check:
         return {"ok": self.ok, **({"error": self.error, "action": self.action} if not self.ok else {})}
 
 
+def database_action() -> str:
+    return "Check DATABASE_URL, that the database server runs and that `clawdet db upgrade` ran."
+
+
 def check_database(database: Database) -> Check:
     try:
         database.ping()
@@ -40,7 +52,7 @@ def check_database(database: Database) -> Check:
         return Check(
             False,
             f"database unreachable ({type(exc).__name__})",
-            "Check DATABASE_URL and that the database server runs.",
+            database_action(),
         )
 
 
@@ -118,33 +130,61 @@ def check_clouds(settings: Settings) -> dict[str, Check]:
     return results
 
 
+def report(settings: Settings, database: Database) -> dict[str, Check]:
+    """The workers' half, once a period for the fleet: check and record for the web app."""
+    found = {"pulumi_state": check_state_backend(settings), **check_clouds(settings)}
+    with database.sessions() as session:
+        now = database_now(session)
+        for name, check in found.items():
+            session.merge(
+                PlatformCheck(name=name, ok=check.ok, error=check.error, action=check.action, checked_at=now)
+            )
+        session.commit()
+    return found
+
+
+def reported(database: Database) -> dict[str, Check]:
+    """What the workers last recorded; a check no worker made lately is down, and says so."""
+    with database.sessions() as session:
+        now = database_now(session)
+        rows = {row.name: row for row in session.scalars(select(PlatformCheck))}
+    checks = {}
+    for name in WORKER_CHECKS:
+        row = rows.get(name)
+        if row is None or now - row.checked_at > STALE_AFTER:
+            checks[name] = Check(
+                False,
+                f"no worker has checked {name} in the last {STALE_AFTER.seconds // 60} minutes",
+                "Start a worker (clawdet worker) and read its log: workers check it once a minute.",
+            )
+        else:
+            checks[name] = Check(row.ok, row.error, row.action)
+    return checks
+
+
 @dataclass
 class PlatformHealth:
-    """Cached checks, refreshed single-flight: however many requests arrive when a cache runs
-    out, one of them checks and the others wait for its answer."""
+    """The web app's view, cached and refreshed single-flight: however many requests arrive when
+    the cache runs out, one of them reads and the others wait for its answer."""
 
-    settings: Settings
     database: Database
     cache_seconds: float = CACHE_SECONDS
-    cloud_cache_seconds: float = CLOUD_CACHE_SECONDS
-    _local: tuple[float, dict[str, Check]] | None = field(default=None, init=False)
-    _clouds: tuple[float, dict[str, Check]] | None = field(default=None, init=False)
+    _cached: tuple[float, dict[str, Check]] | None = field(default=None, init=False)
     _refresh: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def checks(self) -> dict[str, Check]:
         with self._refresh:
-            now = time.monotonic()
-            if self._local is None or now - self._local[0] >= self.cache_seconds:
-                local = {
-                    "database": check_database(self.database),
-                    "pulumi_state": check_state_backend(self.settings),
-                }
-                self._local = (time.monotonic(), local)
-            if self._clouds is None or now - self._clouds[0] >= self._cloud_ttl():
-                self._clouds = (time.monotonic(), check_clouds(self.settings))
-            return {**self._local[1], **self._clouds[1]}
+            if self._cached is None or time.monotonic() - self._cached[0] >= self.cache_seconds:
+                self._cached = (time.monotonic(), self._read())
+            return self._cached[1]
 
-    def _cloud_ttl(self) -> float:
-        """Healthy clouds are checked once a minute; a cloud that was down, as often as the rest."""
-        healthy = self._clouds is not None and all(check.ok for check in self._clouds[1].values())
-        return self.cloud_cache_seconds if healthy else self.cache_seconds
+    def _read(self) -> dict[str, Check]:
+        database = check_database(self.database)
+        if not database.ok:
+            return {"database": database}  # nor can what the workers found be read
+        try:
+            return {"database": database, **reported(self.database)}
+        except Exception as exc:
+            return {
+                "database": Check(False, f"database unreadable ({type(exc).__name__})", database_action())
+            }

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pulumi import automation as auto
 
 from clawdet import cloud
+from clawdet.backups import final as final_backup
 from clawdet.errors import UserFacingError
 from clawdet.instances import credentials, leases, lifecycle
 from clawdet.instances.lifecycle import Action, DesiredState, EventKind, InstanceStatus, RetryPolicy
@@ -95,6 +96,7 @@ class Reconciler:
         self.config = config or ReconcilerConfig()
         self.target = stacks.target if stacks else cloud.resolve(settings)
         self.stacks = stacks or Stacks(settings, self.target)
+        self.roots = credentials.Roots.of(settings)
         if not self.target.sandbox:
             self.refuse_host_secrets()
             self.refuse_images_without_digest()
@@ -249,6 +251,7 @@ class Reconciler:
             rollout = rollout_outcome.updating(session, instance)
             gate = float(rollout.gate_seconds) if rollout else None
             keep_server = rollout is not None and not rollout.allow_replace
+            credentials.issue_llm_key(instance, self.roots)
             config = self.stack_config(instance)
             name = instance.stack_name
             pausing = instance.desired_state == DesiredState.PAUSED.value
@@ -304,6 +307,8 @@ class Reconciler:
             instance.url = outputs.url
             instance.volume_id, instance.config_hash = outputs.volume_id, outputs.config_hash
             instance.openclaw_image, instance.infrastructure_digest = outputs.openclaw_image, digest
+            if not pausing:
+                credentials.deployed_llm_key(instance, config["clawdet:llmApiKey"][0])
             if pausing:
                 if not self._own(instance):
                     raise Interrupted()
@@ -341,6 +346,12 @@ class Reconciler:
         self.event(
             instance_id, "destroying", "Removing your server and DNS record", status=InstanceStatus.DESTROYING
         )
+        final_backup.before_destroy(
+            self.settings,
+            self.database,
+            instance_id,
+            note=lambda line: self.event(instance_id, "backup", line),
+        )
         self.stacks.destroy(name, on_event=self._engine_events(instance_id, removing=True))
         self.sweep_orphans(instance_id, name)
         with self.database.session() as session:
@@ -361,7 +372,6 @@ class Reconciler:
     def stack_config(self, instance: Instance, *, image: str | None = None) -> dict[str, tuple[str, bool]]:
         """The instance's stack config as the database wants it (`image`: another OpenClaw image,
         for a rollout's plan)."""
-        secret = self.settings.secret_key
         if not self.target.control_plane_ssh_cidrs:
             raise Refused(
                 "the platform cannot reach servers to configure them: CONTROL_PLANE_SSH_CIDRS (the "
@@ -384,8 +394,8 @@ class Reconciler:
             caddy_image=self.settings.caddy_image or None,
             browser_image=self.settings.browser_image or None,
             llm_base_url=self.settings.llm_proxy_url,
-            llm_api_key=credentials.llm_key(secret, instance.id, instance.llm_key_version),
-            gateway_token=credentials.gateway_token(secret, instance.id, instance.gateway_token_version),
+            llm_api_key=credentials.llm_key(self.roots, instance),
+            gateway_token=credentials.gateway_token(self.roots, instance),
             ssh_keys=self.settings.hcloud_ssh_keys or None,
             operator_ssh_cidrs=self.settings.operator_ssh_cidrs or None,
             control_plane_ssh_cidrs=self.target.control_plane_ssh_cidrs,
@@ -399,7 +409,7 @@ class Reconciler:
     def refuse_host_secrets(self) -> None:
         """Outside the sandbox every worker host must share the platform's secrets: one made up
         on this host would lock the others out (an SSH key), make stack files only this host can
-        read (the passphrase) or credentials only it derives (the secret key)."""
+        read (the passphrase) or credentials only it derives (the credential roots)."""
         made_up = sorted(self.settings.generated)
         if made_up:
             raise UserFacingError(
@@ -445,9 +455,7 @@ class Reconciler:
         self.event(instance_id, "checking", "Sending your assistant a first message")
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
-            token = credentials.gateway_token(
-                self.settings.secret_key, instance.id, instance.gateway_token_version
-            )
+            token = credentials.gateway_token(self.roots, instance)
         try:
             chat_check(self.target.gateway_url(fqdn=fqdn or "", ipv4=ipv4), token, cancelled=self._cancelled)
         except GatewayNotAnswering:
@@ -613,8 +621,11 @@ class Reconciler:
         finally:
             _hetzner.close(), cloudflare_api.close()
         ours = naming.dns_record_comment(self.database.installation_id, name)
+        others = [r for r in records if r.get("comment") != ours]
+        if not others:
+            return  # the usual case: no need to read the stack's state (a CLI run)
         held = {str(r.get("id")) for r in self.stacks.resources(name) if r.get("type") == DNS_TYPE}
-        foreign = [r for r in records if r.get("comment") != ours and str(r["id"]) not in held]
+        foreign = [r for r in others if str(r["id"]) not in held]
         if foreign:
             raise Refused(
                 f"the name {fqdn} already has DNS records Clawdet did not make; choose another name"

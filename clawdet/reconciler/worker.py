@@ -8,8 +8,10 @@ import logging
 import threading
 from datetime import timedelta
 
+from clawdet.accounts import throttle
 from clawdet.instances import leases
 from clawdet.mail.outbox import MailSender
+from clawdet.ops import platform_health
 from clawdet.reconciler import fleet
 from clawdet.reconciler.reconciler import Reconciler, ReconcilerConfig, worker_name
 from clawdet.reconciler.stacks import Stacks
@@ -29,7 +31,9 @@ class Worker:
         concurrency: int = 1,
         poll_interval: float = 1.0,
         scan_interval: float = 60.0,
+        check_interval: float = platform_health.REPORT_SECONDS,
         rollout_interval: float = 2.0,
+        backup_interval: float = 300.0,
         config: ReconcilerConfig | None = None,
         stacks: Stacks | None = None,
         notifier=None,
@@ -47,7 +51,9 @@ class Worker:
         self.notifier = first.notifier
         self.poll_interval = poll_interval
         self.scan_interval = scan_interval
+        self.check_interval = check_interval
         self.rollout_interval = rollout_interval
+        self.backup_interval = backup_interval
         self.mail = MailSender(settings, database)
         self.threads: list[threading.Thread] = []
 
@@ -64,6 +70,15 @@ class Worker:
             self.threads.append(thread)
         if self.rollout_interval > 0:
             thread = threading.Thread(target=self._rollout_loop, name="rollouts", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        if self.backup_interval > 0:
+            for target, name in ((self._backups_loop, "nightly-backups"), (self._restores_loop, "restores")):
+                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread.start()
+                self.threads.append(thread)
+        if self.check_interval > 0:
+            thread = threading.Thread(target=self._checks_loop, name="platform-checks", daemon=True)
             thread.start()
             self.threads.append(thread)
         self.mail.start()
@@ -95,6 +110,62 @@ class Worker:
                     )
             except Exception:
                 log.exception("fleet scan failed")
+
+    def _backups_loop(self) -> None:
+        """The nightly backups: one pass a period for the fleet, each instance at its own moment."""
+        from clawdet.backups import nightly
+        from clawdet.backups.store import StoreError
+
+        every = timedelta(seconds=self.backup_interval * 0.9)
+        first = self.reconcilers[0]
+        while not self.stop.wait(self.backup_interval):
+            try:
+                with self.database.sessions() as session:
+                    if not leases.claim_period(session, "nightly-backups", first.owner, every):
+                        continue
+                report = nightly.run(first.settings, self.database, stop=self.stop)
+                if report.made or report.failed:
+                    log.info(report.line())
+            except StoreError as exc:
+                log.warning("nightly backups skipped: %s", exc.message)
+            except Exception:
+                log.exception("nightly backups failed")
+
+    def _restores_loop(self) -> None:
+        """Owners' restores and exports, each run once by whichever worker claims it."""
+        from clawdet.backups import requests as backup_requests
+
+        settings = self.reconcilers[0].settings
+        while not self.stop.wait(self.poll_interval * 2):
+            try:
+                while not self.stop.is_set() and backup_requests.run_next(settings, self.database):
+                    pass
+            except Exception:
+                log.exception("backup requests failed")
+
+    def _checks_loop(self) -> None:
+        """Once a period for the fleet, at once and then on: the state backend's and the clouds'
+        health for the web app (the web tier holds no credentials to check them itself), and
+        sign-in failures old enough to forget."""
+        every = timedelta(seconds=self.check_interval * 0.9)
+        first = self.reconcilers[0]
+        while True:
+            claimed = False
+            try:
+                with self.database.sessions() as session:
+                    claimed = leases.claim_period(session, "platform-checks", first.owner, every)
+                if claimed:
+                    platform_health.report(first.settings, self.database)
+            except Exception:
+                log.exception("platform checks failed")
+            try:
+                if claimed:
+                    with self.database.session() as session:
+                        throttle.prune(session, leases.database_now(session))
+            except Exception:
+                log.exception("forgetting old sign-in failures failed")
+            if self.stop.wait(self.check_interval):
+                return
 
     def _rollout_loop(self) -> None:
         """Advance running rollouts: start the next wave's updates when the last one passed."""

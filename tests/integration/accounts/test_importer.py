@@ -243,7 +243,7 @@ def test_an_imported_id_that_is_no_label_value_gets_a_valid_owner_label(database
     with database.session() as session:
         for n, user_id in enumerate(odd_ids):
             owner = session.get(User, user_id)
-            row = request_instance(session, owner, secret=settings.secret_key, subdomain=f"odd{n}")
+            row = request_instance(session, owner, subdomain=f"odd{n}")
             label, _ = reconciler.stack_config(row)["clawdet:userId"]
             assert label == naming.owner_label(user_id) == naming.validate_label_value(label)
             labels.add(label)

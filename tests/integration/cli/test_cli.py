@@ -81,3 +81,62 @@ def test_operators_change_an_instance_from_the_cli(database_url, database, tmp_p
     with database.sessions() as session:
         entries = session.scalars(select(AuditLog).where(AuditLog.target_id == instance_id)).all()
         assert any(e.action == "instance.restart" and e.actor.startswith("operator:") for e in entries)
+
+
+def test_the_web_app_and_the_proxy_refuse_secrets_they_must_not_hold(database_url, tmp_path):
+    """Hardening (issue 16, item 9): a leak of the public tier's environment must not reach the
+    clouds, the stacks, the instances' LLM keys or (from the proxy) the gateways, so those
+    processes never hold them; and no replica makes up a secret the others must share."""
+    import os
+
+    shared = {"SECRET_KEY": "s-0123456789", "GATEWAY_TOKEN_ROOT": "g-0123456789"}
+    for command, secret in (
+        ("web", "HCLOUD_TOKEN"),
+        ("proxy", "PULUMI_CONFIG_PASSPHRASE"),
+        ("web", "CREDENTIALS_ROOT"),
+        ("proxy", "GATEWAY_TOKEN_ROOT"),
+    ):
+        env = {"DATABASE_URL": database_url, "CLAWDET_DATA_DIR": str(tmp_path), "PATH": os.environ["PATH"]}
+        env |= shared | {secret: "leak-me-0123456789"}
+        done = subprocess.run(
+            [sys.executable, "-m", "clawdet.cli", command, "--port", "1"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode != 0, (command, secret)
+        assert f"{secret} is set, a secret this process must not hold" in done.stderr, done.stderr
+        assert "worker.env" in done.stderr and "leak-me" not in done.stdout + done.stderr
+    env = {"DATABASE_URL": database_url, "CLAWDET_DATA_DIR": str(tmp_path), "PATH": os.environ["PATH"]}
+    made_up = subprocess.run(
+        [sys.executable, "-m", "clawdet.cli", "web", "--port", "1"],
+        env=env | {"SECRET_KEY": shared["SECRET_KEY"], "PUBLIC_URL": "https://clawdet.example"},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made_up.returncode != 0 and "GATEWAY_TOKEN_ROOT is not set" in made_up.stderr, made_up.stderr
+
+
+def test_operators_move_credentials_from_before_the_roots_onto_them(database_url, database, tmp_path, client):
+    """Instances from before the credential roots keep SECRET_KEY-derived credentials until
+    moved; after `move-credentials` rotating SECRET_KEY changes none of theirs."""
+    from db.models import Instance, utcnow
+    from tests.fixtures.database import register
+
+    register(client, email="legacy-owner@example.com")
+    instance_id = client.post("/api/instances", json={"subdomain": "olden"}).get_json()["instance"]["id"]
+    with database.session() as session:
+        row = session.get(Instance, instance_id)
+        row.observed_generation, row.status, row.ready_at = row.generation, "ready", utcnow()
+        row.llm_key_legacy = row.gateway_token_legacy = True  # what migration 0012 marks
+        generation = row.generation
+    keys_only = clawdet(["instance", "move-credentials"], database_url, tmp_path)
+    assert keys_only.returncode == 0, keys_only.stderr
+    with database.sessions() as session:
+        row = session.get(Instance, instance_id)
+        assert (row.llm_key_legacy, row.gateway_token_legacy, row.llm_key_version) == (False, True, 2)
+        assert row.generation == generation + 1  # a worker pushes the new key in place
+        row.observed_generation = row.generation
+        session.commit()
+    tokens = clawdet(["instance", "move-credentials", "--gateway-tokens"], database_url, tmp_path)
+    assert tokens.returncode == 0, tokens.stderr
+    with database.sessions() as session:
+        row = session.get(Instance, instance_id)
+        assert (row.gateway_token_legacy, row.gateway_token_version, row.llm_key_version) == (False, 2, 2)

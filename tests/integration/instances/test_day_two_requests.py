@@ -2,7 +2,7 @@
 plain words when it cannot be (another's instance, a busy one, a tier the plan does not allow, a
 volume that would shrink), and the paused page only for a paused instance's own name."""
 
-from clawdet.instances import lifecycle
+from clawdet.instances import credentials, lifecycle
 from db.models import Instance, utcnow
 from tests.fixtures.database import register
 
@@ -14,10 +14,14 @@ def created(client, database, subdomain="alice") -> str:
     return instance_id
 
 
+WORKER_ROOTS = credentials.Roots(gateway_tokens="g" * 43, credentials="c" * 43)
+
+
 def settle(database, instance_id: str, status: str) -> None:
-    """What a worker leaves behind: the generation observed, the status settled."""
+    """What a worker leaves behind: the key issued, the generation observed, the status settled."""
     with database.session() as session:
         row = session.get(Instance, instance_id)
+        credentials.issue_llm_key(row, WORKER_ROOTS)
         row.observed_generation, row.status, row.requested_action = row.generation, status, None
         if status == "ready":
             row.ready_at = row.ready_at or utcnow()

@@ -20,7 +20,7 @@ def make_instances(database, n):
             user.mark_free_beta()
             session.add(user)
             session.flush()
-            ids.append(request_instance(session, user, secret="s", subdomain=f"inst{i}").id)
+            ids.append(request_instance(session, user, subdomain=f"inst{i}").id)
     return ids
 
 

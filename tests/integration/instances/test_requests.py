@@ -140,16 +140,14 @@ def test_two_requests_at_once_make_one_instance(database, settings):
         user_id = user.id
 
     first = database.sessions()
-    request_instance(first, first.get(User, user_id), secret=settings.secret_key, subdomain="first-one")
+    request_instance(first, first.get(User, user_id), subdomain="first-one")
     committer = threading.Timer(0.5, first.commit)  # the first request finishes while the second writes
     committer.start()
     try:
         with database.session() as second:
             outcome = None
             try:
-                request_instance(
-                    second, second.get(User, user_id), secret=settings.secret_key, subdomain="second-one"
-                )
+                request_instance(second, second.get(User, user_id), subdomain="second-one")
                 second.commit()
             except UserFacingError as exc:
                 outcome = exc.code

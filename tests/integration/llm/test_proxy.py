@@ -29,6 +29,7 @@ from tests.fixtures.llm import (
     backup_key,
     customer_with_instance,
     instance_row,
+    issue_key,
     llm_env,
     llm_settings,
     proxy_client,
@@ -150,9 +151,13 @@ def test_the_openai_sdk_streams_lists_models_and_is_refused_a_bad_key(proxy, dat
     assert refused.value.status_code == 401 and refused.value.body["code"] == "invalid_api_key"
 
 
-def test_unknown_and_missing_keys_are_refused(proxy, customer, settings):
+def test_unknown_and_missing_keys_are_refused(proxy, customer, settings, database):
     _, instance_id, _key = customer
-    wrong_version = credentials.llm_key(settings.secret_key, instance_id, 99)
+    with database.session() as s:
+        row = s.get(Instance, instance_id)
+        row.llm_key_version = 99
+        wrong_version = credentials.llm_key(credentials.Roots.of(settings), row)
+        s.rollback()
     for auth in (f"Bearer {wrong_version}", "Bearer clk_nope", "Bearer", "Basic abc", None):
         headers = {"Authorization": auth} if auth else {}
         response = proxy.post(CHAT, json={"model": "m", "messages": []}, headers=headers)
@@ -339,20 +344,25 @@ def test_rate_limit_per_key(tmp_path, database_url, database, llm_sandbox):
 
 
 def test_rotation_from_the_dashboard(client, proxy, database, settings):
+    """The owner asks for a new key; no page shows one (the web app cannot derive keys); the old
+    key works until a worker issues the new one for the server."""
     register(client, email="rotor@example.com")
     instance_id = client.post("/api/instances", json={}).get_json()["instance"]["id"]
+    assert instance_row(database, instance_id).llm_key_hash is None  # no key before a worker's
+    old_key = issue_key(database, settings, instance_id)
     before = instance_row(database, instance_id)
-    old_key = credentials.llm_key(settings.secret_key, instance_id, before.llm_key_version)
     assert ask(proxy, old_key).status_code == 200
-    page = client.post("/dashboard/instance/llm-key").get_data(as_text=True)
+    page = client.post("/dashboard/instance/llm-key", follow_redirects=True).get_data(as_text=True)
     after = instance_row(database, instance_id)
-    new_key = credentials.llm_key(settings.secret_key, instance_id, after.llm_key_version)
     assert after.llm_key_version == before.llm_key_version + 1
     assert after.generation == before.generation + 1
-    assert after.llm_key_hash == credentials.key_hash(new_key)
-    assert f'id="new-llm-key">{new_key}<' in page
-    assert new_key not in client.get("/dashboard").get_data(as_text=True)  # shown once
-    assert refused_soon(proxy, old_key).status_code == 401
+    assert 'id="llm-key-rotated"' in page and "clk_" not in page
+    assert ask(proxy, old_key).status_code == 200  # the server still runs it
+    new_key = issue_key(database, settings, instance_id)
+    assert new_key != old_key and instance_row(database, instance_id).llm_key_hash == credentials.key_hash(
+        new_key
+    )
+    assert refused_soon(proxy, old_key).status_code == 401  # never ready: nothing to roll out
     assert ask(proxy, new_key).status_code == 200
 
 

@@ -73,7 +73,7 @@ def signup(database: Database, settings, name: str, password: str) -> str:
         link = verification.link(settings.secret_key, settings.public_url, user)
         verification.confirm(session, settings.secret_key, link.rsplit("/", 1)[1])  # the emailed link
         with bound(request_id=f"req-{name}"):
-            instance = request_instance(session, user, secret=settings.secret_key, subdomain=name)
+            instance = request_instance(session, user, subdomain=name)
             # What the web app's listener records (it may have already, when it serves this database).
             session.merge(
                 OperationRequest(
@@ -146,14 +146,17 @@ def test_life_of_an_instance_in_emails_metrics_and_logs(
 
     text = log_text.getvalue()
     assert '"request_id": "req-mira"' in text  # the worker's lines for the operation carry it
+    ready_row = instance(prov_db, instance_id)
     known = [
         password,
         ops_settings.secret_key,
         ops_settings.pulumi_passphrase,
         ops_settings.cloud_env["HCLOUD_TOKEN"],
         ops_settings.cloud_env["CLOUDFLARE_API_TOKEN"],
-        credentials.gateway_token(ops_settings.secret_key, instance_id, 1),
-        credentials.llm_key(ops_settings.secret_key, instance_id, 1),
+        ops_settings.credentials_root,
+        ops_settings.gateway_token_root,
+        credentials.gateway_token(credentials.Roots.of(ops_settings), ready_row),
+        credentials.llm_key(credentials.Roots.of(ops_settings), ready_row),
     ]
     for secret in known:
         assert secret not in text

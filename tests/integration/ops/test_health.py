@@ -1,14 +1,23 @@
-"""`/api/health` checks the database, the Pulumi state backend and both cloud APIs and names
-what is down."""
+"""`/api/health`: the web app checks the database and shows what the workers last found of the
+Pulumi state backend and both cloud APIs, naming what is down. The web tier holds no cloud
+token (hardening, issue 16 item 9), so the workers check the clouds, once a minute for the fleet.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 
+from clawdet.instances import leases
+from clawdet.ops import platform_health
 from clawdet.settings import Settings
+from db.models import PlatformCheck
 from webapp import create_app
+
+ALL = {"database", "pulumi_state", "hetzner", "cloudflare"}
 
 
 @pytest.fixture
@@ -27,47 +36,75 @@ def cloud_settings(settings: Settings, sandbox) -> Settings:
     )
 
 
-def test_all_up(cloud_settings, database):
-    response = create_app(cloud_settings, database).test_client().get("/api/health")
-    body = response.get_json()
-    assert response.status_code == 200, body
-    assert body["down"] == [] and set(body["checks"]) == {"database", "pulumi_state", "hetzner", "cloudflare"}
+def web_settings(settings: Settings) -> Settings:
+    """The web tier's view: no cloud token, no state backend of its own."""
+    return dataclasses.replace(settings, cloud_env={}, pulumi_backend_url="file:///nonexistent/web/has/none")
+
+
+def health(settings: Settings, database, **environ):
+    response = create_app(web_settings(settings), database).test_client().get("/api/health", **environ)
+    return response.status_code, response.get_json()
+
+
+def test_all_up_as_a_worker_found_it(cloud_settings, database, sandbox):
+    sandbox.journal.clear()
+    assert all(check.ok for check in platform_health.report(cloud_settings, database).values())
+    status, body = health(cloud_settings, database)
+    assert status == 200 and body["down"] == [] and set(body["checks"]) == ALL, body
+    reached = sandbox.journal.entries("hetzner") + sandbox.journal.entries("cloudflare")
+    assert len(reached) == 2  # the worker's two calls; the web app called no cloud
 
 
 def test_names_the_cloud_that_is_down(cloud_settings, database, sandbox):
-    bad = dict(cloud_settings.cloud_env, CLOUDFLARE_API_TOKEN="wrong-token")
-    client = create_app(dataclasses.replace(cloud_settings, cloud_env=bad), database).test_client()
-    body = client.get("/api/health").get_json()
+    bad = dataclasses.replace(
+        cloud_settings, cloud_env=dict(cloud_settings.cloud_env, CLOUDFLARE_API_TOKEN="x")
+    )
+    platform_health.report(bad, database)
+    status, body = health(cloud_settings, database)
+    assert (status, body["status"]) == (200, "degraded")  # the web tier serves: never pulled for it
     assert body["down"] == ["cloudflare"] and "answered 40" in body["checks"]["cloudflare"]["error"]
     assert body["checks"]["cloudflare"]["action"]
     sandbox.stop()
-    client = create_app(cloud_settings, database).test_client()
-    response = client.get("/api/health")
-    assert response.status_code == 503 and response.get_json()["down"] == ["hetzner", "cloudflare"]
+    platform_health.report(cloud_settings, database)
+    assert health(cloud_settings, database)[1]["down"] == ["hetzner", "cloudflare"]
 
 
 def test_names_the_state_backend_and_the_database(cloud_settings, database, tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    settings = dataclasses.replace(cloud_settings, pulumi_backend_url=f"file://{blocked}/state")
-    app = create_app(settings, database)
-    body = app.test_client().get("/api/health").get_json()
-    assert body["down"] == ["pulumi_state"]
-    database.dispose()
-    app.extensions["clawdet.platform_health"].cache_seconds = 0
-    app.extensions["clawdet.db"].engine.dispose()
-    broken = create_app(
-        dataclasses.replace(settings, pulumi_backend_url=cloud_settings.pulumi_backend_url),
-        type(database)("postgresql+psycopg://nobody@127.0.0.1:1/none"),
+    platform_health.report(
+        dataclasses.replace(cloud_settings, pulumi_backend_url=f"file://{blocked}/state"), database
     )
-    body = broken.test_client().get("/api/health").get_json()
-    assert body["down"] == ["database"]
+    assert health(cloud_settings, database)[1]["down"] == ["pulumi_state"]
+    broken = create_app(
+        web_settings(cloud_settings), type(database)("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    )
+    response = broken.test_client().get("/api/health")
+    body = response.get_json()
+    assert (response.status_code, body["status"]) == (503, "down")
+    assert body["down"] == ["database"] and "nobody" not in str(body)
+
+
+def test_without_a_worker_the_web_app_says_so(cloud_settings, database):
+    """No worker has checked lately (none runs, or all are stuck): down, and which step helps."""
+    status, body = health(cloud_settings, database)
+    assert (status, body["status"]) == (200, "degraded")
+    assert body["down"] == ["pulumi_state", "hetzner", "cloudflare"]
+    assert "no worker has checked hetzner" in body["checks"]["hetzner"]["error"]
+    assert "clawdet worker" in body["checks"]["hetzner"]["action"]
+    platform_health.report(cloud_settings, database)
+    assert health(cloud_settings, database)[1]["status"] == "ok"
+    with database.session() as session:
+        for row in session.query(PlatformCheck):
+            row.checked_at -= platform_health.STALE_AFTER + timedelta(seconds=1)
+    assert health(cloud_settings, database)[1]["down"] == ["pulumi_state", "hetzner", "cloudflare"]
 
 
 def test_details_are_for_operators_and_load_balancers_get_up_or_down(cloud_settings, database):
     """Hardening (issue 16, item 5): what is down and why is configuration; anonymous remote
     callers get only the status."""
-    with_token = dataclasses.replace(cloud_settings, metrics_token="ops-token-0123456789")
+    platform_health.report(cloud_settings, database)
+    with_token = dataclasses.replace(web_settings(cloud_settings), metrics_token="ops-token-0123456789")
     client = create_app(with_token, database).test_client()
     remote = {"REMOTE_ADDR": "203.0.113.50"}
     anonymous = client.get("/api/health", environ_base=remote)
@@ -75,16 +112,25 @@ def test_details_are_for_operators_and_load_balancers_get_up_or_down(cloud_setti
     operator = client.get(
         "/api/health", environ_base=remote, headers={"Authorization": "Bearer ops-token-0123456789"}
     )
-    assert set(operator.get_json()["checks"]) == {"database", "pulumi_state", "hetzner", "cloudflare"}
+    assert set(operator.get_json()["checks"]) == ALL
     assert "checks" not in client.get("/api/health").get_json()  # a token is set: loopback needs it too
 
 
-def test_a_stampede_calls_each_cloud_once(cloud_settings, database, sandbox):
-    """Concurrent requests when the cache runs out share one check of each cloud API."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    app = create_app(cloud_settings, database)
+def test_the_fleet_checks_the_clouds_once_a_period_and_a_stampede_reads_once(
+    cloud_settings, database, sandbox
+):
+    """However many workers and web requests: one check of each cloud API per period."""
+    every = timedelta(seconds=platform_health.REPORT_SECONDS * 0.9)
     sandbox.journal.clear()
+
+    def worker(n: int) -> None:
+        with database.sessions() as session:
+            if leases.claim_period(session, "platform-checks", f"worker-{n}", every):
+                platform_health.report(cloud_settings, database)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(worker, range(8)))
+    app = create_app(web_settings(cloud_settings), database)
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda _: app.test_client().get("/api/health").status_code, range(32)))
     assert statuses == [200] * 32

@@ -58,22 +58,21 @@ def test_request_id_round_trip_and_no_secret_in_logs(client, database, settings,
         "/dashboard/instance/llm-key",
         data={"csrf_token": client.token},
         headers={"X-Request-ID": "req-rotate-2"},
+        follow_redirects=True,
     )
     assert rotated.status_code == 200
     assert request_id_for(database, instance_id) == ("req-rotate-2", "secret")
     generated = client.get("/api/auth/me").headers["X-Request-ID"]
     assert len(generated) == 16
 
-    llm_key_v2 = credentials.llm_key(settings.secret_key, instance_id, 2)
-    assert llm_key_v2.encode() in rotated.data  # the page shows it once ...
+    roots = credentials.Roots.of(settings)
+    with database.sessions() as session:
+        row = session.get(Instance, instance_id)
+        assert row.llm_key_version == 2
+        llm_key_v2, token = credentials.llm_key(roots, row), credentials.gateway_token(roots, row)
+    assert b"llm-key-rotated" in rotated.data and llm_key_v2.encode() not in rotated.data
     text = log_stream.getvalue()
-    for secret in (
-        password,
-        settings.secret_key,
-        llm_key_v2,
-        credentials.gateway_token(settings.secret_key, instance_id, 1),
-        client.token,
-    ):
+    for secret in (password, settings.secret_key, settings.credentials_root, llm_key_v2, token, client.token):
         assert secret not in text
     entries = [json.loads(line) for line in text.splitlines()]
     assert any(

@@ -98,7 +98,7 @@ def _ready_instance(database, settings, name="flappy") -> str:
         user.mark_free_beta()
         session.add(user)
         session.flush()
-        instance = request_instance(session, user, secret=settings.secret_key, subdomain=name)
+        instance = request_instance(session, user, subdomain=name)
         instance.status, instance.health = InstanceStatus.READY.value, "healthy"
         instance.url = f"https://{name}.clawdet.test"
         return instance.id

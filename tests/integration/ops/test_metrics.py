@@ -4,10 +4,16 @@ in the database."""
 from __future__ import annotations
 
 import dataclasses
+import time
+from datetime import timedelta
+from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
 
+from clawdet.instances import leases
 from clawdet.ops import metrics as ops_metrics
+from db.models import Instance, utcnow
 from tests.fixtures.database import register
 
 
@@ -50,6 +56,26 @@ def test_metrics_parse_and_move(client, database):
     assert value(duration, "clawdet_reconcile_duration_seconds_count") == 1
     assert value(duration, "clawdet_reconcile_duration_seconds_sum") == 42.0
     assert value(after["clawdet_drift_found"], "clawdet_drift_found_total", action="repair") == 1
+
+
+def test_lease_takeovers_and_the_age_of_the_last_fleet_scan_show(client, database):
+    register(client, email="taken@example.com")
+    client.post("/api/instances", json={"subdomain": "taken"})
+    with database.session() as session:  # a worker died holding it an hour ago
+        session.execute(
+            update(Instance).values(lease_owner="dead:1:a", lease_expires_at=utcnow() - timedelta(hours=1))
+        )
+    with database.sessions() as session:
+        assert leases.claim_next(session, "live:2:b", timedelta(minutes=5)).taken_over_from == "dead:1:a"
+        assert leases.claim_next(session, "live:3:c", timedelta(minutes=5)) is None
+    ops_metrics.observe_scan(database, SimpleNamespace(findings=[]))
+    with database.session() as session:  # a host whose clock is behind does not move it back
+        ops_metrics.mark_time(session, "clawdet_fleet_scan_finished_timestamp_seconds", time.time() - 3600)
+    after = scrape(client)
+
+    assert value(after["clawdet_lease_takeovers"], "clawdet_lease_takeovers_total") == 1
+    finished = "clawdet_fleet_scan_finished_timestamp_seconds"
+    assert 0 <= time.time() - value(after[finished], f"{finished}_total") < 60
 
 
 def test_metrics_token_guards_the_endpoint(settings, database):

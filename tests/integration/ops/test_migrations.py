@@ -34,3 +34,5 @@ def test_upgrading_from_the_first_rollouts_release_keeps_every_row(tmp_path):
         # Addresses from before verification stay their owners' (verified), and claimed since sign-up.
         assert db.execute("SELECT email_verified, email_set_at FROM users").fetchone() == (1, DAY)
         assert db.execute("SELECT count(*) FROM installation").fetchone()[0] == 1
+        # Credentials issued before the roots stay HMACs of SECRET_KEY until rotated.
+        assert db.execute("SELECT llm_key_legacy, gateway_token_legacy FROM instances").fetchone() == (1, 1)

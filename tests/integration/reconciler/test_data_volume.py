@@ -35,7 +35,7 @@ def cloud_sandbox(tmp_path):
 
 
 def chat(ready: Instance, settings, text: str) -> str:
-    token = credentials.gateway_token(settings.secret_key, ready.id, ready.gateway_token_version)
+    token = credentials.gateway_token(credentials.Roots.of(settings), ready)
     response = httpx.post(
         f"http://{ready.ipv4}:18789/v1/chat/completions",
         headers={"Authorization": f"Bearer {token}"},
@@ -66,7 +66,7 @@ def test_a_replaced_server_finds_the_customers_data_on_its_volume(
     # A rotated LLM key reaches the running gateway in place: same server, and it still answers.
     with prov_db.session() as session:
         row = session.get(Instance, instance_id)
-        rotation.rotate_llm_key(session, row, secret=prov_settings.secret_key, actor=row.user)
+        rotation.rotate_llm_key(session, row, actor=row.user)
     assert reconciler.drain() == 1
     rotated = instance(prov_db, instance_id)
     assert rotated.status == "ready" and rotated.server_id == first.server_id, rotated.status_message

@@ -76,25 +76,26 @@ def test_every_change_is_in_place_and_the_data_stays(reconciler, prov_db, prov_s
     data.write_text("the customer's memory")
 
     # A rotated LLM key: pushed in place; the old key works until the new one is live.
-    secret = prov_settings.secret_key
-    old_key = credentials.llm_key(secret, instance_id, first.llm_key_version)
+    roots = credentials.Roots.of(prov_settings)
+    old_key = credentials.llm_key(roots, first)
     with prov_db.session() as session:
         row = session.get(Instance, instance_id)
-        new_key = rotation.rotate_llm_key(session, row, secret=secret, actor=row.user)
+        rotation.rotate_llm_key(session, row, actor=row.user)
     assert proxy_status(prov_settings, old_key) == 200
     assert_in_place(planned(reconciler, instance_id))
     assert reconciler.drain() == 1
     rotated = instance(prov_db, instance_id)
     assert rotated.status == "ready" and rotated.server_id == first.server_id, rotated.status_message
     assert rotated.config_hash != first.config_hash
+    new_key = credentials.llm_key(roots, rotated)
     assert proxy_status(prov_settings, old_key) == 401 and proxy_status(prov_settings, new_key) == 200
 
     # A new gateway token: the old one stops working once the new one is live.
-    old_token = credentials.gateway_token(secret, instance_id, rotated.gateway_token_version)
+    old_token = credentials.gateway_token(roots, rotated)
     change(prov_db, instance_id, request_token_rotation)
     assert reconciler.drain() == 1
     retokened = instance(prov_db, instance_id)
-    new_token = credentials.gateway_token(secret, instance_id, retokened.gateway_token_version)
+    new_token = credentials.gateway_token(roots, retokened)
     assert retokened.server_id == first.server_id
     assert gateway_status(retokened, old_token) == 401 and gateway_status(retokened, new_token) == 200
 
@@ -187,8 +188,8 @@ def test_a_failed_remote_command_is_retried_reported_in_words_and_changes_nothin
     instance_id = new_instance(prov_db, prov_settings, "stubborn")
     assert reconciler.drain() == 1
     first = instance(prov_db, instance_id)
-    secret = prov_settings.secret_key
-    old_token = credentials.gateway_token(secret, instance_id, first.gateway_token_version)
+    roots = credentials.Roots.of(prov_settings)
+    old_token = credentials.gateway_token(roots, first)
     live_env = cloud_sandbox.store.path.parent / "servers" / first.server_id / "opt/openclaw/.env"
     assert old_token in live_env.read_text()
 
@@ -214,6 +215,6 @@ def test_a_failed_remote_command_is_retried_reported_in_words_and_changes_nothin
     change(prov_db, instance_id, request_restart)  # the owner tries again
     assert reconciler.drain() == 1
     recovered = instance(prov_db, instance_id)
-    new_token = credentials.gateway_token(secret, instance_id, recovered.gateway_token_version)
+    new_token = credentials.gateway_token(roots, recovered)
     assert recovered.status == "ready" and recovered.server_id == first.server_id, recovered.status_message
     assert gateway_status(recovered, new_token) == 200 and gateway_status(recovered, old_token) == 401

@@ -149,3 +149,19 @@ def test_up_preview_refresh_destroy(engine: toolchain.Toolchain, tmp_path: Path)
     assert destroy.summary.resource_changes == {"delete": 2}
     assert not managed.exists()
     assert stack.export_stack().deployment.get("resources") in (None, [])
+
+
+def test_the_workers_workspace_reads_the_outputs_a_secret_one_included(engine, tmp_path: Path) -> None:
+    """Stacks reads the outputs in one run, masked; a masked (secret) output asks for its value."""
+    from clawdet.reconciler.stacks import Workspace
+
+    stack = make_stack(engine, tmp_path)
+    stack.set_config("who", auto.ConfigValue("clawdet"))
+    stack.set_config("path", auto.ConfigValue(str(tmp_path / "greeting.txt")))
+    stack.set_config("token", auto.ConfigValue("s3cret", secret=True))
+    stack.up()
+    ours = stack.workspace
+    workspace = Workspace(work_dir=ours.work_dir, env_vars=ours.env_vars, pulumi_command=ours.pulumi_command)
+    outputs = workspace.stack_outputs("dev")
+    assert outputs["content"].value == "hello clawdet\n"
+    assert outputs["token_sha256"].value == hashlib.sha256(b"s3cret").hexdigest()

@@ -3,35 +3,21 @@ copies (so their own stack files), one database holding the work queue and the P
 converge 12 instances; one host is killed outright mid-`up`, and the other finishes its work: every
 instance ready, one server and one A record each, nothing orphaned (real engine, sandbox)."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 from sqlalchemy import select
 
 from db.models import Instance, InstanceEvent
 from tests.fixtures import eventually, kill_machine
-from tests.fixtures.provisioning import REPO, new_instance, project_copy, records_named, servers_named
+from tests.fixtures.provisioning import new_instance, records_named, servers_named, worker_host
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
 
 COUNT = 12
 
 
-def start_host(prov_env, folder) -> subprocess.Popen:
-    env = {**os.environ, **prov_env}
-    env.pop("PULUMI_BACKEND_URL")  # the default with PostgreSQL: the shared database
-    env["CLAWDET_DATA_DIR"] = str(folder / "data")
-    env["CLAWDET_PROJECT_DIR"] = str(project_copy(folder / "project"))
-    command = ["worker", "--concurrency", "2", "--scan-interval", "0", "--lease-seconds", "8"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "clawdet.cli", *command, "--ready-deadline", "60"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def start_host(prov_env, folder):
+    options = ["--concurrency", "2", "--scan-interval", "0", "--lease-seconds", "8", "--ready-deadline", "60"]
+    return worker_host(prov_env, folder, *options)
 
 
 def rows(database) -> list[Instance]:

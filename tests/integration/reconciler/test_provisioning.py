@@ -137,13 +137,21 @@ def test_final_failure_cleans_up_and_tells_the_user(reconciler, prov_db, prov_se
     assert any("trying again" in m for m in messages) and any("Giving up" in m for m in messages)
 
 
-def test_a_wrong_llm_key_is_never_a_silent_ready(reconciler, prov_db, prov_settings, cloud_sandbox):
-    """The server gets a key the proxy does not know (a stale one): the gateway's first chat is
-    refused, the instance is not ready, and the owner reads why in plain words."""
-    instance_id = new_instance(prov_db, prov_settings, "stale")
-    with prov_db.session() as session:
-        row = session.get(Instance, instance_id)
+def test_a_wrong_llm_key_is_never_a_silent_ready(
+    reconciler, prov_db, prov_settings, cloud_sandbox, monkeypatch
+):
+    """The server gets a key the proxy does not know (the proxy holds a stale hash, as a lost
+    write would leave it): the gateway's first chat is refused, the instance is not ready, and the
+    owner reads why in plain words."""
+    issue = credentials.issue_llm_key
+
+    def issued_with_a_stale_hash(row, roots):
+        key = issue(row, roots)
         row.llm_key_hash = credentials.key_hash("ck_a_key_the_server_does_not_have_0123456789")
+        return key
+
+    monkeypatch.setattr(credentials, "issue_llm_key", issued_with_a_stale_hash)
+    instance_id = new_instance(prov_db, prov_settings, "stale")
     deadline = time.monotonic() + 240
     while instance(prov_db, instance_id).status != "failed" and time.monotonic() < deadline:
         if not reconciler.run_once():

@@ -23,10 +23,14 @@ def compose_binary() -> Path:
     return binary
 
 
-def compose_config(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+def compose_config(
+    env: dict[str, str], tmp_path: Path, *, env_files: bool = False
+) -> subprocess.CompletedProcess:
+    """`env_files`: read .env and worker.env from tmp_path (the project directory) instead."""
     clean = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env}
+    project = ["--project-directory", str(tmp_path)] if env_files else []
     return subprocess.run(
-        [str(compose_binary()), "-f", str(REPO / "compose.yaml"), "config", "--format", "json"],
+        [str(compose_binary()), "-f", str(REPO / "compose.yaml"), *project, "config", "--format", "json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -53,12 +57,40 @@ def test_compose_file_is_valid_and_runs_the_front_web_proxy_worker_and_postgres(
     )
     assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["db"]["image"].startswith("postgres:15")  # pg_dump in the image is 15
-    stacks = [v for v in services["worker"]["volumes"] if v["target"] == "/app/stacks"]
-    assert (
-        stacks
-        and stacks[0]["source"]
-        == next(v for v in services["web"]["volumes"] if v["target"] == "/app/stacks")["source"]
-    )
+    assert [v["target"] for v in services["worker"]["volumes"]] == ["/data", "/app/stacks"]
+    assert "volumes" not in services["web"]  # the web tier keeps nothing on disk
+
+
+def test_each_tier_holds_only_its_own_secrets(tmp_path):
+    """Hardening (issue 16, item 9): .env goes to every service, web.env to the web app and the
+    workers, worker.env to the workers alone; the proxy shares no volume with them."""
+    from clawdet.settings import VARIABLES, WEB_AND_WORKERS, WORKERS
+
+    workers_only = {v.name for v in VARIABLES if v.held_by == WORKERS}
+    web_and_workers = {v.name for v in VARIABLES if v.held_by == WEB_AND_WORKERS}
+    assert {
+        "CREDENTIALS_ROOT",
+        "PULUMI_CONFIG_PASSPHRASE",
+        "HCLOUD_TOKEN",
+        "CLOUDFLARE_API_TOKEN",
+    } <= workers_only
+    assert web_and_workers == {"GATEWAY_TOKEN_ROOT"}
+    (tmp_path / ".env").write_text("SECRET_KEY=s-1\n")
+    (tmp_path / "web.env").write_text("GATEWAY_TOKEN_ROOT=g-1\n")
+    (tmp_path / "worker.env").write_text("".join(f"{name}=w-{name}\n" for name in sorted(workers_only)))
+    done = compose_config({"POSTGRES_PASSWORD": "pw-for-test"}, tmp_path, env_files=True)
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    held = {name: set(service.get("environment") or {}) for name, service in services.items()}
+    for name in ("web", "proxy", "migrate", "front"):
+        assert not workers_only & held[name], name
+    assert "GATEWAY_TOKEN_ROOT" not in held["proxy"] | held["migrate"]
+    assert {"SECRET_KEY", "GATEWAY_TOKEN_ROOT"} <= held["web"] and "SECRET_KEY" in held["proxy"]
+    assert workers_only | {"SECRET_KEY", "GATEWAY_TOKEN_ROOT"} <= held["worker"]
+    volumes = {
+        name: {v["source"] for v in service.get("volumes") or []} for name, service in services.items()
+    }
+    assert not volumes["web"] and not volumes["proxy"] & volumes["worker"]
 
 
 def test_compose_refuses_to_start_without_a_database_password(tmp_path):

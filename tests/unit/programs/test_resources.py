@@ -748,3 +748,29 @@ def test_the_program_names_the_bad_key_and_the_allowed_values(mocks):
     ):
         entry_point.main()
     assert mocks.resources == []
+
+
+def test_the_dns_record_registers_exactly_as_the_cloudflare_sdk_would(mocks):
+    """The program declares its records without importing pulumi_cloudflare (2 s per `up`):
+    same type, alias, provider version and properties on the wire as the SDK's resource."""
+    import pulumi_cloudflare
+
+    from programs.cloudflare_dns import DnsRecord
+
+    values = {"zone_id": "0123456789abcdef0123456789abcdef", "name": "alice.clawdet.example", "type": "A"}
+    values |= {"content": SERVER_IPV4, "proxied": True, "ttl": 1, "comment": "clawdet cd-test alice"}
+
+    @pulumi.runtime.test
+    def run():
+        ours = DnsRecord("ours", **values)
+        sdk = pulumi_cloudflare.DnsRecord("sdk", **values)
+
+        def check():
+            ours_request, sdk_request = mocks.requests["ours"], mocks.requests["sdk"]
+            for field in ("type", "object", "version", "aliases", "pluginDownloadURL", "provider"):
+                assert getattr(ours_request, field) == getattr(sdk_request, field), field
+            assert ours_request.version and ours_request.aliases
+
+        return settled(ours.id, sdk.id, check=check)
+
+    run()

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from clawdet.errors import UserFacingError
+from clawdet.instances import credentials
 from clawdet.reconciler.reconciler import Reconciler
 from clawdet.rollouts.plan import release_image
 from clawdet.settings import Settings
@@ -37,6 +38,7 @@ def reconciler(tmp_path, *, sandbox: bool, **env: str) -> Reconciler:
     reconciler.settings = settings
     reconciler.database = SimpleNamespace(installation_id="install-1")
     reconciler.target = unreached_target(sandbox=sandbox)
+    reconciler.roots = credentials.Roots.of(settings)
     return reconciler
 
 
@@ -51,6 +53,8 @@ def instance(desired_image: str | None = None) -> SimpleNamespace:
         desired_state="running",
         llm_key_version=0,
         gateway_token_version=0,
+        llm_key_legacy=False,
+        gateway_token_legacy=False,
         restarts=0,
     )
 
@@ -104,8 +108,16 @@ def test_the_sandbox_keeps_tags(tmp_path):
 def test_production_refuses_secrets_this_host_would_make_up(tmp_path):
     """Every worker host shares the platform's secrets; one made up here locks the others out."""
     made_up = reconciler(tmp_path / "a", sandbox=False, **PINNED)  # no SECRET_KEY, no passphrase
-    with pytest.raises(UserFacingError, match="PULUMI_CONFIG_PASSPHRASE, SECRET_KEY are not set") as refused:
+    with pytest.raises(
+        UserFacingError,
+        match="CREDENTIALS_ROOT, GATEWAY_TOKEN_ROOT, PULUMI_CONFIG_PASSPHRASE, SECRET_KEY are not set",
+    ) as refused:
         made_up.refuse_host_secrets()
     assert "the same on every host" in refused.value.action
-    given = {"SECRET_KEY": "s" * 32, "PULUMI_CONFIG_PASSPHRASE": "p" * 32}
+    given = {
+        "SECRET_KEY": "s" * 32,
+        "PULUMI_CONFIG_PASSPHRASE": "p" * 32,
+        "CREDENTIALS_ROOT": "c" * 32,
+        "GATEWAY_TOKEN_ROOT": "g" * 32,
+    }
     reconciler(tmp_path / "b", sandbox=False, **PINNED, **given).refuse_host_secrets()

@@ -1,0 +1,44 @@
+"""Operators hear of failed nightly backups: one email a day to every admin, naming the
+instances (the admin console and `/metrics` show the same: nightly.backup_health)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from clawdet.mail import outbox as mail
+from db.models import Instance, Role, User, utcnow
+
+KIND = "backups_failed"
+
+
+def notify_failed(settings, database, instance_ids: list[str]) -> int:
+    """Queues the day's alert to each admin; returns how many were queued (0 once sent today)."""
+    if not instance_ids:
+        return 0
+    day = utcnow().strftime("%Y-%m-%d")
+    with database.sessions() as session:
+        names = sorted(session.scalars(select(Instance.subdomain).where(Instance.id.in_(instance_ids))))
+        admins = session.scalars(
+            select(User).where(
+                User.role == Role.ADMIN.value, User.disabled.is_(False), User.email.is_not(None)
+            )
+        ).all()
+        context = {
+            "day": day,
+            "instances": names,
+            "count": len(names),
+            "admin_url": f"{settings.public_url}/admin",
+        }
+        queued = sum(
+            mail.enqueue(
+                session,
+                KIND,
+                admin.email,
+                {**context, "name": admin.name or "operator"},
+                user_id=admin.id,
+                dedupe_key=f"{KIND}:{day}:{admin.id}",
+            )
+            for admin in admins
+        )
+        session.commit()
+    return queued

@@ -1,0 +1,137 @@
+"""Owners' restores and exports: the web app queues them (it holds no backup key), a worker runs
+each once (a conditional UPDATE claims it) and records the outcome; an export's outcome is a
+time-limited download link."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from clawdet.backups import export, restore, service
+from clawdet.errors import UserFacingError
+from db.models import Backup, BackupRequest, Instance, utcnow
+
+log = logging.getLogger(__name__)
+
+STALE = timedelta(hours=1)  # a request still "running" after this lost its worker
+
+
+class Action(str, enum.Enum):
+    RESTORE = "restore"
+    EXPORT = "export"
+
+
+def request(
+    session, instance: Instance, action: Action, backup_id: str | None, *, user_id: str
+) -> BackupRequest:
+    """Queues one (in the caller's transaction); the backup defaults to the newest stored one."""
+    if instance.status != "ready" and action == Action.RESTORE:
+        raise UserFacingError(
+            "instance_not_ready",
+            "Only a running, ready instance can be restored.",
+            "Wait until it is ready (or resume it), then try again.",
+            status=409,
+        )
+    backup = _chosen(session, instance, backup_id)
+    busy = session.scalar(
+        select(BackupRequest.id).where(
+            BackupRequest.instance_id == instance.id, BackupRequest.status.in_(("queued", "running"))
+        )
+    )
+    if busy is not None:
+        raise UserFacingError(
+            "backup_request_pending",
+            "A restore or export of this instance is already under way.",
+            "Wait for it to finish, then try again.",
+            status=409,
+        )
+    queued = BackupRequest(
+        instance_id=instance.id, action=Action(action).value, backup_id=backup.id, requested_by=user_id
+    )
+    session.add(queued)
+    session.flush()
+    return queued
+
+
+def _chosen(session, instance: Instance, backup_id: str | None) -> Backup:
+    """The named backup of any of the owner's instances (a destroyed one's final backup goes into
+    its successor), else this instance's newest."""
+    query = select(Backup).where(Backup.status == service.Status.SUCCEEDED.value)
+    if backup_id:
+        owners = select(Instance.id).where(Instance.user_id == instance.user_id)
+        query = query.where(Backup.id == backup_id, Backup.instance_id.in_(owners))
+    else:
+        query = query.where(Backup.instance_id == instance.id)
+    found = session.scalars(query.order_by(Backup.started_at.desc())).first()
+    if found is None:
+        raise UserFacingError(
+            "backup_not_found",
+            "There is no such backup of this instance." if backup_id else "This instance has no backup yet.",
+            "Pick one from the list of backups.",
+            status=404,
+        )
+    return found
+
+
+def run_next(settings, database) -> BackupRequest | None:
+    """Claims the oldest queued request and carries it out; None when there was none."""
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    with database.sessions() as session:
+        session.execute(  # requests whose worker died are failed, not run twice
+            update(BackupRequest)
+            .where(BackupRequest.status == "running", BackupRequest.started_at < utcnow() - STALE)
+            .values(
+                status="failed", message="The worker running it stopped; ask again.", finished_at=utcnow()
+            )
+        )
+        for request_id in session.scalars(
+            select(BackupRequest.id)
+            .where(BackupRequest.status == "queued")
+            .order_by(BackupRequest.created_at)
+        ).all():
+            claimed = session.execute(
+                update(BackupRequest)
+                .where(BackupRequest.id == request_id, BackupRequest.status == "queued")
+                .values(status="running", owner=owner, started_at=utcnow())
+            ).rowcount
+            session.commit()
+            if claimed == 1:
+                break
+        else:
+            session.commit()
+            return None
+        claimed_request = session.get(BackupRequest, request_id)
+        instance_id, action, backup_id = (
+            claimed_request.instance_id,
+            claimed_request.action,
+            claimed_request.backup_id,
+        )
+    outcome: dict = {"status": "done", "progress": 100}
+    try:
+        if action == Action.RESTORE.value:
+            done = restore.restore(
+                settings,
+                database,
+                instance_id,
+                backup_id,
+                step=lambda progress, message: service.saved(
+                    database, BackupRequest, request_id, progress=progress, message=message
+                ),
+            )
+            outcome["message"] = f"Restored; the state it replaced is backup {done.pre_restore_backup_id}."
+        else:
+            link = export.export_link(settings, database, backup_id)
+            outcome.update(link=link.url, link_expires_at=link.expires_at, message="Ready to download.")
+    except UserFacingError as exc:
+        outcome.update(status="failed", message=f"{exc.message} {exc.action}".strip())
+    except Exception:
+        log.exception("backup request %s failed", request_id)
+        outcome.update(status="failed", message="It failed unexpectedly; the operators have the details.")
+    row = service.saved(database, BackupRequest, request_id, **outcome, finished_at=utcnow())
+    log.info("backup request %s (%s of %s): %s", request_id, action, instance_id, row.status)
+    return row
