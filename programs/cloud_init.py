@@ -33,6 +33,12 @@ CADDYFILE_PATH = f"{INSTANCE_DIR}/{CADDYFILE}"
 OPENCLAW_CONFIG_FILE_PATH = f"{INSTANCE_DIR}/{OPENCLAW_CONFIG_FILE}"
 DATA_MOUNT = "/mnt/openclaw-data"  # the customer's volume; the gateway's state dir lives on it
 STATE_ON_VOLUME = f"{DATA_MOUNT}/state"
+# Where the gateway writes a backup for the platform to fetch: on the volume (not the container's
+# tmpfs, which `docker compose cp` cannot read and which counts against its memory), outside the
+# state it backs up, writable by the gateway's user only.
+BACKUPS_ON_VOLUME = f"{DATA_MOUNT}/backups"
+BACKUPS_IN_CONTAINER = "/backups"
+GATEWAY_UID = 1000
 DEVICE_WAIT_SECONDS = 600  # Hetzner attaches the volume a few seconds after the server boots
 GATEWAY_PORT = openclaw.GATEWAY_PORT
 USER_DATA_LIMIT = 32 * 1024  # bytes Hetzner accepts as user_data
@@ -69,6 +75,8 @@ def render_compose(
         "gateway_port": GATEWAY_PORT,
         "state_dir": openclaw.STATE_DIR,
         "state_on_volume": STATE_ON_VOLUME,
+        "backups_on_volume": BACKUPS_ON_VOLUME,
+        "backups_in_container": BACKUPS_IN_CONTAINER,
         "config_path": openclaw.CONFIG_PATH,
         "edge_network": openclaw.PROXY_NETWORK,
         "dynamic_range": openclaw.DYNAMIC_RANGE,
@@ -163,6 +171,7 @@ def deploy_command(release: str, data_device: str) -> str:
         "cloud-init status --wait",
         f"mountpoint {DATA_MOUNT}",  # its "... is not a mountpoint" reads well in an error
         f"resize2fs {data_device}",
+        f"install -d -m 0700 -o {GATEWAY_UID} -g {GATEWAY_UID} {BACKUPS_ON_VOLUME}",
         f"docker compose --file {release}/{COMPOSE_FILE} config --quiet",
     ]
     for name in APP_FILES:

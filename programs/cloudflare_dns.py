@@ -7,13 +7,27 @@ every `up`. Same type token, alias, provider version and wire properties as the 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 
 import pulumi
 
 TYPE = "cloudflare:index/dnsRecord:DnsRecord"
 FORMER_TYPE = "cloudflare:index/record:Record"  # the SDK's alias for state of older versions
-# The provider plugin the engine loads for it: the version of the installed SDK, as the SDK says.
-VERSION = importlib.metadata.version("pulumi_cloudflare")
+
+
+def _plugin_version() -> str:
+    """The provider plugin the engine loads for it, as the installed SDK names it (its
+    pulumi-plugin.json, in semver: the package's own version is PEP 440), read without importing
+    the SDK."""
+    [manifest] = [
+        f
+        for f in importlib.metadata.distribution("pulumi_cloudflare").files
+        if f.name == "pulumi-plugin.json"
+    ]
+    return json.loads(manifest.read_text())["version"]
+
+
+VERSION = _plugin_version()
 
 
 class DnsRecord(pulumi.CustomResource):

@@ -18,6 +18,8 @@ from flask_login import current_user
 from sqlalchemy import func, or_, select
 
 from clawdet.accounts import free_beta
+from clawdet.backups import nightly
+from clawdet.backups import service as backup_service
 from clawdet.errors import UserFacingError
 from clawdet.instances import leases, lifecycle, rotation
 from clawdet.instances import requests as instances
@@ -120,6 +122,7 @@ def overview():
         users=session.scalar(select(func.count()).select_from(User)),
         report=costs.month_report(session),
         halted=halted_rollouts(),
+        backup_health=nightly.backup_health(session),
     )
 
 
@@ -251,7 +254,11 @@ def instance_detail(instance_id: str):
         .all()
     )
     return render_template(
-        "admin/instance.html", instance=instance, events=events, in_flight=lifecycle.in_flight(instance)
+        "admin/instance.html",
+        instance=instance,
+        events=events,
+        in_flight=lifecycle.in_flight(instance),
+        backups=backup_service.listed_in(dbs(), instance.id),
     )
 
 

@@ -9,7 +9,6 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from clawdet.backups import service
-from clawdet.backups.store import StoreError
 from clawdet.errors import UserFacingError
 from db.models import Backup, Instance, utcnow
 
@@ -40,15 +39,19 @@ def before_destroy(settings, database, instance_id: str, *, note=lambda message:
         return recent
     try:
         store = service.store_for(settings)
-    except StoreError as exc:
+    except UserFacingError as exc:  # not configured, or not here
         log.warning("no final backup of %s: %s", instance_id, exc.message)
         return None
     note("Keeping a final backup of your assistant")
     try:
-        return service.create(settings, database, instance_id, service.Kind.FINAL, store=store)
+        final = service.create(settings, database, instance_id, service.Kind.FINAL, store=store)
     except UserFacingError as exc:
         log.warning("final backup of %s not made: %s", instance_id, exc.message)
-        return None
+        final = None
+    if final is not None and final.status == service.Status.SUCCEEDED.value:
+        return final
+    with database.sessions() as session:  # a broken server: its newest good backup stands in
+        return _keep_newest(session, settings, instance_id)
 
 
 def _keep_newest(session, settings, instance_id: str) -> Backup | None:

@@ -65,6 +65,10 @@ def run(settings, database, *, now: datetime | None = None, store=None, stop=Non
             log.warning("nightly backup of %s not made: %s", instance_id, exc.message)
             report.failed.append(instance_id)
             continue
+        except Exception:  # one instance's surprise never costs the rest of the fleet its backup
+            log.exception("nightly backup of %s failed", instance_id)
+            report.failed.append(instance_id)
+            continue
         (report.made if row.status == service.Status.SUCCEEDED.value else report.failed).append(instance_id)
         _prune(settings, database, instance_id, store, now)
     for instance_id in destroyed_with_backups(database):

@@ -1,7 +1,7 @@
 """A backup made on the instance's server, over the platform's SSH key: OpenClaw's own
 `openclaw backup create` and `backup verify` in the running gateway container (its state is the
-customer's volume, bind-mounted), the archive copied out of the container's /tmp and fetched
-over SFTP, then removed from the server."""
+customer's volume, bind-mounted), the archive written to the backups folder on that volume and
+fetched over SFTP, then removed from the server."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from pathlib import Path
 
 import asyncssh
 
-from programs.cloud_init import COMPOSE_FILE_PATH
+from programs.cloud_init import BACKUPS_IN_CONTAINER, BACKUPS_ON_VOLUME, COMPOSE_FILE_PATH
 
 log = logging.getLogger(__name__)
 
 COMPOSE = f"docker compose --file {COMPOSE_FILE_PATH}"
 GATEWAY = "openclaw"
 OPENCLAW = "node dist/index.js"  # the image's own CLI, as the service's command runs it
-STAGING = "/root/clawdet-backups"  # on the server, root's only (0700)
 CONNECT_TIMEOUT = 15.0
 CONNECT_ATTEMPTS = 3
 COMMAND_TIMEOUT = 900.0  # one backup command; a large workspace takes minutes
@@ -53,21 +52,19 @@ def fetch_backup(server: Server, name: str, target: Path) -> Archive:
 
 
 async def _fetch_backup(server: Server, name: str, target: Path) -> Archive:
-    inside, staged = f"/tmp/clawdet-{name}.tar.gz", f"{STAGING}/{name}.tar.gz"
+    """The gateway writes the archive to the backups folder on the customer's volume (mounted in
+    its container), where SFTP fetches it."""
+    inside, on_volume = f"{BACKUPS_IN_CONTAINER}/{name}.tar.gz", f"{BACKUPS_ON_VOLUME}/{name}.tar.gz"
     async with await connect(server) as connection:
         try:
             await run(connection, exec_openclaw("backup", "create", "--output", inside, "--json"), "create")
             verified, verify_message = await _verify(connection, inside)
-            await run(
-                connection,
-                f"install -d -m 0700 {STAGING} && {COMPOSE} cp {GATEWAY}:{inside} {staged}",
-                "copy the archive out of the container",
-            )
             async with connection.start_sftp_client() as sftp:
-                await asyncio.wait_for(sftp.get(staged, str(target)), TRANSFER_TIMEOUT)
+                await asyncio.wait_for(sftp.get(on_volume, str(target)), TRANSFER_TIMEOUT)
+        except asyncssh.Error as exc:  # a lost connection, an SFTP failure: not OSErrors
+            raise RemoteError(f"the connection to the server failed ({type(exc).__name__})") from exc
         finally:
-            await _quietly(connection, f"rm -f {staged}")
-            await _quietly(connection, f"{COMPOSE} exec -T {GATEWAY} rm -f {inside}")
+            await _quietly(connection, f"rm -f {on_volume}")
     return Archive(target, target.stat().st_size, verified, verify_message)
 
 

@@ -51,6 +51,16 @@ def object_key(instance_id: str, backup_id: str) -> str:
 
 
 def store_for(settings) -> BackupStore:
+    """The backup storage, for a process that may seal and open backups: never with a
+    CREDENTIALS_ROOT made up on this host outside the sandbox (its backups would open nowhere
+    else, and retention would count them as good)."""
+    if "CREDENTIALS_ROOT" in settings.generated and not settings.sandbox:
+        raise BackupError(
+            "credentials_root_not_set",
+            "CREDENTIALS_ROOT is not set on this host, so its backups could be opened nowhere else.",
+            "Set it as on the workers (worker.env), then try again.",
+            status=503,
+        )
     return BackupStore(StoreConfig.of(settings))
 
 

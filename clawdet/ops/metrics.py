@@ -142,7 +142,9 @@ def observe_scan(database: Database, report) -> None:
     """After a fleet scan: drift found by action, and every health probe's latency."""
     with database.session() as session:
         increment(session, "clawdet_fleet_scans_total")
-        mark_time(session, "clawdet_fleet_scan_finished_timestamp_seconds", time.time())
+        from clawdet.instances.leases import database_now  # one clock for every host
+
+        mark_time(session, "clawdet_fleet_scan_finished_timestamp_seconds", database_now(session).timestamp())
         for finding in report.findings:
             if finding.action:
                 increment(session, "clawdet_drift_found_total", {"action": finding.action})

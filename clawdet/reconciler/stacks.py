@@ -31,6 +31,21 @@ EventHandler = Callable[[auto.EngineEvent], None]
 PROJECT = "clawdet-instance"
 
 
+class _QuotedStrings(yaml.SafeDumper):
+    """Every string double-quoted. Pulumi reads stack files as YAML 1.2 (Go's yaml.v3), which
+    takes a bare `1e3`, `08` or `0o17` for a number (the program would get "1000", "8", "15"),
+    and PyYAML, a YAML 1.1 writer, leaves exactly those bare."""
+
+
+_QuotedStrings.add_representer(
+    str, lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style='"')
+)
+
+
+def stack_file_text(document: dict) -> str:
+    return yaml.dump(document, Dumper=_QuotedStrings, sort_keys=True, width=float("inf"), allow_unicode=True)
+
+
 @dataclass
 class StackOutputs:
     server_id: str | None
@@ -147,7 +162,7 @@ class Stacks:
                 values[key] = {"secure": crypter.encrypt(text)}
         document["config"] = values
         partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        partial.write_text(yaml.safe_dump(document, sort_keys=True))
+        partial.write_text(stack_file_text(document))
         os.replace(partial, path)
 
     def _crypter(self, encryption_salt: object) -> passphrase.Crypter | None:
@@ -261,7 +276,7 @@ class Stacks:
         document["config"] = values
         with tempfile.TemporaryDirectory(prefix="clawdet-plan-") as private:  # 0700
             copy = Path(private) / f"Pulumi.{name}.yaml"
-            copy.write_text(yaml.safe_dump(document, sort_keys=True))
+            copy.write_text(stack_file_text(document))
             return _changes(stack, refresh=True, config_file=str(copy))
 
     def preview_changes(self, name: str, *, refresh: bool = True) -> dict[str, int]:

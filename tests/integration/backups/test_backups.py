@@ -19,6 +19,7 @@ from clawdet.backups.service import Kind
 from db.models import Backup, Instance, OutboxEmail, User, utcnow
 from tests.fixtures import REPO
 from tests.fixtures.backups import FakeServer, backup_env, customer, members
+from tests.fixtures.ops import make_admin
 from tests.integration.ops.test_metrics import scrape, value
 
 pytestmark = pytest.mark.postgres
@@ -38,8 +39,9 @@ def test_a_backup_is_made_on_the_server_sealed_stored_and_opens_again(
     assert row.size > row.archive_size > 0 and row.key_version == service.KEY_VERSION
     stored = backup_store.client.get_object(Bucket=backup_store.bucket, Key=row.object_key)["Body"].read()
     assert len(stored) == row.size and stored.startswith(b"CLAWBK1\n")
-    # Nothing is left behind on the server: not in root's staging folder, not in the container.
-    assert list((server.folder / "root/clawdet-backups").iterdir()) == []
+    # Nothing is left behind on the server: the archive went through the volume's backups folder
+    # (not the container's tmpfs, which `docker compose cp` cannot read) and is gone from it.
+    assert list((server.volume_folder / "backups").iterdir()) == []
     assert not list((server.folder / "tmp").glob("clawdet-*"))
     assert not list((backup_settings.data_dir / "backup-work").iterdir())
 
@@ -158,6 +160,7 @@ def test_operators_list_create_verify_and_export_from_the_command_line(
         "DATABASE_URL": database_url,
         "CLAWDET_DATA_DIR": str(backup_settings.data_dir),
         "SECRET_KEY": "test-secret",
+        "CREDENTIALS_ROOT": "test-credentials-root",
         "INSTANCE_SSH_PRIVATE_KEY": backup_settings.instance_ssh_private_key,
         "INSTANCE_SSH_PORT": str(box.ssh_port),
         "LOG_FORMAT": "console",
@@ -191,7 +194,9 @@ def test_operators_list_create_verify_and_export_from_the_command_line(
     assert unknown.returncode == 1 and "No instance is called 'nobody'" in unknown.stderr
 
 
-def test_a_failed_or_missed_nightly_backup_shows_in_the_metrics(database, client):
+def test_a_failed_or_missed_nightly_backup_shows_in_the_metrics_and_the_admin_console(
+    database, client, make_client
+):
     now = utcnow()
     ids = {name: customer(database, None, name) for name in ("missed", "failing", "fine", "new")}
     with database.sessions() as session:
@@ -213,3 +218,12 @@ def test_a_failed_or_missed_nightly_backup_shows_in_the_metrics(database, client
     assert value(families["clawdet_backup_alerts"], "clawdet_backup_alerts", problem="failed") == 1
     assert value(families["clawdet_backup_alerts"], "clawdet_backup_alerts", problem="missing") == 1
     assert value(families["clawdet_backups"], "clawdet_backups", kind="nightly", status="succeeded") == 2
+
+    admin = make_client()
+    make_admin(database, admin)
+    console = admin.get("/admin/").get_data(as_text=True)
+    section = console[console.index('id="backups"') :]
+    assert "1 instance(s) whose last nightly backup failed, 1 without one for 36 hours" in section
+    assert "failing" in section and "missed" in section
+    detail = admin.get(f"/admin/instances/{ids['failing']}").get_data(as_text=True)
+    assert detail.count("<td>nightly</td>") == 2 and "<td>failed" in detail

@@ -66,3 +66,9 @@ def test_the_engine_sees_no_worker_secret_and_secrets_never_reach_argv(
     assert " config set " not in calls
     reconciler.stacks.configure(reconciler.stacks.stack("quiet"), config)
     assert reconciler.stacks.written_config("quiet") == written
+
+    # The engine reads the file as YAML 1.2: a value that looks like a number there stays text.
+    stack = reconciler.stacks.stack("quiet")
+    for text in ("08", "1e3", "0o17", "0123456789", "true"):
+        reconciler.stacks.configure(stack, {**config, "clawdet:restarts": (text, False)})
+        assert stack.get_config("clawdet:restarts").value == text

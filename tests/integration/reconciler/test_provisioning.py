@@ -151,6 +151,7 @@ def test_a_wrong_llm_key_is_never_a_silent_ready(
         return key
 
     monkeypatch.setattr(credentials, "issue_llm_key", issued_with_a_stale_hash)
+    monkeypatch.setattr(credentials, "deployed_llm_key", lambda row, key: None)  # the write is lost
     instance_id = new_instance(prov_db, prov_settings, "stale")
     deadline = time.monotonic() + 240
     while instance(prov_db, instance_id).status != "failed" and time.monotonic() < deadline:

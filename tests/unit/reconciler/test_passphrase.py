@@ -34,3 +34,12 @@ def test_a_value_another_key_encrypted_does_not_decrypt():
     one, two = (passphrase.for_stack("p", encryption_salt("p")) for _ in range(2))
     assert two.decrypt(one.encrypt("x")) is None
     assert one.decrypt("garbage") is None and one.decrypt("v1:AAAA:BBBB") is None
+
+
+def test_the_engines_own_test_vector():
+    """A stack salt the real passphrase provider made (pulumi/pulumi pkg/secrets/passphrase,
+    manager_test.go): this key is the engine's, and another passphrase's is not."""
+    state = "v1:fozI5u6B030=:v1:F+6ZduKKd8G0/V7L:PGMFeIzwobWRKmEAzUdaQHqC5mMRIQ=="
+    crypter = passphrase.for_stack("password", state)
+    assert crypter is not None and crypter.decrypt(crypter.encrypt("s3cret")) == "s3cret"
+    assert passphrase.for_stack("not the password", state) is None
