@@ -14,7 +14,7 @@ from clawdet.backups import service
 from clawdet.backups.service import Kind
 from clawdet.settings import Settings
 from db.models import Instance, User
-from tests.fixtures.backups import FakeServer, members
+from tests.fixtures.backups import FakeServer, members, ready_instance
 from tests.fixtures.database import register
 
 pytestmark = pytest.mark.postgres
@@ -40,14 +40,7 @@ def test_owner_lists_exports_and_restores_through_the_api(
     assert server.deploy("token-1", "0123abcd").status == 0
     state = server.volume_folder / "state"
     (state / "memory.md").write_text("pelican")
-    with database.sessions() as session:
-        row = Instance(
-            user_id=user["id"], stack_name="owner", subdomain="owner", status="ready",
-            ipv4=server.ip, server_id=str(server.server.id),
-        )  # fmt: skip
-        session.add(row)
-        session.commit()
-        instance_id = row.id
+    instance_id = ready_instance(database, user["id"], server, "owner")
     base = f"/api/instances/{instance_id}"
     assert client.post(f"{base}/export", json={}).get_json()["error"]["code"] == "backup_not_found"
 
@@ -93,14 +86,7 @@ def test_the_dashboard_restores_an_earlier_instances_backup_into_the_new_one_wit
     old = FakeServer(box, hcloud_client, "claw-before")
     assert old.deploy("token-1", "0123abcd").status == 0
     (old.volume_folder / "state" / "memory.md").write_text("pelican")
-    with database.sessions() as session:
-        row = Instance(
-            user_id=user["id"], stack_name="before", subdomain="before", status="ready",
-            ipv4=old.ip, server_id=str(old.server.id),
-        )  # fmt: skip
-        session.add(row)
-        session.commit()
-        old_id = row.id
+    old_id = ready_instance(database, user["id"], old, "before")
     kept = service.create(worker_settings, database, old_id, Kind.FINAL)
     assert kept.status == "succeeded", kept.message
     with database.session() as session:
@@ -109,14 +95,7 @@ def test_the_dashboard_restores_an_earlier_instances_backup_into_the_new_one_wit
     new = FakeServer(box, hcloud_client, "claw-after")
     assert new.deploy("token-2", "4567cdef").status == 0
     (new.volume_folder / "state" / "memory.md").write_text("a fresh start")
-    with database.sessions() as session:
-        row = Instance(
-            user_id=user["id"], stack_name="after", subdomain="after", status="ready",
-            ipv4=new.ip, server_id=str(new.server.id),
-        )  # fmt: skip
-        session.add(row)
-        session.commit()
-        new_id = row.id
+    new_id = ready_instance(database, user["id"], new, "after")
 
     page = client.get("/dashboard").get_data(as_text=True)
     assert "From your earlier instances" in page and f'data-backup="{kept.id}"' in page
@@ -135,10 +114,6 @@ def test_the_dashboard_restores_an_earlier_instances_backup_into_the_new_one_wit
     # Another owner cannot pull this backup into their own instance.
     stranger = make_client()
     mallory = register(stranger, email="mallory@example.com", name="Mallory")
-    with database.sessions() as session:
-        theirs = Instance(user_id=mallory["id"], stack_name="theirs", subdomain="theirs", status="ready")
-        session.add(theirs)
-        session.commit()
-        theirs_id = theirs.id
+    theirs_id = ready_instance(database, mallory["id"], None, "theirs")
     refused = stranger.post(f"/api/instances/{theirs_id}/restore", json={"backup": kept.id})
     assert refused.status_code == 404 and refused.get_json()["error"]["code"] == "backup_not_found"
