@@ -192,6 +192,13 @@ class Hetzner(_Api):
             yield from body.get(key, [])
             page = (body.get("meta", {}).get("pagination") or {}).get("next_page")
 
+    def newest_snapshot(self, label_selector: str) -> dict[str, Any] | None:
+        """The newest available snapshot with these labels (a golden image), or None."""
+        params = {"type": "snapshot", "status": "available", "label_selector": label_selector}
+        body = self.request("GET", "images", params={**params, "sort": "created:desc", "per_page": 50})
+        images = sorted(body.get("images", []), key=lambda i: (i["created"], i["id"]), reverse=True)
+        return images[0] if images else None
+
     def volumes(self, label_selector: str) -> list[dict[str, Any]]:
         return list(self._paged("volumes", "volumes", label_selector=label_selector))
 

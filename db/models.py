@@ -178,6 +178,9 @@ class Instance(Base):
     # or an operator's pin (clawdet/rollouts). A pinned instance is left out of rollouts.
     desired_image: Mapped[str | None] = mapped_column(String(255))
     image_pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The Hetzner image of its server: a golden snapshot's id (digits) or the stock image's name,
+    # chosen at the first converge and kept; NULL for instances made before (the stock image).
+    server_image: Mapped[str | None] = mapped_column(String(64))
     rollout_id: Mapped[str | None] = mapped_column(String(64))  # the rollout updating it now
     # programs.instance_config.infrastructure_digest of the last converged config
     infrastructure_digest: Mapped[str | None] = mapped_column(String(64))

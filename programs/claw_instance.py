@@ -157,7 +157,9 @@ class ClawInstance(pulumi.ComponentResource):
             pulumi.Output.from_input(args.ssh_private_key).apply(ssh_keys.public_key)
         )
         user_data = pulumi.Output.all(self.volume.linux_device, public_key).apply(
-            lambda values: cloud_init.render_user_data(data_device=values[0], ssh_public_key=values[1])
+            lambda values: cloud_init.render_user_data(
+                data_device=values[0], ssh_public_key=values[1], software_preinstalled=args.golden_image
+            )
         )
         self.server = hcloud.Server(
             f"{name}-server",

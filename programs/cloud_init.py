@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,13 @@ def render_caddyfile(fqdn: str) -> str:
     return _fill("Caddyfile", {"fqdn": fqdn})
 
 
-def render_user_data(*, data_device: str, ssh_public_key: str) -> str:
+SOFTWARE_KEYS = ("package_update", "packages")  # what a golden snapshot already has done
+
+
+def render_user_data(*, data_device: str, ssh_public_key: str, software_preinstalled: bool = False) -> str:
     """The server's #cloud-config: the bootstrap only (Docker, root's SSH key, the customer's
-    volume mounted at DATA_MOUNT). `data_device` is the volume's linux_device."""
+    volume mounted at DATA_MOUNT). `data_device` is the volume's linux_device. On a golden
+    snapshot (`software_preinstalled`) Docker is there already: no package index, no installs."""
     if not re.fullmatch(r"/dev/disk/by-id/[A-Za-z0-9_.-]+", data_device):
         raise ValueError(f"{data_device!r} is not a /dev/disk/by-id/ device path")
     if not re.fullmatch(r"ssh-ed25519 [A-Za-z0-9+/=]+( [A-Za-z0-9@._-]+)?", ssh_public_key):
@@ -117,7 +122,30 @@ def render_user_data(*, data_device: str, ssh_public_key: str) -> str:
         "device_wait": str(DEVICE_WAIT_SECONDS),
     }
     template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
-    cloud_config = _fill_strings(template, values)
+    if software_preinstalled:
+        template = {key: value for key, value in template.items() if key not in SOFTWARE_KEYS}
+    return _dump_cloud_config(_fill_strings(template, values))
+
+
+def render_golden_user_data(*, ssh_public_key: str, images: Sequence[str]) -> str:
+    """A golden snapshot's builder: the bootstrap's software (Docker from the archive, root's
+    platform key) and the pinned container `images` pulled; no volume, no instance folders."""
+    if not re.fullmatch(r"ssh-ed25519 [A-Za-z0-9+/=]+( [A-Za-z0-9@._-]+)?", ssh_public_key):
+        raise ValueError("the platform's SSH public key is not an ssh-ed25519 key in authorized_keys form")
+    if not images or not all(_IMAGE_REFERENCE.fullmatch(image) for image in images):
+        raise ValueError(f"{list(images)!r}: the golden image needs pinned container image references")
+    template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
+    kept = {key: value for key, value in template.items() if key not in ("mounts", "runcmd")}
+    kept["runcmd"] = [["systemctl", "enable", "--now", "docker.service"]] + [
+        ["docker", "pull", "--quiet", image] for image in images
+    ]
+    return _dump_cloud_config(_fill_strings(kept, {"ssh_public_key": ssh_public_key}))
+
+
+_IMAGE_REFERENCE = re.compile(r"[a-z0-9][a-z0-9./_-]*(:[A-Za-z0-9._-]+)?(@sha256:[0-9a-f]{64})?")
+
+
+def _dump_cloud_config(cloud_config: dict[str, Any]) -> str:
     body = yaml.dump(cloud_config, Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
     user_data = "#cloud-config\n" + body
     if len(user_data.encode()) > USER_DATA_LIMIT:

@@ -323,6 +323,13 @@ KEYS: tuple[ConfigKey, ...] = (
         check=_server_image,
     ),
     ConfigKey(
+        "goldenImage",
+        "golden_image",
+        "serverImage is a golden snapshot (Docker and the pinned images on it): cloud-init only configures",
+        kind="bool",
+        default=False,
+    ),
+    ConfigKey(
         "sshKeys",
         "ssh_keys",
         "Hetzner SSH key ids or names for root (comma-separated)",
@@ -474,6 +481,7 @@ class ClawInstanceArgs:
     proxied: bool = True
     ipv6: bool = True
     server_image: str = DEFAULT_SERVER_IMAGE
+    golden_image: bool = False
     ssh_keys: tuple[str, ...] = ()
     operator_ssh_cidrs: tuple[str, ...] = ()
     control_plane_ssh_cidrs: tuple[str, ...] = ()

@@ -9,6 +9,7 @@ import pathlib
 import signal
 import threading
 
+from .clock import PROFILES
 from .runtime import Sandbox
 
 DEFAULT_STATE = pathlib.Path(os.environ.get("CLAWDET_DATA_DIR", "data")) / "sandbox" / "state.json"
@@ -22,8 +23,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_STATE,
         help=f"state file (default: {DEFAULT_STATE}); sandbox.json is written beside it",
     )
-    parser.add_argument("--boot-delay", type=float, default=1.0, help="seconds from power-on to gateway up")
-    parser.add_argument("--action-delay", type=float, default=0.2, help="seconds an action stays running")
+    parser.add_argument(
+        "--clock",
+        choices=PROFILES,
+        default="instant",
+        help="how long each step takes: instant (only --boot-delay and --action-delay) or hetzner "
+        "(server create, boot, cloud-init's installs, image pulls, cold start, DNS as on Hetzner)",
+    )
+    parser.add_argument(
+        "--time-scale", type=float, default=1.0, help="run the clock this many times faster (e.g. 20)"
+    )
+    parser.add_argument(
+        "--boot-delay", type=float, default=1.0, help="instant clock: seconds from power-on to SSH up"
+    )
+    parser.add_argument(
+        "--action-delay", type=float, default=0.2, help="instant clock: seconds an action stays running"
+    )
     parser.add_argument("--gateway-port", type=int, default=18789)
     parser.add_argument("--ssh-port", type=int, default=2222, help="each fake server's SSH port")
     parser.add_argument(
@@ -76,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox(
         args.state,
         boot_delay=args.boot_delay,
+        clock=args.clock,
+        time_scale=args.time_scale,
         real_gateways=args.real_gateways,
         action_delay=args.action_delay,
         gateway_port=args.gateway_port,
@@ -111,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'ssh':<15} root@<server ipv4> -p {args.ssh_port}")
         print(f"  {'s3':<15} {description['s3']['endpoint']}/{description['s3']['bucket']}")
         print(f"  {'credentials':<15} {env_file}")
+        print(f"  {'clock':<15} {args.clock}, {args.time_scale:g}x")
         print(f"  {'state':<15} {args.state}", flush=True)
         stop.wait()
     finally:

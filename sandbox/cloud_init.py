@@ -98,6 +98,9 @@ class CloudConfig:
     runcmd_folders: tuple[str, ...] = ()
     runcmd_compose_file: str | None = None  # the old layout: runcmd runs `docker compose up`
     token_outside_cloud_config: str | None = None  # a shell-script user_data naming a token
+    package_update: bool = False  # `package_update` or `package_upgrade`: apt-get update first
+    packages: tuple[str, ...] = ()  # `packages` (names; a [name, version] entry by its name)
+    runcmd_pulls: tuple[str, ...] = ()  # images runcmd pulls (`docker pull IMAGE`)
 
     @property
     def compose_file(self) -> str | None:
@@ -245,13 +248,19 @@ def _operands(args: list[str], options_with_values: str) -> list[str]:
     return operands
 
 
-def _runcmd_effects(document: dict[str, Any]) -> tuple[tuple[str, ...], str | None, bool]:
-    """Folders runcmd creates, and the compose file it runs `up` on (or whether it does at all)."""
+def _runcmd_effects(
+    document: dict[str, Any],
+) -> tuple[tuple[str, ...], str | None, bool, tuple[str, ...]]:
+    """Folders runcmd creates, the compose file it runs `up` on (or whether it does at all) and
+    the images it pulls."""
     folders: list[str] = []
+    pulls: list[str] = []
     compose_file, compose_up = None, False
     for script in _runcmd_scripts(document):
         for words in _simple_commands(script):
-            if words[0] == "mkdir":
+            if words[:2] == ["docker", "pull"] or words[:3] == ["docker", "image", "pull"]:
+                pulls += _operands(words[words.index("pull") + 1 :], "")
+            elif words[0] == "mkdir":
                 folders += _operands(words[1:], "m")
             elif words[0] == "install" and ("-d" in words or "--directory" in words):
                 folders += _operands(words[1:], "ogmt")
@@ -260,7 +269,16 @@ def _runcmd_effects(document: dict[str, Any]) -> tuple[tuple[str, ...], str | No
                 for flag, value in itertools.pairwise(words):
                     if flag in ("-f", "--file"):
                         compose_file = value
-    return tuple(f for f in folders if f.startswith("/")), compose_file, compose_up
+    return tuple(f for f in folders if f.startswith("/")), compose_file, compose_up, tuple(pulls)
+
+
+def _packages(document: dict[str, Any]) -> tuple[str, ...]:
+    names = []
+    for entry in document.get("packages") or []:
+        name = entry[0] if isinstance(entry, list) and entry else entry
+        if isinstance(name, str):
+            names.append(name)
+    return tuple(names)
 
 
 @functools.lru_cache(maxsize=1024)  # a boot reads it several times; the result is not changed
@@ -272,7 +290,7 @@ def parse_cloud_config(user_data: str | bytes | None) -> CloudConfig:
         return CloudConfig(token_outside_cloud_config=token)
     files, modes = _write_files(document)
     keys = document.get("ssh_authorized_keys") or []
-    folders, compose_file, compose_up = _runcmd_effects(document)
+    folders, compose_file, compose_up, pulls = _runcmd_effects(document)
     config = CloudConfig(
         files=files,
         modes=modes,
@@ -280,6 +298,9 @@ def parse_cloud_config(user_data: str | bytes | None) -> CloudConfig:
         authorized_keys=tuple(k for k in keys if isinstance(k, str)) if isinstance(keys, list) else (),
         disable_root=document.get("disable_root") is True,
         runcmd_folders=folders,
+        package_update=document.get("package_update") is True or document.get("package_upgrade") is True,
+        packages=_packages(document),
+        runcmd_pulls=pulls,
     )
     if compose_up:
         config = dataclasses.replace(config, runcmd_compose_file=compose_file or config.compose_file)

@@ -15,11 +15,13 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from .clock import Clock
 from .faults import FaultInjector
 from .http_common import RequestJournal, fault_and_journal_middleware, json_response
 from .state import StateStore, cloudflare_time
@@ -78,8 +80,17 @@ def _stable_id(*parts: object) -> str:
 
 class Cloudflare:
     def __init__(
-        self, store: StateStore, faults: FaultInjector, journal: RequestJournal, *, token: str, zone_name: str
+        self,
+        store: StateStore,
+        faults: FaultInjector,
+        journal: RequestJournal,
+        *,
+        token: str,
+        zone_name: str,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock or Clock()
+        self._changed_at: dict[str, float] = {}  # record id -> when its content last changed
         self.store = store
         self.faults = faults
         self.journal = journal
@@ -444,6 +455,7 @@ class Cloudflare:
         if candidate["comment"]:
             record["comment_modified_on"] = now
         self.records[record_id] = record
+        self._changed_at[record_id] = time.monotonic()
         self.store.mark_dirty()
         return envelope(self.view(record))
 
@@ -488,6 +500,7 @@ class Cloudflare:
             record["comment_modified_on"] = now
         record.update(candidate)
         record["modified_on"] = now
+        self._changed_at[record["id"]] = time.monotonic()
         self.store.mark_dirty()
         return envelope(self.view(record))
 
@@ -583,11 +596,18 @@ class Cloudflare:
             raise KeyError(f"no DNS record {record_id}")
         self.store.mark_dirty()
 
+    def propagated(self, record_id: str) -> bool:
+        """Whether resolvers see the record's current content (the clock's ``dns_propagation``
+        after it was created or changed)."""
+        changed = self._changed_at.get(record_id)
+        wait = self.clock.wall(self.clock.dns_propagation)
+        return changed is None or time.monotonic() - changed >= wait
+
     def inventory(self) -> dict[str, Any]:
         return {
             "zones": [{"id": z["id"], "name": z["name"]} for z in self.zones.values()],
             "dns_records": [
-                dict(self.view(r), zone_id=r["zone_id"])
+                dict(self.view(r), zone_id=r["zone_id"], propagated=self.propagated(r["id"]))
                 for r in sorted(self.records.values(), key=lambda r: r["created_on"])
             ],
         }

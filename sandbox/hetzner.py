@@ -15,10 +15,12 @@ from aiohttp import web
 
 from . import hetzner_catalog as catalog
 from .addresses import AddressAllocator
+from .clock import Clock
 from .faults import FaultInjector
 from .gateways import GatewayFleet
 from .hetzner_common import ActionBook, HcloudError, list_actions, not_found, paginate, path_id, sort_items
 from .hetzner_firewalls import FirewallService
+from .hetzner_images import ImageService
 from .hetzner_servers import ServerService
 from .hetzner_volumes import VolumeService
 from .http_common import RequestJournal, fault_and_journal_middleware, json_response
@@ -75,8 +77,7 @@ class HetznerCloud:
         journal: RequestJournal,
         *,
         token: str,
-        boot_delay: float,
-        action_delay: float,
+        clock: Clock,
         rate_limit: int,
         server_limit: int,
         ssh_port: int,
@@ -88,20 +89,20 @@ class HetznerCloud:
         self.faults = faults
         self.journal = journal
         self.token = token
-        self.boot_delay = boot_delay
+        self.clock = clock
         self.server_limit = server_limit
         self.rate_limiter = RateLimiter(rate_limit)
-        self.actions = ActionBook(store, action_delay)
+        self.actions = ActionBook(store, clock)
         self.servers = ServerService(self)
         self.firewalls = FirewallService(self)
         self.volumes = VolumeService(self)
-        self.machines = Machines(
-            self, gateways, ssh_port=ssh_port, boot_delay=boot_delay, device_wait=device_wait
-        )
+        self.images = ImageService(self)
+        self.machines = Machines(self, gateways, ssh_port=ssh_port, clock=clock, device_wait=device_wait)
 
     def restore(self) -> None:
         self.actions.finish_all_running()
         self.servers.restore()
+        self.images.restore()
 
     def shutdown(self) -> None:
         self.actions.cancel_timers()
@@ -154,8 +155,10 @@ class HetznerCloud:
             ("GET", "/locations/{id}", self._catalog_get("location", catalog.LOCATIONS)),
             ("GET", "/datacenters", self._catalog_list("datacenters", catalog.DATACENTERS)),
             ("GET", "/datacenters/{id}", self._catalog_get("datacenter", catalog.DATACENTERS)),
-            ("GET", "/images", self.list_images),
-            ("GET", "/images/{id}", self._catalog_get("image", catalog.IMAGES)),
+            ("GET", "/images", self.images.list),
+            ("GET", "/images/{id}", self.images.get_one),
+            ("PUT", "/images/{id}", self.images.update),
+            ("DELETE", "/images/{id}", self.images.delete),
         ]
         for collection in EMPTY_COLLECTIONS:
             routes.append(("GET", f"/{collection}", self._empty_list(collection)))
@@ -247,22 +250,6 @@ class HetznerCloud:
 
         return handler
 
-    async def list_images(self, request: web.Request) -> web.Response:
-        images = catalog.IMAGES
-        query = request.query
-        if "name" in query:
-            images = [i for i in images if i["name"] == query["name"]]
-        if "architecture" in query:
-            images = [i for i in images if i["architecture"] in query.getall("architecture")]
-        if "type" in query:
-            images = [i for i in images if i["type"] in query.getall("type")]
-        if "status" in query:
-            images = [i for i in images if i["status"] in query.getall("status")]
-        if "bound_to" in query:
-            images = []
-        images = sort_items(request, images, ("id", "name", "created"))
-        return json_response(paginate(request, images, "images"))
-
     @staticmethod
     def _empty_list(key: str) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.Response:
@@ -314,6 +301,8 @@ class HetznerCloud:
                     },
                     **self.machines.describe(server["id"]),
                     "compose_project": server.get("compose_project"),
+                    "image_id": server["image_id"],
+                    "work": list(server.get("work", [])),  # what its boot and deploys took (clock.py)
                 }
             )
         firewalls = [

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .clock import Clock
 from .http_common import json_response
 from .label_selector import InvalidSelector, label_errors, parse_selector
 from .state import StateStore, hetzner_time
@@ -236,14 +237,15 @@ def paginate(request: web.Request, items: list[Any], key: str) -> dict[str, Any]
 
 # -- actions --------------------------------------------------------------------------------
 class ActionBook:
-    """Actions are ``running`` for ``duration`` seconds, then ``success`` (or ``error``)."""
+    """Actions are ``running`` for ``duration`` profile seconds (the clock's ``action`` unless
+    given), then ``success`` (or ``error``)."""
 
     KEEP = 50000
 
-    def __init__(self, store: StateStore, default_duration: float) -> None:
+    def __init__(self, store: StateStore, clock: Clock) -> None:
         self.store = store
         self.actions: dict[str, dict[str, Any]] = store.section("actions")
-        self.default_duration = default_duration
+        self.clock = clock
         self._timers: set[asyncio.TimerHandle] = set()
         self._locks: dict[tuple[str, int], int] = {}
 
@@ -273,7 +275,7 @@ class ActionBook:
                 self._locks[(rtype, rid)] = action_id
         self._prune()
         self.store.mark_dirty()
-        delay = self.default_duration if duration is None else duration
+        delay = self.clock.wall(self.clock.action if duration is None else duration)
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
 

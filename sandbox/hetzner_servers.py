@@ -67,7 +67,7 @@ class ServerService:
 
     def view(self, server: dict[str, Any]) -> dict[str, Any]:
         server_type = catalog.find_by_id_or_name(catalog.SERVER_TYPES, server["server_type"])
-        image = catalog.image_for(server["image_id"], server_type["architecture"])
+        image = self.cloud.images.find(server["image_id"], server_type["architecture"])
         location = catalog.location_named(server["location"])
         ipv4 = None
         if server["ipv4_enabled"]:
@@ -171,6 +171,7 @@ class ServerService:
             "created": hetzner_time(),
             "server_type": spec["server_type"]["name"],
             "image_id": spec["image"]["id"],
+            "contents": self.cloud.images.contents_of(spec["image"]),  # sandbox/clock.py
             "location": spec["location"],
             "labels": spec["labels"],
             "user_data": spec["user_data"],
@@ -199,7 +200,15 @@ class ServerService:
             self.store.mark_dirty()
             self.boot(server)
 
-        action = self.cloud.actions.start("create_server", [(server_id, "server")], then=created, locks=True)
+        create_seconds = self.cloud.clock.create_seconds(self.cloud.images.is_snapshot(spec["image"]["id"]))
+        server["work"] = [{"step": "create server", "seconds": create_seconds}]
+        action = self.cloud.actions.start(
+            "create_server",
+            [(server_id, "server")],
+            duration=create_seconds,
+            then=created,
+            locks=True,
+        )
         next_actions = []
         if start:
             next_actions.append(self.cloud.actions.start("start_server", [(server_id, "server")]))
@@ -228,9 +237,11 @@ class ServerService:
         elif not isinstance(body["image"], (str, int)) or isinstance(body["image"], bool):
             errors.add("image", NOT_STRING)
         else:
-            image = catalog.image_for(body["image"], architecture)
+            image = self.cloud.images.find(body["image"], architecture)
             if image is None:
                 errors.add("image", f"image {body['image']} not found")
+            elif image["status"] != "available":
+                errors.add("image", f"image {body['image']} is not available yet")
             elif image["architecture"] != architecture:
                 errors.add("image", f"image {body['image']} is not compatible with server type architecture")
 
@@ -395,6 +406,8 @@ class ServerService:
             return json_response({"action": self._simple_action(server, verb)}, status=201)
         if verb == "change_type":
             return self._change_type(server, body)
+        if verb == "create_image":
+            return self.cloud.images.create_image(server, body)
         raise HcloudError(404, "not_found", f"action '{verb}' not found")
 
     def _simple_action(self, server: dict[str, Any], command: str) -> dict[str, Any]:
@@ -451,7 +464,7 @@ class ServerService:
         if body.get("image") is None:
             errors.add("image", MISSING)
         else:
-            image = catalog.image_for(body["image"], server_type["architecture"])
+            image = self.cloud.images.find(body["image"], server_type["architecture"])
             if image is None:
                 errors.add("image", f"image {body['image']} not found")
         user_data = errors.optional(body, "user_data", str, NOT_STRING)
@@ -464,6 +477,7 @@ class ServerService:
             raise locked("server")
         self.cloud.machines.reinstall(server)
         server["image_id"] = image["id"]
+        server["contents"] = self.cloud.images.contents_of(image)
         if user_data is not None:
             server["user_data"] = user_data
         server["status"] = "rebuilding"

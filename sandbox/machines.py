@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from . import compose, openclaw, server_fs
+from .clock import Clock, SystemContents, Work, total
 from .cloud_init import GATEWAY_SERVICE, CloudConfig, GatewayConfig, gateway_config, parse_cloud_config
 from .container_exec import Container, copy
 from .gateways import GatewayFleet
@@ -56,6 +57,7 @@ class Machine:
         self._boot_timer: asyncio.TimerHandle | None = None
         self._device_timer: asyncio.TimerHandle | None = None
         self._containers = asyncio.Lock()
+        self._installing = False  # cloud-init's package stage (and runcmd's pulls) takes its time
 
     # -- the server record and its files ---------------------------------------------------
     @property
@@ -73,6 +75,22 @@ class Machine:
         disks = self.fleet.cloud.volumes.device_dirs(self.server_id)
         mounts = {point: disks[device] for point, device in self.mounted.items() if device in disks}
         return ServerFS(self.root, mounts)
+
+    def contents(self) -> SystemContents:
+        """The packages and container images on the disk (from its image, then what it fetched)."""
+        return SystemContents.of((self.server or {}).get("contents"))
+
+    def _add_contents(self, packages: Any = (), images: Any = ()) -> None:
+        self._mark(contents=self.contents().plus(packages, images).record())
+
+    async def _spend(self, work: list[Work]) -> None:
+        """Takes the clock's time for `work`, and keeps the steps (profile seconds) in the
+        server's record (``work`` in the inventory)."""
+        server = self.server
+        if server is not None and work:
+            server.setdefault("work", []).extend({"step": w.step, "seconds": w.seconds} for w in work)
+            self.fleet.cloud.store.mark_dirty()
+        await self.fleet.clock.sleep(total(work))
 
     def _mark(self, **fields: Any) -> None:
         server = self.server
@@ -106,6 +124,7 @@ class Machine:
         self.booted = asyncio.Event()
         self.mounted = {}
         self.container_config = None
+        self._installing = False
 
     async def _boot(self, generation: int) -> None:
         await self.fleet.disk_ready(self.server_id)
@@ -133,7 +152,30 @@ class Machine:
         except OSError as exc:
             self.ssh_error = str(exc)
             log.warning("ssh of server %s could not listen on %s: %s", self.server_id, server["address"], exc)
+        if server.get("cloud_init") != "done" and not await self._fetch_first_boot_software(generation):
+            return
         await self.continue_boot()
+
+    async def _fetch_first_boot_software(self, generation: int) -> bool:
+        """cloud-init's package stage and runcmd's pulls: as long as the clock says for what the
+        disk does not hold yet. False when the server went down meanwhile."""
+        cloud = self.cloud_config()
+        work = self.fleet.clock.first_boot_work(
+            package_update=cloud.package_update,
+            packages=cloud.packages,
+            pulls=cloud.runcmd_pulls,
+            has=self.contents(),
+        )
+        self._installing = True
+        try:
+            await self._spend(work)
+        finally:
+            if generation == self._generation:
+                self._installing = False
+        if generation != self._generation or self.server is None:
+            return False
+        self._add_contents(cloud.packages, cloud.runcmd_pulls)
+        return True
 
     def _prepare_disk(self, cloud: CloudConfig | None) -> asyncssh.SSHKey:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -144,7 +186,7 @@ class Machine:
     async def continue_boot(self) -> None:
         """cloud-init's runcmd, once every device its mounts name is attached."""
         server = self.server
-        if server is None or self.state != "running":
+        if server is None or self.state != "running" or self._installing:
             return
         cloud = self.cloud_config()
         disks = self.fleet.cloud.volumes.device_dirs(self.server_id)
@@ -261,14 +303,37 @@ class Machine:
             raise compose.ComposeError(f"Error response from daemon: {missing}")
         return gateway_config(compose.gateway_files(fs, project), project.path)
 
-    async def _run_gateway(self, config: GatewayConfig) -> None:
+    async def _pull(self, project: compose.Project) -> None:
+        """`docker compose up` pulls the images of its services that the disk does not hold."""
+        images = [s["image"] for s in project.services.values() if isinstance(s.get("image"), str)]
+        generation = self._generation
+        await self._spend(self.fleet.clock.pull_work(images, self.contents()))
+        if generation == self._generation:
+            self._add_contents(images=images)
+
+    async def _run_gateway(self, config: GatewayConfig, cold_start: bool = True) -> None:
+        """Starts the gateway container; with ``cold_start`` it answers only after the clock's
+        cold start (the command that started it returns at once, as `docker compose up -d`)."""
         server, generation = self.server, self._generation
         if server is None:
             return
         self.container_config = config
+        if cold_start and self.fleet.clock.gateway_cold_start > 0:
+            self.fleet.gateways.stop_soon(self.server_id)
+            self.fleet.spawn(self._start_after_cold_start(config, generation))
+            return
         await self.fleet.gateways.run(self.server_id, server["name"], server["address"], config)
         if generation != self._generation or self.server is None:  # powered off meanwhile
             self.fleet.gateways.stop_soon(self.server_id)
+
+    async def _start_after_cold_start(self, config: GatewayConfig, generation: int) -> None:
+        await self._spend([Work("gateway cold start", self.fleet.clock.gateway_cold_start)])
+        async with self._containers:
+            project = (self.server or {}).get("compose_project") or {}
+            if generation != self._generation or self.container_config is not config:
+                return  # powered off, or recreated or taken down meanwhile
+            if project.get("running") and not (self.server or {}).get("gateway_killed"):
+                await self._run_gateway(config, cold_start=False)
 
     def _recorded(self, project: compose.Project) -> dict[str, Any] | None:
         recorded = (self.server or {}).get("compose_project")
@@ -295,6 +360,7 @@ class Machine:
             except compose.ComposeError as exc:
                 self.fleet.gateways.fail(self.server_id, str(exc))
                 raise
+            await self._pull(project)
             self._mark(
                 compose_project={"file": project.path, "name": project.name, "running": True},
                 gateway_killed=False,
@@ -488,13 +554,13 @@ class Machines:
         gateways: GatewayFleet,
         *,
         ssh_port: int,
-        boot_delay: float,
+        clock: Clock,
         device_wait: float,
     ) -> None:
         self.cloud = cloud
         self.gateways = gateways
         self.ssh_port = ssh_port
-        self.boot_delay = boot_delay
+        self.clock = clock
         self.device_wait = device_wait
         self._machines: dict[int, Machine] = {}
         self._disk_work: dict[int, asyncio.Task[None]] = {}
@@ -528,7 +594,10 @@ class Machines:
     # -- what the Hetzner API does to servers ----------------------------------------------
     def power_on(self, server: dict[str, Any], delay: float | None = None) -> None:
         if server["status"] == "running":
-            self.machine(server["id"]).power_on(self.boot_delay if delay is None else delay)
+            boot = self.clock.boot if delay is None else delay
+            if boot:
+                server.setdefault("work", []).append({"step": "boot", "seconds": boot})
+            self.machine(server["id"]).power_on(self.clock.wall(boot))
 
     def power_off(self, server: dict[str, Any]) -> None:
         self.machine(server["id"]).halt()

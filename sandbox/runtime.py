@@ -28,6 +28,7 @@ from aiohttp import web
 
 from . import openclaw
 from .addresses import AddressAllocator
+from .clock import make_clock
 from .cloudflare import Cloudflare
 from .control import build_control_app
 from .faults import FaultInjector
@@ -116,6 +117,8 @@ class Sandbox:
         llm_chunk_delay: float = 0.0,
         extra_llm_upstreams: tuple[str, ...] = (),
         real_gateways: int = 0,
+        clock: str = "instant",
+        time_scale: float = 1.0,
     ) -> None:
         if not ipaddress.IPv4Address(host).is_loopback:
             raise ValueError("the sandbox binds to loopback (127.0.0.0/8) only")
@@ -125,6 +128,8 @@ class Sandbox:
         self.ssh_port = ssh_port  # each fake server's SSH server, on its own address
         self.device_wait = device_wait  # how long a first boot waits for its volume's device
         self.action_delay = action_delay
+        # Every delay of the fake cloud; `boot_delay` and `action_delay` are the instant profile's.
+        self.clock = make_clock(clock, time_scale, boot=boot_delay, action=action_delay)
         self.host = host
         self.port_base = port_base
         self.zone_name = zone_name.lower().rstrip(".")
@@ -350,15 +355,19 @@ class Sandbox:
             self.faults,
             self.journal,
             token=self.hcloud_token,
-            boot_delay=self.boot_delay,
-            action_delay=self.action_delay,
+            clock=self.clock,
             rate_limit=self.hcloud_rate_limit,
             server_limit=self.server_limit,
             ssh_port=self.ssh_port,
             device_wait=self.device_wait,
         )
         self._cloudflare = Cloudflare(
-            self.store, self.faults, self.journal, token=self.cloudflare_token, zone_name=self.zone_name
+            self.store,
+            self.faults,
+            self.journal,
+            token=self.cloudflare_token,
+            zone_name=self.zone_name,
+            clock=self.clock,
         )
         self._x = XOAuth(
             self.store,

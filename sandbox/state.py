@@ -25,6 +25,7 @@ _EMPTY_SECTIONS = (
     "actions",
     "firewalls",
     "volumes",
+    "images",  # snapshots (the catalogue images are hetzner_catalog.py)
     "ssh_keys",
     "zones",
     "dns_records",

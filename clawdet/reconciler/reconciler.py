@@ -22,6 +22,7 @@ from clawdet.instances.lifecycle import Action, DesiredState, EventKind, Instanc
 from clawdet.instances.notify import Notifier
 from clawdet.mail.notifier import EmailNotifier
 from clawdet.ops import observed
+from clawdet.reconciler import golden
 from clawdet.reconciler.health import GatewayNotAnswering, chat_check, wait_healthy
 from clawdet.reconciler.stacks import Stacks
 from clawdet.rollouts import outcome as rollout_outcome
@@ -31,6 +32,7 @@ from db.models import Instance
 from programs import naming, tiers
 from programs.instance_config import (
     DEFAULT_OPENCLAW_IMAGE,
+    DEFAULT_SERVER_IMAGE,
     KEYS_BY_FIELD,
     digest_pinned_image,
     infrastructure_digest,
@@ -239,6 +241,7 @@ class Reconciler:
     def converge(
         self, instance_id: str, *, rebuild: bool = False, repair: bool = False, sweep: bool = False
     ) -> None:
+        self.choose_server_image(instance_id)
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
             generation = instance.generation
@@ -404,7 +407,31 @@ class Reconciler:
             paused=instance.desired_state == DesiredState.PAUSED.value,
             paused_page_ipv4=self.target.paused_page_ipv4 or None,
             restarts=str(instance.restarts),
+            server_image=instance.server_image or None,
+            golden_image=True if (instance.server_image or "").isdigit() else None,
         )
+
+    def choose_server_image(self, instance_id: str) -> None:
+        """A new instance's server boots from the newest golden snapshot of its OpenClaw version
+        and region, else the stock image; the choice is kept in the database (another image
+        would replace the server). Looked up outside any transaction."""
+        with self.database.sessions() as session:
+            row = session.get(Instance, instance_id)
+            if row.server_image is not None or row.server_id is not None or row.ready_at is not None:
+                return
+            image = row.desired_image or self.settings.openclaw_image or DEFAULT_OPENCLAW_IMAGE
+            region, name = row.region, row.stack_name
+        try:
+            snapshot = golden.newest(self.target, self.database.installation_id, image, region)
+        except (cloud.ApiError, ValueError) as exc:
+            log.warning("no golden snapshot lookup for %s, so the stock image: %s", name, exc)
+            snapshot = None
+        chosen = str(snapshot) if snapshot is not None else DEFAULT_SERVER_IMAGE
+        with self.database.session() as session:
+            row = session.get(Instance, instance_id)
+            if row.server_image is None:
+                row.server_image = chosen
+                log.info("%s boots from %s", name, f"golden snapshot {chosen}" if snapshot else chosen)
 
     def refuse_host_secrets(self) -> None:
         """Outside the sandbox every worker host must share the platform's secrets: one made up

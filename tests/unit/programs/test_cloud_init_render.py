@@ -122,7 +122,11 @@ def test_user_data_only_bootstraps_docker_roots_key_and_the_volume():
 def test_user_data_has_no_secret_and_carries_only_the_platforms_public_key(monkeypatch):
     monkeypatch.setenv("CLAWDET_LLM_UPSTREAM_API_KEY", UPSTREAM_KEY)
     # Nothing secret can even be passed in: the device path and a public key are all it takes.
-    assert set(inspect.signature(cloud_init.render_user_data).parameters) == {"data_device", "ssh_public_key"}
+    assert set(inspect.signature(cloud_init.render_user_data).parameters) == {
+        "data_device",
+        "ssh_public_key",
+        "software_preinstalled",
+    }
     user_data = render()
     assert "PRIVATE KEY" not in user_data
     assert not any(line in user_data for line in PLATFORM_KEY.splitlines()[1:-1] if len(line) >= 40)

@@ -56,6 +56,7 @@ def instance(desired_image: str | None = None) -> SimpleNamespace:
         llm_key_legacy=False,
         gateway_token_legacy=False,
         restarts=0,
+        server_image=None,
     )
 
 

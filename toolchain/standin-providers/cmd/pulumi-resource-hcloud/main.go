@@ -21,6 +21,7 @@ func main() {
 			"hcloud:index/firewall:Firewall":                 &standin.HcloudFirewall{H: h},
 			"hcloud:index/volume:Volume":                     &standin.HcloudVolume{H: h},
 			"hcloud:index/volumeAttachment:VolumeAttachment": &standin.HcloudVolumeAttachment{H: h},
+			"hcloud:index/snapshot:Snapshot":                 &standin.HcloudSnapshot{H: h},
 		},
 	}
 	if err := standin.Serve(p); err != nil {
