@@ -169,6 +169,13 @@ VARIABLES: tuple[Variable, ...] = (
         section="Cloud",
     ),
     V(
+        "WARM_POOL",
+        "Booted servers kept waiting per tier and region, so a new instance adopts one instead of "
+        "waiting for a server to boot: comma-separated tier:region=count, e.g. starter:hel1=2. "
+        "Each costs its server's price while it waits (admin console, Warm pool). Default: none.",
+        section="Cloud",
+    ),
+    V(
         "INSTANCE_SSH_PORT",
         "The SSH port of customer servers (the sandbox sets its own).",
         "22",
@@ -449,6 +456,7 @@ class Settings:
     operator_ssh_cidrs: str
     control_plane_ssh_cidrs: str
     instance_ssh_port: int
+    warm_pool: str
     instance_ssh_private_key: str = field(repr=False)
     paused_page_ipv4: str
     pulumi_backend_url: str

@@ -181,6 +181,8 @@ class Instance(Base):
     # The Hetzner image of its server: a golden snapshot's id (digits) or the stock image's name,
     # chosen at the first converge and kept; NULL for instances made before (the stock image).
     server_image: Mapped[str | None] = mapped_column(String(64))
+    # The warm-pool member its server, volume and firewall came from (clawdet/reconciler/pool.py)
+    adopted_from: Mapped[str | None] = mapped_column(String(64))
     rollout_id: Mapped[str | None] = mapped_column(String(64))  # the rollout updating it now
     # programs.instance_config.infrastructure_digest of the last converged config
     infrastructure_digest: Mapped[str | None] = mapped_column(String(64))
@@ -488,3 +490,33 @@ class BackupRequest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class PoolServer(Base):
+    """A warm-pool member: a booted server with its volume and firewall, made by its own stack of
+    the instance program (`pool_<id>`), for a new instance of its tier and region to adopt
+    (clawdet/reconciler/pool.py has the states). A member that fails is destroyed, never handed
+    out."""
+
+    __tablename__ = "pool_servers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: secrets.token_hex(5))
+    tier: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(32))
+    server_image: Mapped[str] = mapped_column(String(64))  # a golden snapshot's id or the stock image
+    openclaw_image: Mapped[str] = mapped_column(String(255))  # pulled on it (or on its snapshot)
+    # infrastructure_digest of its stack config: another one (settings, program) makes it outdated
+    config_digest: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="creating")
+    message: Mapped[str] = mapped_column(Text, default="")
+    server_id: Mapped[str | None] = mapped_column(String(32))
+    volume_id: Mapped[str | None] = mapped_column(String(32))
+    firewall_id: Mapped[str | None] = mapped_column(String(32))
+    ipv4: Mapped[str | None] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(64))  # the instance adopting it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)  # its status since (database clock)
+    ready_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_pool_servers_fit", "status", "tier", "region"),)

@@ -27,11 +27,26 @@ ANYWHERE = ("0.0.0.0/0", "::/0")
 AUTOMATIC_TTL = 1  # Cloudflare's "automatic"
 DIAL_ATTEMPTS = 40  # SSH dials (backoff up to 5 s each): a few minutes for a server to boot
 DEPLOY_TIMEOUTS = pulumi.CustomTimeouts(create="15m", update="15m")
+# What the engine cannot compare when it imports a warm-pool member (adoptFromPool): its names
+# and labels are the pool's until this `up` is done (the next one renames them in place), and the
+# provider's own flags read back as their defaults. userData and sshKeys are written once at
+# creation and never read back, and a volume in use no longer tells its format: an adopted
+# server and volume never compare them (`adopted`; a rebuild's new server is not adopted).
+ADOPTED_IGNORES = {"firewall": [], "volume": ["format"], "server": ["userData", "sshKeys"]}
+IMPORT_IGNORES = {
+    "firewall": ["name", "labels"],
+    "volume": ["name", "labels", "format"],
+    "server": ["name", "labels", "userData", "sshKeys", "keepDisk", "shutdownBeforeDeletion"],
+}
 
 
 def labels_for(args: ClawInstanceArgs) -> dict[str, str]:
     """Labels the fleet scan finds servers by (values are validated label values)."""
-    ids = {naming.INSTALLATION_LABEL: args.installation_id, naming.INSTANCE_ID_LABEL: args.instance_id}
+    ids = {
+        naming.INSTALLATION_LABEL: args.installation_id,
+        naming.INSTANCE_ID_LABEL: args.instance_id,
+        naming.POOL_LABEL: args.pool_member,
+    }
     return {
         naming.MANAGED_LABEL: "clawdet",
         **{label: value for label, value in ids.items() if value},
@@ -77,17 +92,21 @@ class ClawInstance(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClawInstanceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("clawdet:index:ClawInstance", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         labels = labels_for(args)
         self.server_type = tiers.server_type_for(args.tier, args.region)
         ssh_cidrs = tuple(dict.fromkeys((*args.control_plane_ssh_cidrs, *args.operator_ssh_cidrs)))
 
+        self.imports = dict(
+            zip(("server", "volume", "firewall"), args.adopt_from_pool.split(","), strict=True)
+            if args.adopt_from_pool
+            else ()
+        )
         self.firewall = hcloud.Firewall(
             f"{name}-firewall",
             name=args.instance_name,
             labels=labels,
             rules=firewall_rules(ssh_cidrs, args.proxied, args.ssh_port),
-            opts=child,
+            opts=self._adopting("firewall", args),
         )
 
         self.volume = hcloud.Volume(
@@ -97,36 +116,14 @@ class ClawInstance(pulumi.ComponentResource):
             location=args.region,
             format="ext4",
             labels=labels,
-            opts=child,
+            opts=self._adopting("volume", args),
         )
-
-        self.app_files = pulumi.Output.all(args.gateway_token, args.llm_api_key).apply(
-            lambda secrets: cloud_init.render_app_files(
-                tier=args.tier,
-                fqdn=args.fqdn,
-                openclaw_image=args.openclaw_image,
-                caddy_image=args.caddy_image,
-                browser_image=args.browser_image,
-                model=args.model,
-                llm_base_url=args.llm_base_url,
-                gateway_token=secrets[0],
-                llm_api_key=secrets[1],
-            )
-        )
-        # The hash names the release; it reveals nothing of the secrets in the files.
-        self.config_hash = pulumi.Output.unsecret(self.app_files.apply(cloud_init.config_hash))
-
-        self.server = self.volume_attachment = self.deploy = None
-        self.release = []
-        if args.paused:
-            address: pulumi.Input[str] = args.paused_page_ipv4
-        else:
+        self.server = self.volume_attachment = self.deploy = self.config_hash = None
+        self.release, self.dns_records = [], []
+        if args.pool_member:  # booted and waiting for an instance: no app layer, no name yet
             self._server(name, args, labels)
-            address = self.server.ipv4_address
-
-        self.dns_records = [self._dns_record(name, "A", address, args)]
-        if args.ipv6 and self.server is not None:
-            self.dns_records.append(self._dns_record(name, "AAAA", self.server.ipv6_address, args))
+        else:
+            self._app_layer_and_name(name, args, labels)
 
         self.fqdn = args.fqdn
         self.url = f"https://{args.fqdn}"
@@ -150,17 +147,50 @@ class ClawInstance(pulumi.ComponentResource):
             }
         )
 
+    def _app_layer_and_name(self, name: str, args: ClawInstanceArgs, labels: dict[str, str]) -> None:
+        self.app_files = pulumi.Output.all(args.gateway_token, args.llm_api_key).apply(
+            lambda secrets: cloud_init.render_app_files(
+                tier=args.tier,
+                fqdn=args.fqdn,
+                openclaw_image=args.openclaw_image,
+                caddy_image=args.caddy_image,
+                browser_image=args.browser_image,
+                model=args.model,
+                llm_base_url=args.llm_base_url,
+                gateway_token=secrets[0],
+                llm_api_key=secrets[1],
+            )
+        )
+        # The hash names the release; it reveals nothing of the secrets in the files.
+        self.config_hash = pulumi.Output.unsecret(self.app_files.apply(cloud_init.config_hash))
+
+        if args.paused:
+            address: pulumi.Input[str] = args.paused_page_ipv4
+        else:
+            self._server(name, args, labels)
+            address = self.server.ipv4_address
+
+        self.dns_records = [self._dns_record(name, "A", address, args)]
+        if args.ipv6 and self.server is not None:
+            self.dns_records.append(self._dns_record(name, "AAAA", self.server.ipv6_address, args))
+
     def _server(self, name: str, args: ClawInstanceArgs, labels: dict[str, str]) -> None:
         """The server, its volume attachment and the app layer pushed onto it."""
         child = pulumi.ResourceOptions(parent=self)
         public_key = pulumi.Output.unsecret(
             pulumi.Output.from_input(args.ssh_private_key).apply(ssh_keys.public_key)
         )
+        # A warm-pool server pulls the app's images at boot (a golden snapshot holds them already).
+        pulls = [args.openclaw_image, args.caddy_image] if args.pool_member and not args.golden_image else []
         user_data = pulumi.Output.all(self.volume.linux_device, public_key).apply(
             lambda values: cloud_init.render_user_data(
-                data_device=values[0], ssh_public_key=values[1], software_preinstalled=args.golden_image
+                data_device=values[0],
+                ssh_public_key=values[1],
+                software_preinstalled=args.golden_image,
+                pulls=pulls,
             )
         )
+        from_pool = bool(self.imports) or "volume" in args.adopted
         self.server = hcloud.Server(
             f"{name}-server",
             name=args.instance_name,
@@ -175,14 +205,18 @@ class ClawInstance(pulumi.ComponentResource):
             public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=args.ipv6)],
             shutdown_before_deletion=True,
             # Server names are unique per Hetzner project: the old one must go first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=pulumi.ResourceOptions.merge(
+                self._adopting("server", args), pulumi.ResourceOptions(delete_before_replace=True)
+            ),
         )
         self.volume_attachment = hcloud.VolumeAttachment(
             f"{name}-volume-attachment",
             server_id=self.server.id.apply(int),
             volume_id=self.volume.id.apply(int),
-            automount=False,  # cloud-init mounts it where the gateway keeps its state
-            opts=child,
+            # cloud-init mounts it where the gateway keeps its state. Not set on an attachment
+            # from the pool: the API never tells it, so an import would see it change.
+            automount=None if from_pool else False,
+            opts=pulumi.ResourceOptions(parent=self, import_=self.imports.get("volume")),
         )
         connection = command.remote.ConnectionArgs(
             host=self.server.ipv4_address,
@@ -192,6 +226,17 @@ class ClawInstance(pulumi.ComponentResource):
             dial_error_limit=DIAL_ATTEMPTS,  # a new server takes a while to start sshd
             per_dial_timeout=15,
         )
+        if args.pool_member:  # booted: cloud-init (and its pulls) done, ready to be adopted
+            self.deploy = command.remote.Command(
+                f"{name}-booted",
+                connection=connection,
+                create="cloud-init status --wait",
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.volume_attachment], custom_timeouts=DEPLOY_TIMEOUTS
+                ),
+            )
+            return
         release = self.config_hash.apply(lambda value: cloud_init.release_dir(value, args.restarts))
         # Anything that changes the connection replaces both: a copy does not run again on a
         # changed connection alone, and the deploy needs its release uploaded where it runs.
@@ -221,6 +266,15 @@ class ClawInstance(pulumi.ComponentResource):
                 custom_timeouts=DEPLOY_TIMEOUTS,
             ),
         )
+
+    def _adopting(self, kind: str, args: ClawInstanceArgs) -> pulumi.ResourceOptions:
+        """The engine imports this resource from the warm-pool member being adopted, if any."""
+        if kind in self.imports:
+            return pulumi.ResourceOptions(
+                parent=self, import_=self.imports[kind], ignore_changes=IMPORT_IGNORES[kind]
+            )
+        ignored = ADOPTED_IGNORES[kind] if kind in args.adopted else []
+        return pulumi.ResourceOptions(parent=self, ignore_changes=ignored or None)
 
     def _file(self, file_name: str) -> pulumi.Output[pulumi.StringAsset]:
         """One file of the app layer; only the .env (the instance's credentials) stays secret."""

@@ -105,7 +105,9 @@ def render_caddyfile(fqdn: str) -> str:
 SOFTWARE_KEYS = ("package_update", "packages")  # what a golden snapshot already has done
 
 
-def render_user_data(*, data_device: str, ssh_public_key: str, software_preinstalled: bool = False) -> str:
+def render_user_data(
+    *, data_device: str, ssh_public_key: str, software_preinstalled: bool = False, pulls: Sequence[str] = ()
+) -> str:
     """The server's #cloud-config: the bootstrap only (Docker, root's SSH key, the customer's
     volume mounted at DATA_MOUNT). `data_device` is the volume's linux_device. On a golden
     snapshot (`software_preinstalled`) Docker is there already: no package index, no installs."""
@@ -124,7 +126,9 @@ def render_user_data(*, data_device: str, ssh_public_key: str, software_preinsta
     template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
     if software_preinstalled:
         template = {key: value for key, value in template.items() if key not in SOFTWARE_KEYS}
-    return _dump_cloud_config(_fill_strings(template, values))
+    cloud_config = _fill_strings(template, values)
+    cloud_config["runcmd"] += _pull_commands(pulls)
+    return _dump_cloud_config(cloud_config)
 
 
 def render_golden_user_data(*, ssh_public_key: str, images: Sequence[str]) -> str:
@@ -136,10 +140,15 @@ def render_golden_user_data(*, ssh_public_key: str, images: Sequence[str]) -> st
         raise ValueError(f"{list(images)!r}: the golden image needs pinned container image references")
     template = yaml.safe_load((TEMPLATE_DIR / "cloud-config.yaml").read_text())
     kept = {key: value for key, value in template.items() if key not in ("mounts", "runcmd")}
-    kept["runcmd"] = [["systemctl", "enable", "--now", "docker.service"]] + [
-        ["docker", "pull", "--quiet", image] for image in images
-    ]
+    kept["runcmd"] = [["systemctl", "enable", "--now", "docker.service"], *_pull_commands(images)]
     return _dump_cloud_config(_fill_strings(kept, {"ssh_public_key": ssh_public_key}))
+
+
+def _pull_commands(images: Sequence[str]) -> list[list[str]]:
+    """runcmd entries that pull these pinned images (a golden image's builder, a warm-pool server)."""
+    if not all(_IMAGE_REFERENCE.fullmatch(image) for image in images):
+        raise ValueError(f"{list(images)!r}: only pinned container image references are pulled")
+    return [["docker", "pull", "--quiet", image] for image in images]
 
 
 _IMAGE_REFERENCE = re.compile(r"[a-z0-9][a-z0-9./_-]*(:[A-Za-z0-9._-]+)?(@sha256:[0-9a-f]{64})?")

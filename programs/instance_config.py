@@ -62,6 +62,12 @@ def _server_image(value: str) -> str:
     return value
 
 
+def _pool_ids(value: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]{0,18},[1-9][0-9]{0,18},[1-9][0-9]{0,18}", value):
+        raise ValueError(f"{value!r} is not '<serverId>,<volumeId>,<firewallId>' (Hetzner ids)")
+    return value
+
+
 def _ssh_key(value: str) -> str:
     if not value or "," in value or len(value) > 128 or not value.isprintable():
         raise ValueError(f"{value!r} is not a Hetzner SSH key id or name")
@@ -330,6 +336,29 @@ KEYS: tuple[ConfigKey, ...] = (
         default=False,
     ),
     ConfigKey(
+        "poolMember",
+        "pool_member",
+        "this stack is a warm-pool member with this id: firewall, volume and a booted server only "
+        "(no DNS record, no app layer), for an instance to adopt",
+        check=_label_value,
+    ),
+    ConfigKey(
+        "adoptFromPool",
+        "adopt_from_pool",
+        "the warm-pool member this instance adopts in its next `up` (the engine imports them): "
+        "'<serverId>,<volumeId>,<firewallId>'; cleared once adopted",
+        check=_pool_ids,
+    ),
+    ConfigKey(
+        "adopted",
+        "adopted",
+        "what of it came from the warm pool and is still the adopted one (server, volume): what the "
+        "API never reads back is not compared (a server's userData and sshKeys, a volume's format)",
+        kind="list",
+        default=(),
+        allowed=("server", "volume"),
+    ),
+    ConfigKey(
         "sshKeys",
         "ssh_keys",
         "Hetzner SSH key ids or names for root (comma-separated)",
@@ -482,6 +511,9 @@ class ClawInstanceArgs:
     ipv6: bool = True
     server_image: str = DEFAULT_SERVER_IMAGE
     golden_image: bool = False
+    pool_member: str | None = None
+    adopt_from_pool: str | None = None
+    adopted: tuple[str, ...] = ()
     ssh_keys: tuple[str, ...] = ()
     operator_ssh_cidrs: tuple[str, ...] = ()
     control_plane_ssh_cidrs: tuple[str, ...] = ()
@@ -512,7 +544,7 @@ def _validate(values: Mapping[str, Any]) -> dict[str, Any]:
     for key in KEYS:
         value = values.get(key.field)
         if value is None or value == "":
-            if key.required:
+            if key.required and not (values.get("pool_member") and key.full_name in APP_LAYER_KEYS):
                 problems[key.full_name] = _missing(key)
             result[key.field] = key.default
             continue

@@ -144,6 +144,7 @@ MANAGED_LABEL = "managed-by"
 INSTALLATION_LABEL = "clawdet-installation"
 INSTANCE_LABEL = "clawdet-instance"
 INSTANCE_ID_LABEL = "clawdet-instance-id"
+POOL_LABEL = "clawdet-pool"  # a warm-pool member's id, until an instance adopts it
 
 
 def ours(installation_id: str, instance_id: str | None = None) -> str:

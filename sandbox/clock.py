@@ -59,7 +59,7 @@ class Clock:
     server_create: float | None = None  # the create_server action (None: as `action`)
     server_create_from_snapshot: float = 0.0  # extra: the snapshot is copied to the new disk
     boot: float = 1.0  # power-on to SSH listening (kernel, cloud-init's early stages)
-    package_index: float = 0.0  # apt-get update (`package_update`, `package_upgrade`)
+    package_index: float = 0.0  # apt-get update (`package_update`, `package_upgrade` or any `packages`)
     package_install: Mapping[str, float] = dataclasses.field(default_factory=dict)
     package_default: float = 0.0  # a package not named above
     image_pull: Mapping[str, float] = dataclasses.field(default_factory=dict)  # by repository name
@@ -103,10 +103,13 @@ class Clock:
         pulls: Iterable[str],
         has: SystemContents,
     ) -> list[Work]:
-        """cloud-init's package stage and runcmd's pulls: only what the disk does not hold yet."""
-        missing = [p for p in dict.fromkeys(packages) if p not in has.packages]
+        """cloud-init's package stage and runcmd's pulls. Any `packages` make cloud-init refresh
+        the index first (as `package_update` does), even when all are installed; apt-get then
+        installs only the missing ones (an installed package costs next to nothing)."""
+        packages = list(dict.fromkeys(packages))
+        missing = [p for p in packages if p not in has.packages]
         work = []
-        if package_update or missing:  # cloud-init refreshes the index before it installs
+        if package_update or packages:
             work.append(Work("apt-get update", self.package_index))
         for package in missing:
             seconds = self.package_install.get(package, self.package_default)

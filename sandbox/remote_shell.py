@@ -6,10 +6,12 @@ last one run. Shell syntax beyond ``&&`` (pipes, ``;``, ``||``, redirections, ``
 command substitution, backticks, subshells) is refused with exit status 2 before anything runs;
 a program the sandbox does not emulate fails with ``sh: 1: NAME: not found`` and 127.
 
-Programs: ``cloud-init status [--wait]``, ``mountpoint [-q]``, ``mv``, ``chmod``, ``rmdir``,
+Programs: ``cloud-init status [--wait]``, ``cloud-init clean`` (a no-op: a server made from a
+snapshot boots as a new server anyway), ``mountpoint [-q]``, ``mv``, ``chmod``, ``rmdir``,
 ``mkdir``, ``install`` (``-d``, or a file copy), ``resize2fs``, ``test``, ``true``, ``false``,
-``echo``, ``cat``, ``rm`` and ``docker compose`` (``config``, ``up``, ``restart``, ``stop``, ``down``,
-``ps``, and ``exec``, ``run``, ``cp`` for the gateway's container: container_exec.py).
+``sync``, ``echo``, ``cat``, ``rm`` and ``docker compose`` (``config``, ``up``, ``restart``,
+``stop``, ``down``, ``ps``, and ``exec``, ``run``, ``cp`` for the gateway's container:
+container_exec.py).
 """
 
 from __future__ import annotations
@@ -198,6 +200,7 @@ class RemoteShell:
             "test": self.test,
             "true": self.true,
             "false": self.false,
+            "sync": self.true,
             "echo": self.echo,
             "cat": self.cat,
             "docker": self.docker,
@@ -265,8 +268,17 @@ class RemoteShell:
         return Result(status, "".join(out), "".join(err))
 
     async def cloud_init(self, args: list[str]) -> Result:
+        if args[:1] == ["clean"]:
+            unknown = set(args[1:]) - {"--logs", "-l", "--machine-id", "--seed", "-s"}
+            if unknown:
+                return Result(
+                    2, stderr=f"cloud-init clean: unrecognized arguments: {' '.join(sorted(unknown))}\n"
+                )
+            return Result(0)
         if args[:1] != ["status"]:
-            return Result(2, stderr="cloud-init: the sandbox emulates `cloud-init status [--wait]` only\n")
+            return Result(
+                2, stderr="cloud-init: the sandbox emulates `cloud-init status [--wait]` and `clean` only\n"
+            )
         status = await self.host.wait_for_boot() if "--wait" in args else self.host.boot_status()
         return Result(1 if status == "error" else 0, f"status: {status}\n")
 

@@ -24,7 +24,7 @@ from clawdet.errors import UserFacingError
 from clawdet.instances import leases, lifecycle, rotation
 from clawdet.instances import requests as instances
 from clawdet.instances.lifecycle import Action, DesiredState, Health, InstanceStatus
-from clawdet.ops import costs
+from clawdet.ops import costs, warm_pool
 from clawdet.rollouts import FINISHED, MemberState, RolloutStatus, driver
 from db import audit
 from db.models import Instance, InstanceEvent, OutboxEmail, PaymentMethod, Role, Rollout, User, utcnow
@@ -123,6 +123,7 @@ def overview():
         report=costs.month_report(session),
         halted=halted_rollouts(),
         backup_health=nightly.backup_health(session),
+        pool=warm_pool.listing(session, settings().warm_pool),
     )
 
 

@@ -7,16 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import Blueprint, jsonify, url_for
+from flask import Blueprint, Response, jsonify, url_for
 from flask_login import login_required
 from sqlalchemy import select
 
+from clawdet.backups import export as exports
 from clawdet.backups import requests as backup_requests
 from clawdet.backups import service
 from clawdet.errors import UserFacingError
 from db import audit
 from db.models import Backup, BackupRequest, Instance, utcnow
-from webapp import dbs
+from webapp import dbs, settings
 from webapp.api import owned_instance
 from webapp.auth import client_ip, current
 from webapp.bodies import json_body
@@ -97,6 +98,24 @@ def restore(instance_id: str):
 def export(instance_id: str):
     """A time-limited download link of a backup's archive (the newest unless one is named)."""
     return _queue(instance_id, backup_requests.Action.EXPORT)
+
+
+@bp.get("/exports/<token>")
+def download_export(instance_id: str, token: str):
+    """An export link: whoever holds it (as a presigned address) gets the archive until it expires.
+    The key is in the token only; the sealed copy is decrypted here as it streams through."""
+    download = exports.opened_token(settings().secret_key, token)
+    if download.instance_id != instance_id:
+        raise UserFacingError(
+            "link_invalid", "This download link is not valid.", "Ask for a new download.", status=404
+        )
+    size, chunks = exports.decrypted_archive(download)
+    response = Response(chunks, mimetype="application/gzip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{download.filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    if size is not None:
+        response.content_length = size
+    return response
 
 
 @bp.get("/backup-requests/<request_id>")

@@ -62,6 +62,7 @@ class DatabaseCollector:
             yield from self._tokens(session)
             yield from self._worker_counters(session)
             yield from self._backups(session)
+            yield from self._warm_pool(session)
 
     def _instances(self, session):
         family = GaugeMetricFamily(
@@ -159,6 +160,22 @@ class DatabaseCollector:
         alerts.add_metric(["failed"], len(health.failed))
         alerts.add_metric(["missing"], len(health.missing))
         yield alerts
+
+    def _warm_pool(self, session):
+        from db.models import PoolServer
+
+        family = GaugeMetricFamily(
+            "clawdet_warm_pool_servers",
+            "Warm-pool members not yet adopted, by tier, region and status",
+            labels=["tier", "region", "status"],
+        )
+        for tier, region, status, count in session.execute(
+            select(PoolServer.tier, PoolServer.region, PoolServer.status, func.count())
+            .where(PoolServer.status != "adopted")
+            .group_by(PoolServer.tier, PoolServer.region, PoolServer.status)
+        ):
+            family.add_metric([tier, region, status], count)
+        yield family
 
     def _worker_counters(self, session):
         counters: dict[str, list] = defaultdict(list)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -48,28 +49,53 @@ def encrypt(source: BinaryIO, target: BinaryIO, key: bytes, key_version: int) ->
 def decrypt(source: BinaryIO, target: BinaryIO, key: bytes) -> int:
     """Opens what `encrypt` sealed into `target`; returns the plaintext bytes. On CorruptBackup
     part of the plaintext may have been written: the caller discards `target`."""
+    written = 0
+    for plain in decrypted_chunks(source, key):
+        target.write(plain)
+        written += len(plain)
+    return written
+
+
+def decrypted_chunks(source: BinaryIO, key: bytes) -> Iterator[bytes]:
+    """The plaintext, chunk by chunk, each yielded only once it is authenticated; CorruptBackup
+    at the first chunk that is not (a stream may read in short pieces: a network body)."""
     aead = _aead(key)
     header = read_header(source)
-    written = counter = 0
-    current = source.read(CHUNK + TAG)
+    counter = 0
+    current = _read_full(source, CHUNK + TAG)
     while True:
-        following = source.read(CHUNK + TAG)
+        following = _read_full(source, CHUNK + TAG)
         last = not following
         if len(current) < TAG or (not last and len(current) != CHUNK + TAG):
             raise CorruptBackup("the backup is cut short or has a damaged chunk")
         try:
-            plain = aead.decrypt(_nonce(header, counter), current, _associated(header, counter, last))
+            yield aead.decrypt(_nonce(header, counter), current, _associated(header, counter, last))
         except InvalidTag:
             raise CorruptBackup("the backup was changed or sealed with another key") from None
-        target.write(plain)
-        written += len(plain)
         if last:
-            return written
+            return
         current, counter = following, counter + 1
 
 
+def plaintext_size(sealed_size: int) -> int:
+    """How many bytes a sealed file of `sealed_size` bytes opens to (its header and tags off)."""
+    chunks = max(1, -(-(sealed_size - HEADER.size) // (CHUNK + TAG)))
+    return sealed_size - HEADER.size - chunks * TAG
+
+
+def _read_full(source: BinaryIO, size: int) -> bytes:
+    parts, missing = [], size
+    while missing:
+        part = source.read(missing)
+        if not part:
+            break
+        parts.append(part)
+        missing -= len(part)
+    return b"".join(parts)
+
+
 def read_header(source: BinaryIO) -> bytes:
-    header = source.read(HEADER.size)
+    header = _read_full(source, HEADER.size)
     if len(header) != HEADER.size or HEADER.unpack(header)[0] != MAGIC:
         raise CorruptBackup("not a Clawdet backup (its header is missing)")
     return header

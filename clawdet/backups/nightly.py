@@ -1,20 +1,27 @@
 """The nightly pass: every ready instance whose moment in BACKUP_WINDOW has come and that has not
 been backed up since gets its nightly backup, then retention runs for it. Workers run it once a
 period for the whole fleet (clawdet/reconciler/worker.py); `clawdet backups nightly` runs it now.
-A failed or missing nightly backup shows in `backup_health` (metrics, admin, alerts)."""
+Passes may overlap (a long pass, the command beside a worker): each instance's night is claimed
+once (claim_night). An instance an operation holds is left to a later pass. A failed or missing
+nightly backup shows in `backup_health` (metrics, admin, alerts)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from clawdet.backups import alerts, export, schedule, service
 from clawdet.errors import UserFacingError
+from clawdet.instances import leases
 from clawdet.instances.lifecycle import DesiredState, InstanceStatus
-from db.models import Backup, Instance, utcnow
+from db.models import Backup, Instance, PeriodicRun, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +30,13 @@ log = logging.getLogger(__name__)
 class NightlyReport:
     made: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # an operation held them: a later pass tries again
 
     def line(self) -> str:
-        return f"nightly backups: {len(self.made)} made, {len(self.failed)} failed"
+        return (
+            f"nightly backups: {len(self.made)} made, {len(self.failed)} failed, "
+            f"{len(self.busy)} busy (tried again later)"
+        )
 
 
 def due(database, window: schedule.Window, now: datetime) -> list[str]:
@@ -56,9 +67,15 @@ def run(settings, database, *, now: datetime | None = None, store=None, stop=Non
     window = schedule.Window.parse(settings.backup_window)
     store = store or service.store_for(settings)
     report = NightlyReport()
+    owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     for instance_id in due(database, window, now):
         if stop is not None and stop.is_set():
             break
+        if leased(database, instance_id):
+            report.busy.append(instance_id)  # still due: the next pass takes it
+            continue
+        if not claim_night(database, instance_id, schedule.latest_slot(instance_id, window, now), owner):
+            continue  # another pass backs it up tonight
         try:
             row = service.create(settings, database, instance_id, service.Kind.NIGHTLY, store=store)
         except UserFacingError as exc:
@@ -79,6 +96,36 @@ def run(settings, database, *, now: datetime | None = None, store=None, stop=Non
     except UserFacingError as exc:
         log.warning("expired exports not deleted: %s", exc.message)
     return report
+
+
+def leased(database, instance_id: str) -> bool:
+    """Whether an operation holds the instance's work lease now (it may be changing its server)."""
+    with database.sessions() as session:
+        now = leases.database_now(session)
+        held = select(Instance.id).where(
+            Instance.id == instance_id, Instance.lease_owner.is_not(None), Instance.lease_expires_at > now
+        )
+        return session.scalar(held) is not None
+
+
+def claim_night(database, instance_id: str, slot: datetime, owner: str) -> bool:
+    """Whether this pass makes the instance's nightly backup of the night whose moment is `slot`.
+    One conditional upsert on periodic_runs (as leases.claim_period): of two passes running at
+    once, exactly one wins each instance's night."""
+    with database.sessions() as session:
+        dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+        won = session.execute(
+            dialect.insert(PeriodicRun)
+            .values(name=f"nightly-backup:{instance_id}", started_at=slot, owner=owner)
+            .on_conflict_do_update(
+                index_elements=["name"],
+                set_={"started_at": slot, "owner": owner},
+                where=PeriodicRun.started_at < slot,
+            )
+            .returning(PeriodicRun.name)
+        ).scalar()
+        session.commit()
+    return won is not None
 
 
 def _prune(settings, database, instance_id: str, store, now: datetime) -> None:

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
-import socket
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
-from clawdet.backups import export, restore, service
+from clawdet.backups import export, hold, remote, remote_restore, restore, service
 from clawdet.errors import UserFacingError
+from clawdet.instances import leases
 from db.models import Backup, BackupRequest, Instance, utcnow
 
 log = logging.getLogger(__name__)
 
 STALE = timedelta(hours=1)  # a request still "running" after this lost its worker
+INTERRUPTED = (
+    "The restore was interrupted; your assistant is back on the state it had before. Try the restore again."
+)
 
 
 class Action(str, enum.Enum):
@@ -80,11 +82,17 @@ def _chosen(session, instance: Instance, backup_id: str | None) -> Backup:
 
 def run_next(settings, database) -> BackupRequest | None:
     """Claims the oldest queued request and carries it out; None when there was none."""
-    owner = f"{socket.gethostname()}:{os.getpid()}"
+    owner = hold.worker_name()
+    recover_interrupted_restores(settings, database)
     with database.sessions() as session:
-        session.execute(  # requests whose worker died are failed, not run twice
+        # Requests whose worker died are failed, not run twice (restores after their recovery).
+        session.execute(
             update(BackupRequest)
-            .where(BackupRequest.status == "running", BackupRequest.started_at < utcnow() - STALE)
+            .where(
+                BackupRequest.status == "running",
+                BackupRequest.started_at < utcnow() - STALE,
+                ~exists().where(Instance.id == BackupRequest.instance_id, _held_by_its_restore()),
+            )
             .values(
                 status="failed", message="The worker running it stopped; ask again.", finished_at=utcnow()
             )
@@ -135,3 +143,69 @@ def run_next(settings, database) -> BackupRequest | None:
     row = service.saved(database, BackupRequest, request_id, **outcome, finished_at=utcnow())
     log.info("backup request %s (%s of %s): %s", request_id, action, instance_id, row.status)
     return row
+
+
+def _held_by_its_restore():
+    """The request's worker holds its instance for the restore, or died holding it (with the
+    instance joined)."""
+    return (BackupRequest.action == Action.RESTORE.value) & Instance.lease_owner.startswith(
+        hold.PREFIX + BackupRequest.owner + ":"
+    )
+
+
+def recover_interrupted_restores(settings, database) -> None:
+    """A restore whose worker died mid-way (its hold lapsed a full lease ago, leases.free) may
+    have left the server half-swapped, with the gateway stopped: the previous state goes back and
+    the request fails. This worker takes the hold over (and the request with it); when the server
+    is out of reach, it lets that hold lapse, so the next try comes a lease or two later."""
+    me = hold.worker_name()
+    with database.sessions() as session:
+        now = leases.database_now(session)
+        stuck = session.execute(
+            select(BackupRequest.id, BackupRequest.instance_id, Instance.lease_owner, Instance.ipv4)
+            .join(Instance, Instance.id == BackupRequest.instance_id)
+            .where(BackupRequest.status == "running", _held_by_its_restore(), leases.free(now, hold.LEASE))
+        ).all()
+    for request_id, instance_id, lapsed_owner, address in stuck:
+        recoverer = f"{hold.PREFIX}{me}:recovery"
+        with database.sessions() as session:
+            now = leases.database_now(session)
+            taken = session.execute(
+                update(Instance)
+                .where(
+                    Instance.id == instance_id,
+                    Instance.lease_owner == lapsed_owner,
+                    leases.free(now, hold.LEASE),
+                )
+                .values(lease_owner=recoverer, lease_expires_at=now + hold.LEASE)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if taken == 1:
+                session.execute(update(BackupRequest).where(BackupRequest.id == request_id).values(owner=me))
+            session.commit()
+        if taken != 1:
+            continue  # another worker is on it
+        log.warning(
+            "backup request %s: the restore of %s was interrupted; recovering", request_id, instance_id
+        )
+        server = remote.Server(address, service.ssh_port(settings), settings.instance_ssh_private_key)
+        try:
+            remote_restore.recover(server)
+        except remote.RemoteError as exc:
+            log.warning("backup request %s: not recovered yet, tried again later: %s", request_id, exc)
+            continue
+        except Exception:
+            log.exception("backup request %s: not recovered yet, tried again later", request_id)
+            continue
+        service.saved(
+            database,
+            BackupRequest,
+            request_id,
+            status="failed",
+            message=INTERRUPTED,
+            progress=0,
+            finished_at=utcnow(),
+        )
+        with database.sessions() as session:
+            leases.release(session, instance_id, recoverer)
+        log.info("backup request %s: %s is back on its previous state", request_id, instance_id)

@@ -49,13 +49,15 @@ def restore(
         address, fqdn = instance.ipv4, instance.subdomain
     target = target or _target(settings)
     url = target.health_url(fqdn=f"{fqdn}.{target.base_domain}", ipv4=address)
-    with hold.holding(database, instance_id):
-        before = _restore_held(settings, database, instance_id, backup_id, address, url, store, step)
+    with hold.holding(database, instance_id) as still_held:
+        before = _restore_held(
+            settings, database, instance_id, backup_id, address, url, store, step, still_held
+        )
     log.info("restored %s into %s (previous state: %s)", backup_id, instance_id, before.id)
     return Restored(backup_id, before.id)
 
 
-def _restore_held(settings, database, instance_id, backup_id, address, url, store, step: Step):
+def _restore_held(settings, database, instance_id, backup_id, address, url, store, step: Step, still_held):
     step(10, "Backing up your assistant's current state first")
     before = service.create(settings, database, instance_id, Kind.PRE_RESTORE, store=store)
     if before.status != service.Status.SUCCEEDED.value:
@@ -74,7 +76,12 @@ def _restore_held(settings, database, instance_id, backup_id, address, url, stor
         step(60, "Restoring it on your server and starting your assistant on it")
         try:
             remote_restore.restore_in_place(
-                server, archive, before.id, state_asset, lambda: wait_healthy(url, HEALTH_DEADLINE).ok
+                server,
+                archive,
+                before.id,
+                state_asset,
+                lambda: wait_healthy(url, HEALTH_DEADLINE).ok,
+                still_held,
             )
         except remote.RemoteError as exc:
             log.warning("restore of %s into %s failed: %s", backup_id, instance_id, exc)

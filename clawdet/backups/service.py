@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import select
 
@@ -130,7 +131,7 @@ def download(settings, database, backup_id: str, target: Path, *, store: BackupS
         sealed = folder / "archive.clawbk"
         store.download(row.object_key, sealed)
         try:
-            with sealed.open("rb") as source, target.open("wb") as plain:
+            with sealed.open("rb") as source, private_file(target) as plain:
                 encryption.decrypt(source, plain, key)
         except encryption.CorruptBackup as exc:
             target.unlink(missing_ok=True)
@@ -141,6 +142,11 @@ def download(settings, database, backup_id: str, target: Path, *, store: BackupS
                 status=409,
             )
     return row
+
+
+def private_file(path: Path) -> BinaryIO:
+    """A new file that only its owner can read from the moment it exists (no umask window)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def verify(settings, database, backup_id: str, *, store: BackupStore | None = None) -> Backup:

@@ -126,16 +126,10 @@ class BackupStore:
             raise self._failed("list backups", exc)
         return found
 
-    def link(self, key: str, seconds: int, filename: str) -> str:
+    def link(self, key: str, seconds: int) -> str:
         """A time-limited download address of one object."""
         return self.client.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ResponseContentDisposition": f'attachment; filename="{filename}"',
-            },
-            ExpiresIn=seconds,
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds
         )
 
     def _call(self, what: str, function, *args, **kwargs):

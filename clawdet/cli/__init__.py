@@ -81,4 +81,15 @@ def user_errors():
 
 
 # The command groups register themselves on `main`.
-from clawdet.cli import accounts, backups, database, fleet, golden, instances, mail, rollouts, serve  # noqa: E402, F401
+from clawdet.cli import (  # noqa: E402, F401
+    accounts,
+    backups,
+    database,
+    fleet,
+    golden,
+    instances,
+    mail,
+    pool,
+    rollouts,
+    serve,
+)

@@ -36,11 +36,21 @@ def build(region: str) -> None:
 @golden.command(help="The snapshot new instances in REGION boot from (none: the stock image).")
 @click.argument("region", type=click.Choice(REGIONS))
 def show(region: str) -> None:
+    from clawdet import cloud
     from clawdet.reconciler import golden as golden_snapshots
-    from programs.openclaw import OPENCLAW_IMAGE
 
-    settings = _settings()
-    found = golden_snapshots.newest(
-        _target(), _database().installation_id, settings.openclaw_image or OPENCLAW_IMAGE, region
-    )
+    with user_errors():
+        settings = _settings()
+        openclaw_image, caddy_image, browser_image = golden_snapshots.images_of(settings)
+        try:
+            found = golden_snapshots.newest(
+                _target(),
+                _database().installation_id,
+                openclaw_image,
+                region,
+                caddy_image=caddy_image,
+                browser_image=browser_image,
+            )
+        except (cloud.ApiError, ValueError) as exc:
+            raise click.ClickException(f"Could not look up the golden snapshot in {region}: {exc}") from exc
     click.echo(f"golden snapshot {found}" if found else "none: new instances boot from the stock image")

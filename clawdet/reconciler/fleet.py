@@ -113,7 +113,8 @@ class ServersOf:
             labels = server.get("labels") or {}
             installation = labels.get(naming.INSTALLATION_LABEL)
             if installation == installation_id:
-                self.by_instance_id[labels.get(naming.INSTANCE_ID_LABEL, "")] = server
+                if naming.POOL_LABEL not in labels:  # a warm-pool member is nobody's orphan
+                    self.by_instance_id[labels.get(naming.INSTANCE_ID_LABEL, "")] = server
             elif installation is not None or str(server["id"]) not in known_server_ids:
                 continue
             self.by_server_id[str(server["id"])] = server

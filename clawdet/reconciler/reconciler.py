@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pulumi import automation as auto
+from sqlalchemy.orm import object_session
 
 from clawdet import cloud
 from clawdet.backups import final as final_backup
@@ -22,13 +23,13 @@ from clawdet.instances.lifecycle import Action, DesiredState, EventKind, Instanc
 from clawdet.instances.notify import Notifier
 from clawdet.mail.notifier import EmailNotifier
 from clawdet.ops import observed
-from clawdet.reconciler import golden
+from clawdet.reconciler import golden, pool
 from clawdet.reconciler.health import GatewayNotAnswering, chat_check, wait_healthy
 from clawdet.reconciler.stacks import Stacks
 from clawdet.rollouts import outcome as rollout_outcome
 from clawdet.settings import Settings
 from db.engine import Database
-from db.models import Instance
+from db.models import Instance, PoolServer
 from programs import naming, tiers
 from programs.instance_config import (
     DEFAULT_OPENCLAW_IMAGE,
@@ -242,6 +243,23 @@ class Reconciler:
         self, instance_id: str, *, rebuild: bool = False, repair: bool = False, sweep: bool = False
     ) -> None:
         self.choose_server_image(instance_id)
+        self.undo_unfinished_adoption(instance_id)
+        member = None if rebuild or repair or sweep else self.adopt_from_pool(instance_id)
+        try:
+            self._converge(instance_id, member, rebuild=rebuild, repair=repair, sweep=sweep)
+        except Exception:
+            if member is not None:  # not adopted yet: the member is destroyed, never handed out
+                try:
+                    self.undo_unfinished_adoption(instance_id)
+                except Exception as exc:
+                    log.warning(
+                        "undoing the adoption failed (the next converge does it): %s", short_reason(exc)
+                    )
+            raise
+
+    def _converge(
+        self, instance_id: str, member: PoolServer | None, *, rebuild: bool, repair: bool, sweep: bool
+    ) -> None:
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
             generation = instance.generation
@@ -255,7 +273,7 @@ class Reconciler:
             gate = float(rollout.gate_seconds) if rollout else None
             keep_server = rollout is not None and not rollout.allow_replace
             credentials.issue_llm_key(instance, self.roots)
-            config = self.stack_config(instance)
+            config = self.stack_config(instance, replacing_server=rebuild)
             name = instance.stack_name
             pausing = instance.desired_state == DesiredState.PAUSED.value
             server_type = tiers.server_type_for(instance.tier, instance.region).name
@@ -287,7 +305,7 @@ class Reconciler:
         if first_time:
             self.check_name_free(name)
         elif not app_layer_only:
-            self.keep_the_data_safe(
+            replacing = self.keep_the_data_safe(
                 instance_id,
                 name,
                 config,
@@ -296,6 +314,10 @@ class Reconciler:
                 server_type=server_type,
                 keep_server=keep_server,
             )
+            if replacing and not rebuild:  # a new server from the pool's is made in full
+                with self.database.sessions() as session:
+                    config = self.stack_config(session.get(Instance, instance_id), replacing_server=True)
+                digest = infrastructure_digest(config, self.settings.project_dir)
         outputs = self.stacks.up(
             name,
             config,
@@ -316,6 +338,8 @@ class Reconciler:
                 if not self._own(instance):
                     raise Interrupted()
                 lifecycle.paused(instance, generation)
+        if member is not None:  # after the server's id is kept: `adopted` compares it
+            pool.adopted(self, member.id)
         if pausing:
             message = "Your instance is paused: no server runs, your data is kept on its volume"
             self.event(instance_id, "paused", message, status=InstanceStatus.PAUSED)
@@ -325,6 +349,59 @@ class Reconciler:
         )
         self.await_health(instance_id, outputs.fqdn, outputs.ipv4, deadline=gate)
         self.mark_ready(instance_id, generation, "Your instance is ready")
+        if member is not None:
+            self.settle_adoption(instance_id)
+
+    def adopt_from_pool(self, instance_id: str) -> PoolServer | None:
+        """A new instance takes a booted warm-pool server of its tier, region and image, if any.
+        Only on its first attempt: a retry is made afresh (a failure that recurs must not burn
+        the pool one member per attempt)."""
+        with self.database.sessions() as session:
+            row = session.get(Instance, instance_id)
+            new = row.server_id is None and row.ready_at is None and row.adopted_from is None
+            if not new or row.attempts > 0 or row.desired_state == DesiredState.PAUSED.value:
+                return None
+            image = row.desired_image or self.settings.openclaw_image or DEFAULT_OPENCLAW_IMAGE
+            name = row.stack_name
+        member = pool.claim(self.database, instance_id, image)
+        if member is not None:
+            log.info(
+                "%s adopts the warm-pool server %s (%s)", name, member.server_id, pool.stack_name(member.id)
+            )
+        return member
+
+    def undo_unfinished_adoption(self, instance_id: str) -> None:
+        """An adoption a worker did not see through (it died, or the destroy of a failed one
+        failed) is undone first: that member is destroyed, never handed out again."""
+        with self.database.sessions() as session:
+            member_id = session.get(Instance, instance_id).adopted_from
+            member = session.get(PoolServer, member_id) if member_id else None
+            if member_id is None or (member is not None and member.status == "adopted"):
+                return
+        log.warning("an adoption of %s was not finished: destroying it", pool.stack_name(member_id))
+        pool.adoption_failed(self, instance_id, member_id)
+
+    def settle_adoption(self, instance_id: str) -> None:
+        """The adopted firewall, volume and server take the instance's names and labels (the
+        adopting `up` kept the pool's). The instance is ready already: a failure here is logged
+        and the next converge does it."""
+        with self.database.session() as session:
+            instance = session.get(Instance, instance_id)
+            config, name = self.stack_config(instance), instance.stack_name
+            instance.infrastructure_digest = None
+        try:
+            self.stacks.up(name, config)
+        except Exception as exc:
+            log.warning(
+                "renaming %s's adopted resources failed (the next converge does it): %s",
+                name,
+                short_reason(exc),
+            )
+            return
+        with self.database.session() as session:
+            session.get(Instance, instance_id).infrastructure_digest = infrastructure_digest(
+                config, self.settings.project_dir
+            )
 
     def reboot(self, instance_id: str) -> None:
         with self.database.session() as session:
@@ -343,6 +420,7 @@ class Reconciler:
         self.mark_ready(instance_id, generation, "Your instance was restarted and is ready")
 
     def destroy(self, instance_id: str) -> None:
+        self.undo_unfinished_adoption(instance_id)
         with self.database.session() as session:
             instance = session.get(Instance, instance_id)
             name, generation = instance.stack_name, instance.generation
@@ -372,9 +450,11 @@ class Reconciler:
 
     # -- pieces -------------------------------------------------------------------------------
 
-    def stack_config(self, instance: Instance, *, image: str | None = None) -> dict[str, tuple[str, bool]]:
+    def stack_config(
+        self, instance: Instance, *, image: str | None = None, replacing_server: bool = False
+    ) -> dict[str, tuple[str, bool]]:
         """The instance's stack config as the database wants it (`image`: another OpenClaw image,
-        for a rollout's plan)."""
+        for a rollout's plan; `replacing_server`: a rebuild's new server is made in full)."""
         if not self.target.control_plane_ssh_cidrs:
             raise Refused(
                 "the platform cannot reach servers to configure them: CONTROL_PLANE_SSH_CIDRS (the "
@@ -383,33 +463,86 @@ class Reconciler:
         if instance.desired_state == DesiredState.PAUSED.value and not self.target.paused_page_ipv4:
             raise Refused("PAUSED_PAGE_IPV4 (the address of the platform's paused page) is not set")
         openclaw_image = image or instance.desired_image or self.settings.openclaw_image or None
+        adopted_from = instance.adopted_from
+        member = object_session(instance).get(PoolServer, adopted_from) if adopted_from else None
         return to_stack_config(
+            **self._platform_config(),
             subdomain=instance.subdomain,
             tier=instance.tier,
             region=instance.region,
-            installation_id=self.database.installation_id,
             instance_id=instance.id,
             user_id=naming.owner_label(instance.user_id),
-            base_domain=self.target.base_domain,
-            cloudflare_zone_id=self.target.zone_id,
             model=self.settings.instance_model,
             openclaw_image=openclaw_image,
-            caddy_image=self.settings.caddy_image or None,
-            browser_image=self.settings.browser_image or None,
             llm_base_url=self.settings.llm_proxy_url,
             llm_api_key=credentials.llm_key(self.roots, instance),
             gateway_token=credentials.gateway_token(self.roots, instance),
-            ssh_keys=self.settings.hcloud_ssh_keys or None,
-            operator_ssh_cidrs=self.settings.operator_ssh_cidrs or None,
-            control_plane_ssh_cidrs=self.target.control_plane_ssh_cidrs,
-            ssh_port=str(self.target.ssh_port),
-            ssh_private_key=self.settings.instance_ssh_private_key,
             paused=instance.desired_state == DesiredState.PAUSED.value,
             paused_page_ipv4=self.target.paused_page_ipv4 or None,
             restarts=str(instance.restarts),
             server_image=instance.server_image or None,
             golden_image=True if (instance.server_image or "").isdigit() else None,
+            adopt_from_pool=pool.import_ids(member) if member and member.status == "adopting" else None,
+            adopted=pool.still_adopted(member, instance.server_id, replacing_server) if member else None,
         )
+
+    def _platform_config(self) -> dict[str, str | None]:
+        """What every stack of this platform shares: an instance's and a warm-pool member's (so
+        a member's firewall and server are what the instance adopting it would have made)."""
+        return {
+            "installation_id": self.database.installation_id,
+            "base_domain": self.target.base_domain,
+            "cloudflare_zone_id": self.target.zone_id,
+            "caddy_image": self.settings.caddy_image or None,
+            "browser_image": self.settings.browser_image or None,
+            "ssh_keys": self.settings.hcloud_ssh_keys or None,
+            "operator_ssh_cidrs": self.settings.operator_ssh_cidrs or None,
+            "control_plane_ssh_cidrs": self.target.control_plane_ssh_cidrs,
+            "ssh_port": str(self.target.ssh_port),
+            "ssh_private_key": self.settings.instance_ssh_private_key,
+        }
+
+    def pool_member_config(self, member: PoolServer) -> dict[str, tuple[str, bool]]:
+        return self._pool_config(
+            member.tier, member.region, member.server_image, member.openclaw_image, member.id
+        )
+
+    def pool_config_digest(self, tier: str, region: str, server_image: str, openclaw_image: str) -> str:
+        """What a member made now would be, but its own id: another digest makes a member outdated."""
+        config = self._pool_config(tier, region, server_image, openclaw_image, "member")
+        return infrastructure_digest(config, self.settings.project_dir)
+
+    def _pool_config(
+        self, tier, region, server_image, openclaw_image, member_id
+    ) -> dict[str, tuple[str, bool]]:
+        if not self.target.control_plane_ssh_cidrs:
+            raise Refused("CONTROL_PLANE_SSH_CIDRS is not set: the warm pool makes no server")
+        return to_stack_config(
+            **self._platform_config(),
+            subdomain=f"pool-{member_id}",
+            tier=tier,
+            region=region,
+            user_id="pool",
+            pool_member=member_id,
+            openclaw_image=openclaw_image,
+            server_image=server_image,
+            golden_image=True if server_image.isdigit() else None,
+        )
+
+    def newest_images(self, region: str, openclaw_image: str | None = None) -> tuple[str, str]:
+        """(the Hetzner image, the OpenClaw image) a new server in `region` starts from: the newest
+        golden snapshot of that OpenClaw version (and the settings' other images) there, else the
+        stock image. Raises what the lookup raises."""
+        openclaw_image = openclaw_image or self.settings.openclaw_image or DEFAULT_OPENCLAW_IMAGE
+        snapshot = golden.newest(
+            self.target,
+            self.database.installation_id,
+            openclaw_image,
+            region,
+            caddy_image=self.settings.caddy_image or None,
+            browser_image=self.settings.browser_image or None,
+        )
+        return (str(snapshot) if snapshot is not None else DEFAULT_SERVER_IMAGE), openclaw_image
 
     def choose_server_image(self, instance_id: str) -> None:
         """A new instance's server boots from the newest golden snapshot of its OpenClaw version
@@ -419,19 +552,17 @@ class Reconciler:
             row = session.get(Instance, instance_id)
             if row.server_image is not None or row.server_id is not None or row.ready_at is not None:
                 return
-            image = row.desired_image or self.settings.openclaw_image or DEFAULT_OPENCLAW_IMAGE
-            region, name = row.region, row.stack_name
+            image, region, name = row.desired_image, row.region, row.stack_name
         try:
-            snapshot = golden.newest(self.target, self.database.installation_id, image, region)
+            chosen, _ = self.newest_images(region, image)
         except (cloud.ApiError, ValueError) as exc:
             log.warning("no golden snapshot lookup for %s, so the stock image: %s", name, exc)
-            snapshot = None
-        chosen = str(snapshot) if snapshot is not None else DEFAULT_SERVER_IMAGE
+            chosen = DEFAULT_SERVER_IMAGE
         with self.database.session() as session:
             row = session.get(Instance, instance_id)
             if row.server_image is None:
                 row.server_image = chosen
-                log.info("%s boots from %s", name, f"golden snapshot {chosen}" if snapshot else chosen)
+                log.info("%s boots from %s", name, ("golden snapshot " if chosen.isdigit() else "") + chosen)
 
     def refuse_host_secrets(self) -> None:
         """Outside the sandbox every worker host must share the platform's secrets: one made up
@@ -589,20 +720,21 @@ class Reconciler:
         removing: bool = False,
         server_type: str | None = None,
         keep_server: bool = False,
-    ) -> None:
+    ) -> bool:
         """Before an update that replaces (or, pausing, removes) the server: refuse it for an
         instance whose data is on the server's own disk (made before data volumes), and otherwise
         shut the server down cleanly, so the volume is unmounted before the engine detaches it.
         A new server type is changed in place, but Hetzner's change_type needs the server off
         (the provider powers it off hard): it is shut down cleanly first too. `keep_server`: a
-        rollout that was not planned to replace servers refuses it here (it rolls back)."""
+        rollout that was not planned to replace servers refuses it here (it rolls back). Whether
+        the server is replaced (or removed)."""
         types = {r.get("type") for r in self.stacks.resources(name)}
         if SERVER_TYPE not in types:
-            return
+            return False
         if not (rebuild or removing or replaces(self.stacks.planned(name, config).get(SERVER_TYPE, set()))):
             if server_type is not None and self._server_type_changes(instance_id, server_type):
                 self._shut_down(instance_id, "Stopping your server cleanly to resize it")
-            return
+            return False
         if keep_server:
             raise Refused(
                 "this update would replace the server, which its rollout was not planned to do "
@@ -614,6 +746,7 @@ class Reconciler:
                 "volumes), and this change would replace the server; an operator moves the data first"
             )
         self._shut_down(instance_id, "Stopping your server cleanly before it is replaced")
+        return True
 
     def _server_type_changes(self, instance_id: str, server_type: str) -> bool:
         with self.database.sessions() as session:

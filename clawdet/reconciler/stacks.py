@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from pulumi import automation as auto
+from pulumi.automation._stack import StackInitMode
 from sqlalchemy.engine import make_url
 
 import toolchain
@@ -131,7 +132,7 @@ class Stacks:
         return workspace
 
     def stack(self, name: str) -> auto.Stack:
-        return auto.Stack.select(name, self._workspace(creating=True))
+        return Stack(name, self._workspace(creating=True), StackInitMode.SELECT)
 
     def existing(self, name: str) -> auto.Stack | None:
         try:
@@ -232,10 +233,9 @@ class Stacks:
         result = stack.up(
             refresh=refresh,
             replace=replace or None,
-            on_event=on_event,
+            on_event=stack.watching(on_event),
             color="never",
             message=f"clawdet reconcile {name}",
-            show_secrets=False,  # its summary, which is not used: no key derivation for it
         )
         return StackOutputs.from_outputs(result.outputs)
 
@@ -305,6 +305,13 @@ class Stacks:
         stack.destroy(on_event=on_event, color="never", message=f"clawdet destroy {name}")
         stack.workspace.remove_stack(name)
 
+    def forget(self, name: str) -> None:
+        """Remove the stack and its state but leave its resources in the cloud (another stack
+        has imported them): `pulumi stack rm --force`."""
+        stack = self.existing(name)
+        if stack is not None:
+            stack.workspace.remove_stack(name, force=True)
+
     def clear_stale_lock(self, name: str) -> None:
         """A worker that died mid-operation leaves the stack locked. The caller holds a lease
         taken over a full lease after the dead one ended, so the lock's holder has stopped (see
@@ -349,6 +356,39 @@ class Stacks:
 
     def import_state(self, name: str, version: int, deployment: dict[str, Any]) -> None:
         self.stack(name).import_stack(auto.Deployment(version=version, deployment=deployment))
+
+
+class Stack(auto.Stack):
+    """The SDK's stack, whose `up` costs one CLI run instead of three: after the update the SDK
+    runs `stack output` (its outputs) and `stack history` (a summary nobody here reads). The
+    outputs are in the engine's own event for the stack resource; `watching` collects them."""
+
+    _outputs: dict[str, Any] | None = None
+
+    def watching(self, on_event: EventHandler | None) -> EventHandler:
+        self._outputs = None
+
+        def collect(event: auto.EngineEvent) -> None:
+            done = event.res_outputs_event
+            if done is not None and done.metadata.type == "pulumi:pulumi:Stack":
+                self._outputs = dict((done.metadata.new.outputs if done.metadata.new else None) or {})
+            if on_event is not None:
+                on_event(event)
+
+        return collect
+
+    def outputs(self) -> auto.OutputMap:
+        seen = self._outputs
+        if seen is None or "[secret]" in json.dumps(seen):  # masked in events: ask the CLI
+            return super().outputs()
+        return {key: auto.OutputValue(value=value, secret=False) for key, value in seen.items()}
+
+    def info(self, show_secrets: bool = False) -> auto.UpdateSummary | None:
+        if self._outputs is None:
+            return super().info(show_secrets)
+        return auto.UpdateSummary(
+            kind="update", start_time=None, message="", environment={}, config={}, result=""
+        )
 
 
 class Workspace(auto.LocalWorkspace):

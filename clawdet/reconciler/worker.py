@@ -12,7 +12,8 @@ from clawdet.accounts import throttle
 from clawdet.instances import leases
 from clawdet.mail.outbox import MailSender
 from clawdet.ops import platform_health
-from clawdet.reconciler import fleet
+from clawdet.ops.warm_pool import wanted
+from clawdet.reconciler import fleet, pool
 from clawdet.reconciler.reconciler import Reconciler, ReconcilerConfig, worker_name
 from clawdet.reconciler.stacks import Stacks
 from clawdet.rollouts import driver as rollouts
@@ -34,6 +35,7 @@ class Worker:
         check_interval: float = platform_health.REPORT_SECONDS,
         rollout_interval: float = 2.0,
         backup_interval: float = 300.0,
+        pool_interval: float = 30.0,
         config: ReconcilerConfig | None = None,
         stacks: Stacks | None = None,
         notifier=None,
@@ -54,6 +56,8 @@ class Worker:
         self.check_interval = check_interval
         self.rollout_interval = rollout_interval
         self.backup_interval = backup_interval
+        self.pool_interval = pool_interval
+        self.pool_wanted = wanted(settings)  # a bad WARM_POOL stops the worker here, clearly
         self.mail = MailSender(settings, database)
         self.threads: list[threading.Thread] = []
 
@@ -77,6 +81,10 @@ class Worker:
                 thread = threading.Thread(target=target, name=name, daemon=True)
                 thread.start()
                 self.threads.append(thread)
+        if self.pool_interval > 0:  # also with WARM_POOL unset: members left from before are retired
+            thread = threading.Thread(target=self._pool_loop, name="warm-pool", daemon=True)
+            thread.start()
+            self.threads.append(thread)
         if self.check_interval > 0:
             thread = threading.Thread(target=self._checks_loop, name="platform-checks", daemon=True)
             thread.start()
@@ -165,6 +173,24 @@ class Worker:
             except Exception:
                 log.exception("forgetting old sign-in failures failed")
             if self.stop.wait(self.check_interval):
+                return
+
+    def _pool_loop(self) -> None:
+        """The warm pool at its size: one worker a period makes and retires members (each
+        member it is making counts, so another worker's pass never makes it twice)."""
+        every = timedelta(seconds=self.pool_interval * 0.9)
+        first = self.reconcilers[0]
+        while not self.stop.is_set():
+            try:
+                with self.database.sessions() as session:
+                    claimed = leases.claim_period(session, "warm-pool", first.owner, every)
+                if claimed:
+                    report = pool.keep(first, stop=self.stop)
+                    if report.made or report.retired or report.failed:
+                        log.info(report.line())
+            except Exception:
+                log.exception("keeping the warm pool failed")
+            if self.stop.wait(self.pool_interval):
                 return
 
     def _rollout_loop(self) -> None:

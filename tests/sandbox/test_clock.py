@@ -29,10 +29,20 @@ def test_a_stock_image_installs_docker_and_a_snapshot_that_has_it_does_not():
         "apt-get install docker-compose-v2",
     ]
     golden = SystemContents(packages=frozenset(DOCKER))
-    assert HETZNER.first_boot_work(package_update=False, packages=DOCKER, pulls=(), has=golden) == []
-    # asking for an index refresh still costs one, even when every package is there
-    assert HETZNER.first_boot_work(package_update=True, packages=DOCKER, pulls=(), has=golden) == [
-        Work("apt-get update", HETZNER.package_index)
+    refresh_only = [Work("apt-get update", HETZNER.package_index)]
+    # listing packages makes cloud-init refresh the index, even when every package is there
+    assert (
+        HETZNER.first_boot_work(package_update=False, packages=DOCKER, pulls=(), has=golden) == refresh_only
+    )
+    assert HETZNER.first_boot_work(package_update=True, packages=DOCKER, pulls=(), has=golden) == refresh_only
+    # a golden instance's user_data lists neither (programs/cloud_init.py SOFTWARE_KEYS)
+    assert HETZNER.first_boot_work(package_update=False, packages=(), pulls=(), has=golden) == []
+    half = SystemContents(packages=frozenset(DOCKER[:1]))
+    assert [
+        w.step for w in HETZNER.first_boot_work(package_update=False, packages=DOCKER, pulls=(), has=half)
+    ] == [
+        "apt-get update",
+        "apt-get install docker-compose-v2",
     ]
 
 

@@ -5,12 +5,16 @@ then downloaded, opened and checked; a changed stored copy is caught; retention 
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
+import logging
+import os
 import subprocess
 import sys
 from datetime import timedelta
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -26,7 +30,7 @@ pytestmark = pytest.mark.postgres
 
 
 def test_a_backup_is_made_on_the_server_sealed_stored_and_opens_again(
-    box, hcloud_client, database, backup_settings, backup_store, tmp_path
+    box, hcloud_client, database, backup_settings, backup_store, tmp_path, client, settings, caplog
 ):
     server = FakeServer(box, hcloud_client, "claw-backup")
     assert server.deploy("token-1", "0123abcd").status == 0
@@ -46,7 +50,12 @@ def test_a_backup_is_made_on_the_server_sealed_stored_and_opens_again(
     assert not list((backup_settings.data_dir / "backup-work").iterdir())
 
     archive = tmp_path / "export.tar.gz"
-    service.download(backup_settings, database, row.id, archive)
+    umask = os.umask(0o022)
+    try:
+        service.download(backup_settings, database, row.id, archive)
+    finally:
+        os.umask(umask)
+    assert archive.stat().st_mode & 0o777 == 0o600  # made so, never readable by others meanwhile
     files = members(archive)
     assert service.archive_manifest(archive)["assets"]
     assert any(
@@ -56,14 +65,40 @@ def test_a_backup_is_made_on_the_server_sealed_stored_and_opens_again(
     checked = service.verify(backup_settings, database, row.id)
     assert checked.verified is True and checked.verified_at is not None
 
-    # The owner's export: a time-limited link to the decrypted archive, deleted once it expires.
-    link = export.export_link(backup_settings, database, row.id, lifetime=timedelta(minutes=5))
-    downloaded = httpx.get(link.url, timeout=30)
-    assert downloaded.status_code == 200 and downloaded.content == archive.read_bytes()
+    # The owner's export: the archive sealed again with a fresh key that only the link carries
+    # (sealed with SECRET_KEY, which the web app shares); the web app decrypts it on the way.
+    web = dataclasses.replace(backup_settings, secret_key=settings.secret_key)
+    with caplog.at_level(logging.DEBUG):
+        link = export.export_link(web, database, row.id, lifetime=timedelta(minutes=5))
+    export_key = export.opened_token(web.secret_key, link.url.rsplit("/", 1)[1]).key
+    in_clear = (
+        export_key.hex(),
+        base64.b64encode(export_key).decode(),
+        base64.urlsafe_b64encode(export_key).decode(),
+    )
+    assert not [form for form in in_clear if form in link.url or form in caplog.text]
+    # Only this instance's exports: the bucket is shared by every test of the session.
+    [exported] = backup_store.keys(f"{export.PREFIX}{instance_id}/")
+    copy = backup_store.client.get_object(Bucket=backup_store.bucket, Key=exported)["Body"].read()
+    assert copy.startswith(b"CLAWBK1\n") and archive.read_bytes()[:512] not in copy
+    path = urlsplit(link.url).path
+    downloaded = client.get(path)
+    assert downloaded.status_code == 200 and downloaded.data == archive.read_bytes()
+    assert downloaded.headers["Content-Length"] == str(archive.stat().st_size)
     assert 'filename="backup-' in downloaded.headers["content-disposition"]
-    [exported] = backup_store.keys(export.PREFIX)
-    assert export.delete_expired(backup_store, link.expires_at - timedelta(seconds=1)) == 0
-    assert export.delete_expired(backup_store, link.expires_at) == 1 and not backup_store.exists(exported)
+    forged = client.get(path[:-8] + "AAAAAAAA")
+    assert forged.status_code == 404 and forged.get_json()["error"]["code"] == "link_invalid"
+
+    # A changed copy is refused before anything is sent; once expired, the copy is deleted.
+    changed = copy[:40] + bytes([copy[40] ^ 1]) + copy[41:]
+    backup_store.client.put_object(Bucket=backup_store.bucket, Key=exported, Body=changed)
+    refused = client.get(path)
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "backup_corrupt"
+    export.delete_expired(backup_store, link.expires_at - timedelta(seconds=1))
+    assert backup_store.exists(exported)
+    export.delete_expired(backup_store, link.expires_at)
+    assert not backup_store.exists(exported)
+    assert client.get(path).get_json()["error"]["code"] == "link_expired"
 
     # A stored copy changed in the bucket (one byte) no longer opens, and verify says so.
     damaged = bytearray(stored)

@@ -4,16 +4,17 @@ time-limited link to the decrypted archive."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
+from clawdet.backups import export, service
 from clawdet.backups import requests as backup_requests
-from clawdet.backups import service
 from clawdet.backups.service import Kind
 from clawdet.settings import Settings
-from db.models import Instance, User
+from db.models import BackupRequest, Instance, User
 from tests.fixtures.backups import FakeServer, members, ready_instance
 from tests.fixtures.database import register
 
@@ -21,15 +22,16 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def worker_settings(backup_settings, box) -> Settings:
-    """As a worker has them: the cloud (here the sandbox's gateway address to probe) too."""
+def worker_settings(backup_settings, box, settings) -> Settings:
+    """As a worker has them: the cloud (here the sandbox's gateway address to probe) too, and the
+    web app's SECRET_KEY (export links are sealed with it)."""
     cloud_env = {
         "HCLOUD_TOKEN": "unused",
         "CLOUDFLARE_API_TOKEN": "unused",
         "CLOUDFLARE_ZONE_ID": "unused",
         "HEALTH_URL_TEMPLATE": f"http://{{ipv4}}:{box.gateway_port}/healthz",
     }
-    return dataclasses.replace(backup_settings, cloud_env=cloud_env)
+    return dataclasses.replace(backup_settings, cloud_env=cloud_env, secret_key=settings.secret_key)
 
 
 def test_owner_lists_exports_and_restores_through_the_api(
@@ -56,8 +58,14 @@ def test_owner_lists_exports_and_restores_through_the_api(
     polled = client.get(exporting.headers["Location"]).get_json()["request"]
     assert polled["status"] == "done" and polled["link_expires_at"]
     archive = tmp_path / "export.tar.gz"
-    archive.write_bytes(httpx.get(polled["link"], timeout=30).content)
+    archive.write_bytes(client.get(urlsplit(polled["link"]).path).data)
     assert b"pelican" in members(archive).values()
+    # The link's key is sealed in its token: the database keeps no usable key.
+    token = polled["link"].rsplit("/", 1)[1]
+    export_key = export.opened_token(worker_settings.secret_key, token).key
+    with database.sessions() as session:
+        stored = session.get(BackupRequest, polled["id"]).link
+    assert stored == polled["link"] and base64.urlsafe_b64encode(export_key).decode() not in stored
 
     (state / "memory.md").write_text("penguin")
     restoring = client.post(f"{base}/restore", json={"backup": saved.id})

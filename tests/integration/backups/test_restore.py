@@ -4,12 +4,13 @@ fails on the way leaves the gateway running on its previous state."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
 from clawdet import cloud
-from clawdet.backups import restore, service
+from clawdet.backups import remote_restore, restore, service
 from clawdet.backups.service import Kind
 from db.models import Instance, utcnow
 from tests.fixtures.backups import FakeServer, customer, members
@@ -87,3 +88,27 @@ def test_a_restore_that_fails_leaves_the_previous_state_running(box, deployed, d
     assert (state / "memory.md").read_text() == "penguin"
     assert box.gateway_state(server.server.id) == "up" and server.status("token-1") == 200
     assert not list((server.volume_folder / "clawdet-restore").iterdir())
+
+
+def test_the_restored_state_must_be_a_folder_reached_through_no_link(box, deployed, backup_settings):
+    """The archive is the customer's: a state folder that is a link (or lies under one) would move
+    whatever it points at into place, so it is refused."""
+    server, _ = deployed
+    staged = server.volume_folder / "clawdet-restore"
+    (staged / "real" / "state").mkdir(parents=True)
+    (staged / "elsewhere" / "state").mkdir(parents=True)
+    (staged / "linked").mkdir()
+    (staged / "linked" / "state").symlink_to("../elsewhere/state")
+    (staged / "under-a-link").symlink_to("elsewhere")
+    (staged / "a-file").mkdir()
+    (staged / "a-file" / "state").write_text("not a folder")
+    remote = service.remote.Server(server.ip, box.ssh_port, backup_settings.instance_ssh_private_key)
+
+    async def checks() -> dict[str, bool]:
+        async with await service.remote.connect(remote) as connection:
+            names = ("real", "linked", "under-a-link", "a-file", "missing")
+            staging = remote_restore.STAGING
+            return {n: await remote_restore._is_real_folder(connection, staging, f"{n}/state") for n in names}
+
+    found = asyncio.run(checks())
+    assert found == {"real": True, "linked": False, "under-a-link": False, "a-file": False, "missing": False}

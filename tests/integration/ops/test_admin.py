@@ -144,3 +144,32 @@ def test_overview_shows_the_free_beta_cap_and_usage(database, settings, make_cli
         assert free_beta_full(session, dataclasses.replace(settings, free_beta_cap=3))
     assert admin_client.get("/admin/usage").status_code == 200
     assert admin_client.get("/admin/instances?status=ready").status_code == 200
+
+
+def test_overview_lists_the_warm_pool_with_its_price(database, make_client):
+    from db.models import PoolServer
+    from programs import tiers
+
+    admin_client = make_client()
+    make_admin(database, admin_client)
+    with database.session() as session:
+        for status in ("ready", "creating", "adopted"):
+            session.add(
+                PoolServer(
+                    tier="free",
+                    region="hel1",
+                    server_image="4711",
+                    openclaw_image="x",
+                    status=status,
+                    message="",
+                )
+            )
+    page = admin_client.get("/admin/").get_data(as_text=True)
+    section = page[page.index('id="warm-pool"') :]
+    section = section[: section.index("</section>")]
+    assert section.count("status-ready") == 1 and section.count("status-creating") == 1
+    assert "status-adopted" not in section  # an adopted member is the instance's now
+    each = tiers.monthly_cost_eur("free", "hel1")
+    assert f"cost €{each * 2} a month" in section and "snapshot 4711" in section
+    metrics = admin_client.get("/metrics").get_data(as_text=True)
+    assert 'clawdet_warm_pool_servers{region="hel1",status="ready",tier="free"} 1.0' in metrics

@@ -82,3 +82,22 @@ def test_not_a_backup(data):
 def test_a_key_must_be_32_bytes():
     with pytest.raises(ValueError, match="32 bytes"):
         sealed(b"x", key=b"short")
+
+
+class Trickle(io.RawIOBase):
+    """A network body: each read returns at most a few KB."""
+
+    def __init__(self, data: bytes):
+        self.data = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.data.read(min(size, 4096) if size >= 0 else 4096)
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK, CHUNK + 1, 2 * CHUNK + 7])
+def test_a_stream_read_in_short_pieces_opens_chunk_by_chunk_to_its_announced_size(size):
+    plain = os.urandom(size)
+    data = sealed(plain)
+    assert encryption.plaintext_size(len(data)) == size
+    chunks = list(encryption.decrypted_chunks(Trickle(data), KEY))
+    assert b"".join(chunks) == plain and len(chunks) == max(1, -(-size // CHUNK))

@@ -126,6 +126,7 @@ def test_user_data_has_no_secret_and_carries_only_the_platforms_public_key(monke
         "data_device",
         "ssh_public_key",
         "software_preinstalled",
+        "pulls",  # pinned image references only (checked)
     }
     user_data = render()
     assert "PRIVATE KEY" not in user_data

@@ -1,6 +1,7 @@
 """The clawdet-golden program against Pulumi's mocks: the build step declares the builder (its
-firewall, the server with the golden cloud-config, the wait for cloud-init) and a snapshot of it;
-the seal step declares only the snapshot, with the same inputs, so the builder is deleted."""
+firewall, the server with the golden cloud-config, the wait for cloud-init and the clean-up before
+the snapshot) and a snapshot of it; the seal step declares only the snapshot, with the same
+inputs, so the builder is deleted."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ import yaml
 from pulumi.runtime import settings as runtime_settings
 
 from programs import cloud_init, ssh_keys
-from programs.golden.labels import snapshot_selector, stack_name
-from tests.unit.programs.test_resources import COMMAND, FIREWALL, SERVER, RecordingMocks, RecordingMonitor
+from programs.golden.labels import images_hash, snapshot_selector, stack_name
+from tests.unit.programs.test_resources import (
+    COMMAND,
+    FIREWALL,
+    SERVER,
+    SERVER_ID,
+    RecordingMocks,
+    RecordingMonitor,
+)
 
 pytestmark = pytest.mark.usefixtures("current_event_loop")
 SNAPSHOT = "hcloud:index/snapshot:Snapshot"
@@ -60,8 +68,9 @@ def by_type(recording: RecordingMocks) -> dict[str, list]:
     return found
 
 
-def test_the_build_step_snapshots_a_bootstrapped_builder():
-    resources = by_type(run_program())
+def test_the_build_step_snapshots_a_bootstrapped_and_cleaned_builder():
+    recording = run_program()
+    resources = by_type(recording)
     [server], [firewall], [wait], [snapshot] = (resources[t] for t in (SERVER, FIREWALL, COMMAND, SNAPSHOT))
     user_data = yaml.safe_load(server.inputs["userData"])
     assert user_data["package_update"] is True and {"docker.io", "docker-compose-v2"} <= set(
@@ -69,24 +78,45 @@ def test_the_build_step_snapshots_a_bootstrapped_builder():
     )
     assert ["docker", "pull", "--quiet", IMAGES[0]] in user_data["runcmd"] and "mounts" not in user_data
     assert user_data["ssh_authorized_keys"] == [ssh_keys.public_key(KEY)]
-    assert server.inputs["labels"] == {"clawdet-golden-builder": "openclaw-2026.9.6-hel1"}  # not the fleet's
+    # the installation's, so `clawdet scan` lists a builder left behind (no instance's: no sweep of one)
+    builder_labels = {
+        "managed-by": "clawdet",
+        "clawdet-installation": "cd-test",
+        "clawdet-golden-builder": "openclaw-2026.9.6-hel1",
+    }
+    assert server.inputs["labels"] == firewall.inputs["labels"] == builder_labels
     assert server.inputs["location"] == "hel1" and server.inputs["image"] == "ubuntu-24.04"
     ssh_rules = [r for r in firewall.inputs["rules"] if r["port"] == "2222"]
     assert ssh_rules and ssh_rules[0]["sourceIps"] == ["192.0.2.0/28"]
-    assert wait.inputs["create"] == "cloud-init status --wait"
+    assert wait.inputs["create"].split(" && ") == [
+        "cloud-init status --wait",
+        "cloud-init clean --logs --machine-id",
+        "rm -f /root/.ssh/authorized_keys",
+        "sync",
+    ]
+    assert recording.requests["builder-bootstrapped"].customTimeouts.create == "15m"
+    assert "builder-bootstrapped" in recording.depends_on("snapshot")
     labels = ",".join(f"{k}={v}" for k, v in sorted(snapshot.inputs["labels"].items()))
-    assert labels == ",".join(sorted(snapshot_selector("cd-test", "2026.9.6", "hel1").split(",")))
+    selector = snapshot_selector("cd-test", "2026.9.6", "hel1", images_hash(IMAGES))
+    assert labels == ",".join(sorted(selector.split(",")))
+    assert snapshot.inputs["labels"]["clawdet-images"] == images_hash(IMAGES)
+
+
+def test_other_image_digests_make_another_snapshot():
+    moved = [IMAGES[0], "caddy:2.11.4-alpine@sha256:" + "c" * 64]
+    [snapshot] = by_type(run_program(images=",".join(moved)))[SNAPSHOT]
+    assert snapshot.inputs["labels"]["clawdet-images"] == images_hash(moved) != images_hash(IMAGES)
 
 
 def test_the_seal_step_keeps_only_the_snapshot_with_the_same_inputs():
     built = by_type(run_program())[SNAPSHOT][0]
-    sealed = by_type(run_program(builderServerId="1001"))
+    assert built.inputs["serverId"] == int(SERVER_ID)  # the builder's id
+    sealed = by_type(run_program(builderServerId=str(int(built.inputs["serverId"]))))
     assert set(sealed) == {SNAPSHOT}
     [snapshot] = sealed[SNAPSHOT]
-    assert snapshot.inputs["serverId"] == 1001
-    assert {k: v for k, v in snapshot.inputs.items() if k != "serverId"} == {
-        k: v for k, v in built.inputs.items() if k != "serverId"
-    }
+    assert snapshot.inputs == built.inputs
+    other = by_type(run_program(builderServerId="2002"))[SNAPSHOT][0]
+    assert other.inputs != built.inputs  # so the comparison above can tell
 
 
 def test_a_golden_instance_only_configures_and_stacks_are_per_version_and_region():

@@ -57,6 +57,7 @@ def instance(desired_image: str | None = None) -> SimpleNamespace:
         gateway_token_legacy=False,
         restarts=0,
         server_image=None,
+        adopted_from=None,
     )
 
 

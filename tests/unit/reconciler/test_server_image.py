@@ -20,7 +20,7 @@ def reconciler(tmp_path, database):
 def lookups(monkeypatch, answer):
     asked = []
 
-    def newest(target, installation_id, openclaw_image, region):
+    def newest(target, installation_id, openclaw_image, region, **images):
         asked.append((installation_id, openclaw_image, region))
         if isinstance(answer, Exception):
             raise answer

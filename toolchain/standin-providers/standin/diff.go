@@ -8,7 +8,8 @@ import (
 
 // diff compares the new inputs with the current state (the outputs, which a refresh brought up
 // to date) on the resource's input keys. An input the program stopped setting is a change only if
-// the old inputs had it. A changed or unknown ReplaceKey replaces the resource.
+// the old inputs had it, and not even then for an optional, computed key (a volume's serverId read
+// on import, say). A changed or unknown ReplaceKey replaces the resource.
 func diff(r Resource, state, oldInputs, news Props, ignore []string) *pulumirpc.DiffResponse {
 	resp := &pulumirpc.DiffResponse{HasDetailedDiff: true, DetailedDiff: map[string]*pulumirpc.PropertyDiff{}}
 	replaceKeys := r.ReplaceKeys()
@@ -27,8 +28,8 @@ func diff(r Resource, state, oldInputs, news Props, ignore []string) *pulumirpc.
 		case inNew && ContainsUnknown(newV):
 			kind = pulumirpc.PropertyDiff_UPDATE
 		case !inNew:
-			if Equal(oldV, nil) {
-				continue
+			if Equal(oldV, nil) || slices.Contains(r.Computed(), k) {
+				continue // optional and computed: a program that does not set it has no opinion
 			}
 			kind = pulumirpc.PropertyDiff_DELETE
 		case !inState || Equal(oldV, nil):

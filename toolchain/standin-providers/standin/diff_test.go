@@ -71,3 +71,18 @@ func TestFirewallRulesCompareAsSets(t *testing.T) {
 		t.Fatal("different rules compared equal")
 	}
 }
+
+// An optional, computed input the program does not set (a volume's serverId, read on import) is
+// no change; an ordinary input it stopped setting still is.
+func TestAnUnsetComputedInputIsNoChange(t *testing.T) {
+	volume := &HcloudVolume{}
+	imported := Props{"name": "v", "size": 10.0, "serverId": 7.0}
+	got := diff(volume, imported, imported, Props{"name": "v", "size": 10.0}, nil)
+	if got.Changes != pulumirpc.DiffResponse_DIFF_NONE {
+		t.Fatalf("serverId left to the API: got %+v", got)
+	}
+	got = diff(volume, imported, imported, Props{"size": 10.0, "serverId": 7.0}, nil)
+	if got.Changes != pulumirpc.DiffResponse_DIFF_SOME || got.DetailedDiff["name"].Kind != pulumirpc.PropertyDiff_DELETE {
+		t.Fatalf("a dropped name: got %+v", got)
+	}
+}

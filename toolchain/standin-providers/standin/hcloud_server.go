@@ -121,8 +121,11 @@ func (s *HcloudServer) outputs(srv apiServer, prev Props) Props {
 	out["image"] = prev["image"]
 	if srv.Image != nil {
 		was := Str(prev, "image")
-		if was != srv.Image.Name && was != idString(srv.Image.ID) {
-			out["image"] = srv.Image.Name
+		if was == "" || (was != srv.Image.Name && was != idString(srv.Image.ID)) {
+			out["image"] = srv.Image.Name // as the real provider: the name, or a snapshot's id
+			if srv.Image.Name == "" {
+				out["image"] = idString(srv.Image.ID)
+			}
 		}
 	}
 	out["status"] = srv.Status

@@ -119,3 +119,26 @@ func TestAServerTypeChangeIsAnUpdateNotAReplacement(t *testing.T) {
 		t.Fatalf("got %+v", d)
 	}
 }
+
+// An import reads the image back as the real provider does: its name, or a snapshot's id.
+func TestAnImportReadsTheImageAsItsNameOrASnapshotsID(t *testing.T) {
+	s := &HcloudServer{}
+	var snapshot, stock apiServer
+	snapshot.Image = &struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}{ID: 300000000}
+	stock.Image = &struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}{ID: 1, Name: "ubuntu-24.04"}
+	if got := s.outputs(snapshot, Props{})["image"]; got != "300000000" {
+		t.Fatalf("snapshot image read as %v", got)
+	}
+	if got := s.outputs(stock, Props{})["image"]; got != "ubuntu-24.04" {
+		t.Fatalf("stock image read as %v", got)
+	}
+	if got := s.outputs(stock, Props{"image": "1"})["image"]; got != "1" {
+		t.Fatalf("the program's own spelling (an id) is kept: %v", got)
+	}
+}

@@ -11,8 +11,9 @@ import (
 )
 
 // fakeImageAPI answers create_image, the action, and GET/PUT/DELETE of image 300 (made from
-// server 42, which may be gone since: created_from keeps its id), recording calls and bodies.
-func fakeImageAPI(t *testing.T, calls *[]string, bodies *[]map[string]any) *Hcloud {
+// server 42), recording calls and bodies. The image is returned so a test can change what GET
+// answers (created_from null: the API no longer names the server).
+func fakeImageAPI(t *testing.T, calls *[]string, bodies *[]map[string]any) (*Hcloud, map[string]any) {
 	image := map[string]any{
 		"id": 300, "type": "snapshot", "status": "available", "description": "golden",
 		"labels": map[string]string{"clawdet-golden": "2026.9.6"}, "created_from": map[string]any{"id": 42, "name": "b"},
@@ -45,13 +46,14 @@ func fakeImageAPI(t *testing.T, calls *[]string, bodies *[]map[string]any) *Hclo
 	return &Hcloud{PollInterval: time.Millisecond, API: &API{
 		Service: "hcloud", BaseURL: server.URL, Token: strings.Repeat("t", 64),
 		RequestTimeout: 5 * time.Second, MaxAttempts: 1, HTTP: server.Client(),
-	}}
+	}}, image
 }
 
 func TestASnapshotIsAServersCreateImageAndOutlivesIt(t *testing.T) {
 	var calls []string
 	var bodies []map[string]any
-	s := &HcloudSnapshot{H: fakeImageAPI(t, &calls, &bodies)}
+	api, image := fakeImageAPI(t, &calls, &bodies)
+	s := &HcloudSnapshot{H: api}
 	in := Props{"serverId": 42.0, "description": "golden", "labels": map[string]any{"clawdet-golden": "2026.9.6"}}
 	id, outs, err := s.Create(context.Background(), in)
 	if err != nil || id != "300" {
@@ -64,9 +66,18 @@ func TestASnapshotIsAServersCreateImageAndOutlivesIt(t *testing.T) {
 	if outs["serverId"] != 42.0 || outs["description"] != "golden" {
 		t.Fatalf("outputs: %v", outs)
 	}
-	read, err := s.Read(context.Background(), "300", Props{"serverId": 42.0})
+	read, err := s.Read(context.Background(), "300", Props{"serverId": 7.0})
 	if err != nil || read["serverId"] != 42.0 {
-		t.Fatalf("read after the server went: %v, %v", read, err)
+		t.Fatalf("read: created_from names the server: %v, %v", read, err)
+	}
+	image["created_from"] = nil
+	read, err = s.Read(context.Background(), "300", Props{"serverId": 42.0})
+	if err != nil || read["serverId"] != 42.0 {
+		t.Fatalf("read after the server went: the state's serverId stays: %v, %v", read, err)
+	}
+	read, err = s.Read(context.Background(), "300", Props{})
+	if _, ok := read["serverId"]; err != nil || ok {
+		t.Fatalf("read with no server anywhere: %v, %v", read, err)
 	}
 	if !contains(s.ReplaceKeys(), "serverId") || contains(s.ReplaceKeys(), "labels") {
 		t.Fatalf("another server replaces a snapshot, labels change in place: %v", s.ReplaceKeys())

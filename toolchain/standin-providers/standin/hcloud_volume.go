@@ -15,7 +15,7 @@ func (v *HcloudVolume) InputKeys() []string {
 	return []string{"name", "size", "location", "format", "labels", "deleteProtection", "automount", "serverId"}
 }
 func (v *HcloudVolume) ReplaceKeys() []string { return []string{"location", "format"} }
-func (v *HcloudVolume) Computed() []string    { return []string{"linuxDevice", "location"} }
+func (v *HcloudVolume) Computed() []string    { return []string{"linuxDevice", "location", "serverId"} }
 
 func (v *HcloudVolume) Check(urnName string, news Props) (Props, []Failure) {
 	var failures []Failure
