@@ -25,6 +25,15 @@ so neither the monthly quota nor the per-instance cap (LLM_MAX_CONCURRENT) refus
 The load generator is aiohttp on one event loop: httpx's AsyncClient was the bottleneck (with
 200 streams open it spent ~7 ms of CPU a 36-chunk stream, aiohttp ~0.7 ms). The client's own
 event-loop lag and the CPU seconds of client, upstream and proxy are printed with each run.
+
+What would stall the direct and the proxied path alike is kept out of part 2, so that the
+difference is the proxy's: the load generator runs its streams with its garbage collector off;
+the sandbox upstream (a stand-in for the LLM provider) runs with its garbage collector off
+(--upstream-gc keeps it on: then its own full collections, ~100 ms with 1000 streams open, make
+the direct run's TTFB p99 ~100 ms and the added p99 a difference of two noise figures); and with
+--pin (the default, 2+ CPUs) the proxy has the last CPU to itself while the client and the
+upstream share the others, in both runs (--no-pin: everything shares every CPU, and in the
+proxied run three busy processes queue for two cores). The proxy itself runs as in production.
 The machine is shared and noisy: quote ratios, run it twice before believing one figure.
 Warnings and errors from the processes' logs are printed at the end.
 Not a test.
@@ -36,6 +45,7 @@ import argparse
 import asyncio
 import collections
 import ctypes
+import gc
 import json
 import os
 import shutil
@@ -55,6 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SECRET = "bench-secret"
+ROOT = "bench-credentials-root"
 MAX_TOKENS = 64
 SHORT_PROMPT = "a short benchmark prompt of eight words"  # a 12-word answer
 REPLY_PREFIX_WORDS = 4  # "Sandbox reply <digest> to:" before the echoed prompt
@@ -69,11 +80,33 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _child_setup(cpus: set[int] | None):
+    def setup() -> None:
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)  # before exec: every thread it makes inherits it
+
+    return setup
+
+
+def cpu_plan(pin: bool) -> dict[str, set[int]]:
+    """With --pin (and 2+ CPUs): the proxy alone on the last CPU, the load generator and the
+    upstream on the others, in both runs; the web app and the health poller anywhere. So the
+    direct and the proxied run give the client and the upstream the same CPUs, and what the proxy
+    adds is its own path, not the load generator and the upstream waiting for a CPU the proxy
+    took (on 2 cores, three busy processes queue for them)."""
+    every = set(os.sched_getaffinity(0))
+    if not pin or len(every) < 2:
+        return {"proxy": every, "sandbox": every, "client": every, "other": every}
+    proxy = {max(every)}
+    return {"proxy": proxy, "sandbox": every - proxy, "client": every - proxy, "other": every}
+
+
 class Processes:
     """The child processes, each logging to <logs>/<name>.log, stopped however main() ends."""
 
-    def __init__(self, logs: Path):
-        self.logs = logs
+    def __init__(self, logs: Path, cpus: dict[str, set[int]]):
+        self.logs, self.cpus = logs, cpus
         self.running: list[subprocess.Popen] = []
 
     def start(self, name: str, args: list[str], env: dict, pipes: bool = False) -> subprocess.Popen:
@@ -85,7 +118,7 @@ class Processes:
                 stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
                 stdout=subprocess.PIPE if pipes else log,
                 stderr=log,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_child_setup(self.cpus.get(name, self.cpus["other"])),
             )
         self.running.append(process)
         return process
@@ -121,11 +154,17 @@ def wait_http(url: str, process: subprocess.Popen, name: str, timeout: float = 6
     raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f} s")
 
 
-def start_sandbox(processes: Processes, data: Path) -> dict:
+UPSTREAM_WITHOUT_GC = "import gc, runpy, sys; gc.disable(); runpy.run_module('sandbox', run_name='__main__')"
+
+
+def start_sandbox(processes: Processes, data: Path, upstream_gc: bool) -> dict:
     """The sandbox writes its description (URLs, keys) beside its state: data/sandbox/sandbox.json,
     which is also where `clawdet web` looks for the sandbox cloud."""
     state = data / "sandbox" / "state.json"
-    command = python("-m", "sandbox", "--state", str(state), "--real-gateways", "0", "--boot-delay", "0")
+    argv = ["--state", str(state), "--real-gateways", "0", "--boot-delay", "0"]
+    # The upstream stands in for the LLM provider; its own garbage-collection pauses (~100 ms with
+    # 1000 streams open) would stall the direct and the proxied run alike, as a tail both share.
+    command = python("-m", "sandbox", *argv) if upstream_gc else python("-c", UPSTREAM_WITHOUT_GC, *argv)
     process = processes.start("sandbox", command, {**os.environ, "PYTHONPATH": str(REPO)})
     description = state.with_name("sandbox.json")
     deadline = time.monotonic() + 60
@@ -177,6 +216,7 @@ def instance_keys(database_url: str, count: int) -> list[str]:
     from db.models import PaymentMethod, User, utcnow
 
     database = Database(database_url)
+    roots = credentials.Roots(gateway_tokens=ROOT, credentials=ROOT)  # the workers' (not the proxy's)
     keys = []
     with database.session() as s:
         for index in range(count):
@@ -189,9 +229,9 @@ def instance_keys(database_url: str, count: int) -> list[str]:
             )
             s.add(user)
             s.flush()
-            instance = instances.request_instance(s, user, secret=SECRET)
+            instance = instances.request_instance(s, user)
             s.flush()
-            keys.append(credentials.llm_key(SECRET, instance.id, instance.llm_key_version))
+            keys.append(credentials.issue_llm_key(instance, roots))  # as a worker does
     database.dispose()
     return keys
 
@@ -216,11 +256,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs of the machine have been busy (not idle or waiting for I/O)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def measured_cpu(pids: dict[str, int], run) -> tuple:
-    """What `run()` returns, and the CPU seconds each of `pids` spent meanwhile."""
+    """What `run()` returns, and the CPU seconds each of `pids` spent meanwhile, and everything
+    else on the machine ("others": the web app and poller, and whatever else runs here; on a
+    shared machine a run with many seconds there is noise, not a figure)."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    busy = machine_busy_seconds()
     result = run()
-    return result, {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    spent["others"] = max(0.0, machine_busy_seconds() - busy - sum(spent.values()))
+    return result, spent
 
 
 # -- the load generator ---------------------------------------------------------------------
@@ -360,8 +411,13 @@ async def ramped(target: Target, body: bytes, count: int, ramp: float, watch_pid
         return await one_stream(session, target.url, target.keys[index % len(target.keys)], body, gauge)
 
     started = time.perf_counter()
-    async with client_session(count + 100) as session:
-        streams = await asyncio.gather(*(start(index, session) for index in range(count)))
+    gc.collect()
+    gc.disable()  # the load generator's own collections would stall its clock, in both runs alike
+    try:
+        async with client_session(count + 100) as session:
+            streams = await asyncio.gather(*(start(index, session) for index in range(count)))
+    finally:
+        gc.enable()
     seconds = time.perf_counter() - started
     for task in background:
         task.cancel()
@@ -632,6 +688,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--words", type=int, default=32, help=f"words an answer streams (5..{MAX_TOKENS})")
     parser.add_argument("--instances", type=int, default=50, help="owners with an instance, sharing the load")
     parser.add_argument("--max-concurrent", type=int, default=64, help="LLM_MAX_CONCURRENT")
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the proxy on a CPU of its own, the client and upstream on the others (see cpu_plan)",
+    )
+    parser.add_argument(
+        "--upstream-gc",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="leave the sandbox upstream's garbage collector on (by default it is off: see start_sandbox)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     parser.add_argument("--poll-health", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--health-interval", type=float, default=0.1, help="seconds between health polls")
@@ -650,9 +718,11 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-llm-proxy-"))
     data, logs = tmp / "data", tmp / "logs"
     logs.mkdir()
-    processes = Processes(logs)
+    cpus = cpu_plan(args.pin)
+    os.sched_setaffinity(0, cpus["client"])
+    processes = Processes(logs, cpus)
     try:
-        sandbox = start_sandbox(processes, data)
+        sandbox = start_sandbox(processes, data, args.upstream_gc)
         env = control_plane_env(data, sandbox, args.max_concurrent)
         upgrade = python("-m", "clawdet.cli", "db", "upgrade")
         subprocess.run(upgrade, env=env, cwd=REPO, check=True, capture_output=True)
@@ -664,6 +734,10 @@ def main() -> int:
             f"proxy {proxy_base} (pid {proxy_pid}), web {web_base}, upstream {sandbox['llm_url']}; "
             f"{args.instances} instances, LLM_MAX_CONCURRENT={args.max_concurrent}, max_tokens {MAX_TOKENS}; "
             f"{os.cpu_count()} CPUs; logs in {logs}"
+        )
+        print(
+            f"CPUs: proxy {sorted(cpus['proxy'])}, client and upstream {sorted(cpus['client'])}"
+            + (" (--pin)" if args.pin and cpus["proxy"] != cpus["client"] else " (shared)")
         )
         direct = Target("direct", sandbox["llm_url"] + "/chat/completions", [sandbox["llm_key"]])
         proxied = Target("proxy", proxy_base + "/llm/v1/chat/completions", keys)

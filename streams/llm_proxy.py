@@ -27,7 +27,7 @@ from clawdet.instances import credentials
 from clawdet.llm import admission as admissions
 from clawdet.llm import metering
 from clawdet.settings import Settings
-from streams.http import NO_STORE, json_body, services
+from streams.http import NO_STORE, error_response, json_body, services, unexpected_error
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,21 @@ async def models(request: Request) -> Response:
     return Response(content, headers={**NO_STORE, "Content-Type": "application/json"})
 
 
+async def serve_chat(scope, receive, send) -> None:
+    """POST CHAT_PATH as a bare ASGI app (streams.StreamServer calls it ahead of its router and
+    middleware): the endpoint, its errors answered as the stream server's exception handlers do."""
+    request = Request(scope, receive)
+    try:
+        response = await chat_completions(request)
+    except UserFacingError as error:
+        response = await error_response(request, error)
+    except Exception as error:
+        response = await unexpected_error(request, error)
+    await response(scope, receive, send)
+
+
+CHAT_PATH = "/llm/v1/chat/completions"
 routes = [
-    Route("/llm/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route(CHAT_PATH, chat_completions, methods=["POST"]),  # other methods: 405 from the router
     Route("/llm/v1/models", models, methods=["GET"]),
 ]

@@ -1,5 +1,5 @@
-"""Operators hear of failed nightly backups: one email a day to every admin, naming the
-instances (the admin console and `/metrics` show the same: nightly.backup_health)."""
+"""Operators hear of failed and missing nightly backups: one email a day to every admin, naming
+the instances (the admin console and `/metrics` show the same: nightly.backup_health)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from db.models import Instance, Role, User, utcnow
 KIND = "backups_failed"
 
 
-def notify_failed(settings, database, instance_ids: list[str]) -> int:
-    """Queues the day's alert to each admin; returns how many were queued (0 once sent today)."""
-    if not instance_ids:
+def notify(settings, database, failed_ids: list[str], missing: list[str]) -> int:
+    """Queues the day's alert to each admin: the instances whose backup failed in this pass and
+    those (`missing`, by name) without a nightly backup for too long; returns how many were
+    queued (0 once sent today)."""
+    if not failed_ids and not missing:
         return 0
     day = utcnow().strftime("%Y-%m-%d")
     with database.sessions() as session:
-        names = sorted(session.scalars(select(Instance.subdomain).where(Instance.id.in_(instance_ids))))
+        names = sorted(session.scalars(select(Instance.subdomain).where(Instance.id.in_(failed_ids))))
         admins = session.scalars(
             select(User).where(
                 User.role == Role.ADMIN.value, User.disabled.is_(False), User.email.is_not(None)
@@ -26,7 +28,8 @@ def notify_failed(settings, database, instance_ids: list[str]) -> int:
         context = {
             "day": day,
             "instances": names,
-            "count": len(names),
+            "missing": sorted(missing),
+            "count": len(names) + len(missing),
             "admin_url": f"{settings.public_url}/admin",
         }
         queued = sum(

@@ -78,7 +78,6 @@ def export_link(
     if not timedelta(minutes=1) <= lifetime <= timedelta(days=7):  # a presigned URL lasts 7 days at most
         raise BackupError("invalid_lifetime", "A download link lasts from 1 minute to 7 days.")
     store = store or service.store_for(settings)
-    expires = (utcnow() + lifetime).replace(microsecond=0)
     export_key = secrets.token_bytes(encryption.KEY_BYTES)
     with service.work_folder(settings) as folder:
         archive, sealed = folder / "export.tar.gz", folder / "export.clawbk"
@@ -86,6 +85,7 @@ def export_link(
         with archive.open("rb") as source, sealed.open("wb") as target:
             encryption.encrypt(source, target, export_key, EXPORT_KEY_VERSION)
         archive.unlink()
+        expires = (utcnow() + lifetime).replace(microsecond=0)  # from now: a big backup took a while
         name = f"{PREFIX}{row.instance_id}/{int(expires.timestamp())}-{secrets.token_hex(16)}.clawbk"
         store.upload(name, sealed, {"instance": row.instance_id, "backup": backup_id})
     with database.sessions() as session:

@@ -90,7 +90,9 @@ def run(settings, database, *, now: datetime | None = None, store=None, stop=Non
         _prune(settings, database, instance_id, store, now)
     for instance_id in destroyed_with_backups(database):
         _prune(settings, database, instance_id, store, now)
-    alerts.notify_failed(settings, database, report.failed)
+    with database.sessions() as session:
+        missing = backup_health(session, now=now).missing
+    alerts.notify(settings, database, report.failed, missing)
     try:
         export.delete_expired(store, now)
     except UserFacingError as exc:

@@ -82,6 +82,7 @@ async def _restore(server: Server, archive: Path, name: str, state_asset: str, h
                 await run(connection, f"{COMPOSE} up --detach", "start the gateway on the restored state")
                 if not await asyncio.to_thread(healthy):
                     raise RemoteError("the gateway did not come back healthy on the restored state")
+                still_held()  # a recovery that took over meanwhile decides, not this worker
                 # Healthy on the restored state; the old one is in its backup. Renamed before it is
                 # deleted: a `previous-` folder is always whole, for `recover` to put back.
                 await _quietly(connection, f"mv -T {previous} {replaced}")

@@ -140,7 +140,21 @@ def run_next(settings, database) -> BackupRequest | None:
     except Exception:
         log.exception("backup request %s failed", request_id)
         outcome.update(status="failed", message="It failed unexpectedly; the operators have the details.")
-    row = service.saved(database, BackupRequest, request_id, **outcome, finished_at=utcnow())
+    with database.sessions() as session:  # unless a recovery took it over meanwhile: its outcome stands
+        mine = (
+            BackupRequest.id == request_id,
+            BackupRequest.status == "running",
+            BackupRequest.owner == owner,
+        )
+        if not session.execute(
+            update(BackupRequest).where(*mine).values(**outcome, finished_at=utcnow())
+        ).rowcount:
+            log.warning(
+                "backup request %s was taken over while it ran; its outcome is not this worker's", request_id
+            )
+        session.commit()
+        row = session.get(BackupRequest, request_id)
+        session.expunge(row)
     log.info("backup request %s (%s of %s): %s", request_id, action, instance_id, row.status)
     return row
 

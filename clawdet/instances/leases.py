@@ -55,8 +55,17 @@ def free(now: datetime, lease: timedelta):
     return or_(Instance.lease_expires_at.is_(None), Instance.lease_expires_at < now - lease)
 
 
+# A restore's hold (clawdet/backups/hold.py) left by a dead worker: only the restore's recovery
+# takes it over (the server may be half-swapped; an update must not run on it first).
+RESTORE_HOLD = "restore:%"
+
+
 def due(now: datetime, lease: timedelta):
-    return (or_(Instance.next_attempt_at.is_(None), Instance.next_attempt_at <= now), free(now, lease))
+    return (
+        or_(Instance.next_attempt_at.is_(None), Instance.next_attempt_at <= now),
+        free(now, lease),
+        or_(Instance.lease_owner.is_(None), Instance.lease_owner.not_like(RESTORE_HOLD)),
+    )
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ def claim_next(session: Session, owner: str, lease: timedelta, *, only: str | No
     for instance_id, generation, previous_owner in session.execute(query).all():
         taken = session.execute(
             update(Instance)
-            .where(Instance.id == instance_id, free(now, lease))
+            .where(Instance.id == instance_id, *due(now, lease)[1:])
             .values(lease_owner=owner, lease_expires_at=now + lease)
             .execution_options(synchronize_session=False)
         ).rowcount

@@ -30,6 +30,7 @@ from db.engine import Database
 log = logging.getLogger(__name__)
 
 CALLER_SECONDS = 1.0
+REFRESH_AHEAD_SECONDS = 0.75  # a busy key is looked up again before its lookup expires
 CALLER_STALE_SECONDS = 10.0  # how long a lookup stands in while the database is away or slow
 LOOKUP_PATIENCE_SECONDS = 0.25  # how long a request waits for a fresh lookup when it has one of these
 GROW_EXTRA = 16_384
@@ -101,11 +102,10 @@ class Ledger:
         now = time.monotonic()
         cached = self._callers.get(key)
         if cached and now - cached[0] < CALLER_SECONDS:
+            if now - cached[0] >= REFRESH_AHEAD_SECONDS:
+                self._lookup(key)  # in the background: no request of a busy key waits for one
             return cached[1]
-        looking = self._lookups.get(key)
-        if looking is None:
-            looking = self._lookups[key] = asyncio.ensure_future(self._look_up(key))
-            looking.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen
+        looking = self._lookup(key)
         stale_ok = cached is not None and now - cached[0] < CALLER_STALE_SECONDS
         try:
             if stale_ok:
@@ -117,6 +117,14 @@ class Ledger:
             if error.status == 503 and stale_ok:
                 return cached[1]  # a database blip: the key was good a moment ago
             raise
+
+    def _lookup(self, key: str) -> asyncio.Future:
+        """The key's lookup under way, or a new one."""
+        looking = self._lookups.get(key)
+        if looking is None:
+            looking = self._lookups[key] = asyncio.ensure_future(self._look_up(key))
+            looking.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen
+        return looking
 
     async def _look_up(self, key: str) -> Caller:
         try:

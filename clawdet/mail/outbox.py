@@ -46,7 +46,7 @@ SUBJECTS = {
     "health_up": "Your instance {subdomain} is back up",
     "quota_warning": "You have used {percent}% of your monthly AI tokens",
     "rollout_halted": "Rollout {rollout_id} halted",
-    "backups_failed": "Nightly backups failed on {day} ({count})",
+    "backups_failed": "Nightly backups need attention on {day} ({count})",
 }
 
 _environment = Environment(

@@ -76,11 +76,25 @@ def keep(reconciler, *, stop=None) -> Report:
         for member_id in doomed:
             if _take(reconciler.database, member_id, ("ready",)):
                 _destroy(reconciler, member_id, report)
-        for member_id in new:
-            if stop is not None and stop.is_set():
+        for n, member_id in enumerate(new):
+            stopping = stop is not None and stop.is_set()
+            if stopping or not _make(reconciler, member_id, report):  # one failure holds the rest back
+                _unplan(reconciler.database, new[n + (not stopping) :])
                 break
-            _make(reconciler, member_id, report)
     return report
+
+
+def _unplan(database: Database, member_ids: list[str]) -> None:
+    """Rows planned by this pass and not made: gone (a stop, or a failure backing off)."""
+    if member_ids:
+        with database.session() as session:
+            session.execute(
+                delete(PoolServer).where(
+                    PoolServer.id.in_(member_ids),
+                    PoolServer.status == "creating",
+                    PoolServer.server_id.is_(None),
+                )
+            )
 
 
 def _plan(database, tier, region, count, server_image, openclaw_image, digest) -> tuple[list[str], list[str]]:
@@ -129,12 +143,14 @@ def _retire_left_behind(reconciler, asked: dict[tuple[str, str], int], report: R
         members = session.scalars(
             select(PoolServer).where(PoolServer.status.in_(("ready", "creating", "retiring", "broken")))
         ).all()
-        stale = {m.id for m in members if now - m.updated_at > STUCK_AFTER}
+        stale = {
+            m.id for m in members if m.status in ("creating", "retiring") and now - m.updated_at > STUCK_AFTER
+        }
         left = [
             (m.id, m.status)
             for m in members
             if (m.status == "ready" and not asked.get((m.tier, m.region)))
-            or m.status == "broken"
+            or (m.status == "broken" and now - m.updated_at > FAILURE_BACKOFF)
             or m.id in stale
         ]
     for member_id, status in left:
@@ -157,13 +173,15 @@ def _take(database: Database, member_id: str, statuses: tuple[str, ...]) -> bool
         )
 
 
-def _make(reconciler, member_id: str, report: Report) -> None:
+def _make(reconciler, member_id: str, report: Report) -> bool:
+    """Make one planned member; whether it did (a member taken meanwhile is left alone)."""
     from clawdet.reconciler.reconciler import short_reason
 
     name = stack_name(member_id)
-    with reconciler.database.session() as session:
+    if not _still(reconciler.database, member_id, "creating"):  # and its clock starts now
+        return True
+    with reconciler.database.sessions() as session:
         member = session.get(PoolServer, member_id)
-        member.updated_at = leases.database_now(session)  # a long pass: each member's own clock
         log.info(
             "warm pool: making %s (%s in %s, image %s)", name, member.tier, member.region, member.server_image
         )
@@ -178,13 +196,42 @@ def _make(reconciler, member_id: str, report: Report) -> None:
         if _take(reconciler.database, member_id, ("creating",)):
             _destroy(reconciler, member_id, report, reason=short_reason(exc))
         report.failed.append(member_id)
-        return
+        return False
     with reconciler.database.session() as session:
-        member = session.get(PoolServer, member_id)
-        member.server_id, member.volume_id, member.ipv4 = outputs.server_id, outputs.volume_id, outputs.ipv4
-        member.firewall_id, member.status = firewall_id, "ready"
-        member.ready_at = member.updated_at = leases.database_now(session)
-    report.made.append(member_id)
+        now = leases.database_now(session)
+        made = session.execute(
+            update(PoolServer)
+            .where(PoolServer.id == member_id, PoolServer.status == "creating")
+            .values(
+                server_id=outputs.server_id,
+                volume_id=outputs.volume_id,
+                ipv4=outputs.ipv4,
+                firewall_id=firewall_id,
+                status="ready",
+                ready_at=now,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    if made:
+        report.made.append(member_id)
+    else:  # taken as stuck meanwhile (a make past STUCK_AFTER): that worker destroys it
+        log.warning("warm pool: %s was taken while it was being made; not handed out", name)
+    return True
+
+
+def _still(database: Database, member_id: str, status: str) -> bool:
+    """Whether the member still is in `status`; its status clock restarts if so."""
+    with database.session() as session:
+        now = leases.database_now(session)
+        return bool(
+            session.execute(
+                update(PoolServer)
+                .where(PoolServer.id == member_id, PoolServer.status == status)
+                .values(updated_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        )
 
 
 def _destroy(
@@ -205,8 +252,12 @@ def _destroy(
         log.warning("warm pool: destroying %s failed: %s", name, short_reason(exc))
         _set(reconciler.database, member_id, "broken", short_reason(exc))
         return False
-    if reason:
-        _set(reconciler.database, member_id, "discarded", reason)
+    with reconciler.database.sessions() as session:
+        member = session.get(PoolServer, member_id)
+        never_ready = member is not None and member.ready_at is None and member.instance_id is None
+        message = reason or (member.message if member is not None else "") or "not made"
+    if reason or never_ready:  # a failed make: its tier and region back off (FAILURE_BACKOFF)
+        _set(reconciler.database, member_id, "discarded", message)
     else:
         with reconciler.database.session() as session:
             session.execute(delete(PoolServer).where(PoolServer.id == member_id))
@@ -292,8 +343,10 @@ def adoption_failed(reconciler, instance_id: str, member_id: str) -> None:
     drops them there) and let the instance be made afresh. Safe at any point of an adoption:
     the instance is not ready before its member is `adopted`, so it holds no data yet."""
     taken = _take(reconciler.database, member_id, ("adopting", "broken"))
-    if taken and not _destroy(reconciler, member_id, Report()):
-        raise RuntimeError(f"the warm-pool member {stack_name(member_id)} could not be destroyed yet")
+    with reconciler.database.sessions() as session:
+        elsewhere = not taken and session.get(PoolServer, member_id) is not None
+    if elsewhere or (taken and not _destroy(reconciler, member_id, Report())):
+        raise RuntimeError(f"the warm-pool member {stack_name(member_id)} is not destroyed yet; later")
     with reconciler.database.session() as session:
         instance = session.get(Instance, instance_id)
         instance.adopted_from, instance.server_image = None, None

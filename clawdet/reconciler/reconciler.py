@@ -242,8 +242,8 @@ class Reconciler:
     def converge(
         self, instance_id: str, *, rebuild: bool = False, repair: bool = False, sweep: bool = False
     ) -> None:
+        self.undo_unfinished_adoption(instance_id)  # first: it lets the server image be chosen again
         self.choose_server_image(instance_id)
-        self.undo_unfinished_adoption(instance_id)
         member = None if rebuild or repair or sweep else self.adopt_from_pool(instance_id)
         try:
             self._converge(instance_id, member, rebuild=rebuild, repair=repair, sweep=sweep)

@@ -236,6 +236,7 @@ class Stacks:
             on_event=stack.watching(on_event),
             color="never",
             message=f"clawdet reconcile {name}",
+            show_secrets=False,  # the summary's, if it is read: no key derivation for it
         )
         return StackOutputs.from_outputs(result.outputs)
 
@@ -363,15 +364,19 @@ class Stack(auto.Stack):
     runs `stack output` (its outputs) and `stack history` (a summary nobody here reads). The
     outputs are in the engine's own event for the stack resource; `watching` collects them."""
 
-    _outputs: dict[str, Any] | None = None
+    _outputs: dict[str, Any] | None = None  # the stack's last outputs event, once the update's summary came
 
     def watching(self, on_event: EventHandler | None) -> EventHandler:
         self._outputs = None
+        last: dict[str, Any] | None = None
 
         def collect(event: auto.EngineEvent) -> None:
+            nonlocal last
             done = event.res_outputs_event
             if done is not None and done.metadata.type == "pulumi:pulumi:Stack":
-                self._outputs = dict((done.metadata.new.outputs if done.metadata.new else None) or {})
+                last = dict((done.metadata.new.outputs if done.metadata.new else None) or {})
+            if event.summary_event is not None:  # the last event: `last` is the update's own
+                self._outputs = last
             if on_event is not None:
                 on_event(event)
 
@@ -379,7 +384,7 @@ class Stack(auto.Stack):
 
     def outputs(self) -> auto.OutputMap:
         seen = self._outputs
-        if seen is None or "[secret]" in json.dumps(seen):  # masked in events: ask the CLI
+        if seen is None or "[secret]" in json.dumps(seen):  # not seen, or masked: ask the CLI
             return super().outputs()
         return {key: auto.OutputValue(value=value, secret=False) for key, value in seen.items()}
 

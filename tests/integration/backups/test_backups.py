@@ -133,7 +133,8 @@ def test_a_gateway_that_is_not_running_gives_a_failed_backup_and_stores_nothing(
     with database.sessions() as session:
         [alert] = session.scalars(select(OutboxEmail).where(OutboxEmail.kind == "backups_failed")).all()
     assert alert.to_address == "ops@example.com" and "nobackup" in alert.text_body
-    assert alert.subject.startswith("Nightly backups failed on") and alert.subject.endswith("(1)")
+    assert alert.subject.startswith("Nightly backups need attention on") and alert.subject.endswith("(1)")
+    assert "failed on" in alert.text_body and "without a nightly backup" not in alert.text_body
 
     paused = customer(database, None, "paused")
     with pytest.raises(service.BackupError) as refused:

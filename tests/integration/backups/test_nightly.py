@@ -109,3 +109,26 @@ def test_an_instance_an_operation_holds_is_backed_up_by_a_later_pass(database, s
     later = nightly.run(settings, database, now=AFTER_THE_WINDOW + timedelta(minutes=5), store=EmptyStore())
     assert (later.made, later.busy) == ([held], [])
     assert backed_up == [free, held]
+
+
+def test_an_instance_without_a_nightly_backup_for_36_hours_is_emailed_to_the_operators_once_a_day(
+    database, settings, backed_up
+):
+    from db.models import OutboxEmail, User
+
+    [held] = running_instances(database, 1)
+    with database.sessions() as session:
+        session.add(User(email="ops@example.com", role="admin", email_verified=True, name="Ops"))
+        row = session.get(Instance, held)
+        row.ready_at = utcnow() - timedelta(days=3)  # and an operation holds it on every pass
+        row.lease_owner, row.lease_expires_at = "worker-1", utcnow() + timedelta(minutes=5)
+        session.commit()
+    for minutes in (0, 5):  # two passes: one email that day
+        report = nightly.run(
+            settings, database, now=AFTER_THE_WINDOW + timedelta(minutes=minutes), store=EmptyStore()
+        )
+        assert report.busy == [held] and report.failed == []
+    with database.sessions() as session:
+        [alert] = session.scalars(select(OutboxEmail).where(OutboxEmail.kind == "backups_failed")).all()
+    assert "without a nightly backup for more than 36 hours: night0" in alert.text_body
+    assert "failed on" not in alert.text_body and alert.subject.endswith("(1)")

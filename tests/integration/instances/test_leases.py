@@ -126,3 +126,17 @@ def test_one_fleet_scan_a_period_whatever_the_number_of_workers(database):
         session.commit()
         assert leases.claim_period(session, "fleet-scan", "host-late", every)  # the next period
         assert session.get(PeriodicRun, "fleet-scan").owner == "host-late"
+
+
+def test_a_dead_restores_hold_is_left_to_its_recovery(database):
+    """A worker died mid-restore: its server may be half-swapped, so no update claims it; the
+    restore's recovery (clawdet/backups/requests.py) takes it over and releases it."""
+    [instance_id] = make_instances(database, 1)
+    long_ago = utcnow() - LEASE * 10
+    with database.sessions() as session:
+        session.execute(update(Instance).values(lease_owner="restore:dead:1", lease_expires_at=long_ago))
+        session.commit()
+        assert leases.claim_next(session, "worker", LEASE) is None
+        leases.release(session, instance_id, "restore:dead:1")
+        session.commit()
+        assert leases.claim_next(session, "worker", LEASE).instance_id == instance_id

@@ -166,6 +166,33 @@ def test_unknown_and_missing_keys_are_refused(proxy, customer, settings, databas
         assert error["code"] == "invalid_api_key" and error["message"] and error["action"]
 
 
+def test_the_chat_path_answers_other_methods_and_surprises_in_the_proxys_words(proxy, customer, monkeypatch):
+    """POST on the chat path is served ahead of the router (streams.StreamServer): other methods
+    still go through the router (to the web app, here: a 404), and an error of our own is a 500
+    without a stack trace."""
+    response = proxy.get(CHAT, headers={"Authorization": f"Bearer {customer[2]}"})
+    assert response.status_code in (404, 405)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr("streams.llm_proxy.admissions.set_max_tokens", broken)
+    response = ask(proxy, customer[2])
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    assert "a bug of ours" not in response.text
+
+
+def test_the_stream_server_settles_its_heap_and_gives_the_gc_back(settings, database):
+    import gc
+
+    from streams import GC_THRESHOLDS
+
+    before = gc.get_threshold()
+    with proxy_client(settings, database):
+        assert gc.get_threshold() == GC_THRESHOLDS and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
 BAD_BODIES = [
     ({"stream_options": [1]}, "stream_options"),
     ({"messages": "hi"}, "messages"),

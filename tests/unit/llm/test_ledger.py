@@ -5,6 +5,7 @@ a lapsed lease is granted afresh, and the recorder moves spent tokens out of lea
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
@@ -116,3 +117,31 @@ def test_the_recorder_moves_spent_tokens_out_of_the_lease_and_deletes_given_back
     assert recorder.flush()
     with database.session() as s:
         assert s.scalar(select(LlmLease)) is None
+
+
+def test_a_busy_key_is_looked_up_again_while_its_requests_go_on(database, monkeypatch):
+    key = customer_with_instance(database, "s")[2]
+    lookups, finish = [], threading.Event()
+    authenticate = admission.authenticate
+
+    def slow_after_the_first(database_, key_):
+        lookups.append(key_)
+        if len(lookups) > 1:
+            finish.wait(10)
+        return authenticate(database_, key_)
+
+    monkeypatch.setattr(ledger.admission, "authenticate", slow_after_the_first)
+    monkeypatch.setattr(ledger, "REFRESH_AHEAD_SECONDS", 0.0)  # every hit refreshes ahead
+
+    async def scenario():
+        ledger_ = new_ledger(database)
+        first = await ledger_.caller(key)
+        again = await asyncio.wait_for(ledger_.caller(key), 1)  # its lookup hangs: not waited for
+        await asyncio.sleep(0.1)
+        assert again == first and len(lookups) == 2
+        await ledger_.caller(key)  # one lookup a key at a time
+        assert len(lookups) == 2
+        finish.set()
+        await ledger_._lookups[key]
+
+    asyncio.run(scenario())
