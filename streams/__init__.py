@@ -83,8 +83,17 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def create_app(settings: Settings, database: Database | None = None, wsgi=None, wsgi_threads: int = 16):
-    """The stream server; with `wsgi` (the Flask app) every other path goes to it."""
+def create_app(
+    settings: Settings,
+    database: Database | None = None,
+    wsgi=None,
+    wsgi_threads: int = 16,
+    *,
+    settle_heap_at_start: bool = False,
+):
+    """The stream server; with `wsgi` (the Flask app) every other path goes to it.
+    `settle_heap_at_start`: `clawdet proxy`, a process of streams alone (the collector's settings
+    are process-wide: a process that also runs Flask or workers keeps CPython's)."""
     database = database or Database(settings.database_url)
     recorder = UsageRecorder(database, spool=settings.data_dir / USAGE_SPOOL)
     services = Services(
@@ -106,12 +115,14 @@ def create_app(settings: Settings, database: Database | None = None, wsgi=None, 
     async def lifespan(_app):
         services.upstreams = AsyncUpstreamPool(settings)
         thresholds = gc.get_threshold()
-        settle_heap()
+        if settle_heap_at_start:
+            settle_heap()
         try:
             yield
         finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
+            if settle_heap_at_start:
+                gc.set_threshold(*thresholds)
+                gc.unfreeze()
             await services.hub.stop()
             await services.upstreams.close()
             await services.ledger.close()

@@ -39,7 +39,8 @@ def notify(settings, database, failed_ids: list[str], missing: list[str]) -> int
                 admin.email,
                 {**context, "name": admin.name or "operator"},
                 user_id=admin.id,
-                dedupe_key=f"{KIND}:{day}:{admin.id}",
+                # Failures have their own daily slot: a missing-only email sent first never hides them.
+                dedupe_key=f"{KIND}:{day}:{admin.id}:{'failed' if names else 'missing'}",
             )
             for admin in admins
         )

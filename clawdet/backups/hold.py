@@ -21,6 +21,12 @@ from db.models import Instance
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+
+
+class HoldLost(RemoteError):
+    """Another worker took the instance over: this restore touches the server no more."""
+
+
 PREFIX = "restore:"  # a restore's lease owner: restore:<worker>:<thread>
 
 
@@ -67,7 +73,7 @@ def holding(database, instance_id: str) -> Iterator[Callable[[], None]]:
         if not lost.is_set():
             renew()
         if lost.is_set():
-            raise RemoteError("the restore lost its hold on the instance (another worker took it over)")
+            raise HoldLost("the restore lost its hold on the instance (another worker took it over)")
 
     renewer = threading.Thread(target=keep_renewing, name=f"restore-lease-{instance_id}", daemon=True)
     renewer.start()

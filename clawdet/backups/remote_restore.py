@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncssh
 
+from clawdet.backups.hold import HoldLost
 from clawdet.backups.remote import (
     COMPOSE,
     GATEWAY,
@@ -54,7 +55,7 @@ async def _restore(server: Server, archive: Path, name: str, state_asset: str, h
     async with await connect(server) as connection:
         # The one-off container runs as the gateway's user (uid 1000), without capabilities.
         await run(connection, f"install -d -m 0700 -o {UID} -g {UID} {STAGING}", "prepare the restore folder")
-        moved_aside = swapped = False
+        moved_aside = swapped = hold_lost = False
         try:
             async with connection.start_sftp_client() as sftp:
                 await asyncio.wait_for(sftp.put(str(archive), f"{staged}.upload"), TRANSFER_TIMEOUT)
@@ -88,6 +89,9 @@ async def _restore(server: Server, archive: Path, name: str, state_asset: str, h
                 await _quietly(connection, f"mv -T {previous} {replaced}")
                 moved_aside = False
             except BaseException as failure:
+                if isinstance(failure, HoldLost):  # the recovery that took over puts things right
+                    hold_lost = True
+                    raise
                 try:
                     await _roll_back(
                         connection, previous, moved_aside, f"{STAGING}/failed-{name}" if swapped else None
@@ -105,7 +109,8 @@ async def _restore(server: Server, archive: Path, name: str, state_asset: str, h
             leftovers = f"{staged} {staged}.upload {target} {STAGING}/failed-{name} {replaced}" + (
                 "" if moved_aside else f" {previous}"  # never the previous state while it is not back
             )
-            await _quietly(connection, f"rm -rf {leftovers}")
+            if not hold_lost:
+                await _quietly(connection, f"rm -rf {leftovers}")
 
 
 async def _is_real_folder(connection: asyncssh.SSHClientConnection, base: str, relative: str) -> bool:

@@ -21,6 +21,11 @@ STALE = timedelta(hours=1)  # a request still "running" after this lost its work
 INTERRUPTED = (
     "The restore was interrupted; your assistant is back on the state it had before. Try the restore again."
 )
+GIVE_UP = timedelta(hours=6)  # a recovery that cannot reach the server hands the instance back then
+UNRECOVERED = (
+    "The restore was interrupted and its server could not be reached to put the previous state back. "
+    "Contact support before restoring again."
+)
 
 
 class Action(str, enum.Enum):
@@ -141,9 +146,9 @@ def run_next(settings, database) -> BackupRequest | None:
         log.exception("backup request %s failed", request_id)
         outcome.update(status="failed", message="It failed unexpectedly; the operators have the details.")
     with database.sessions() as session:  # unless a recovery took it over meanwhile: its outcome stands
+        # The owner fences it (a recovery takes the request over); the stale sweep does not.
         mine = (
             BackupRequest.id == request_id,
-            BackupRequest.status == "running",
             BackupRequest.owner == owner,
         )
         if not session.execute(
@@ -176,11 +181,17 @@ def recover_interrupted_restores(settings, database) -> None:
     with database.sessions() as session:
         now = leases.database_now(session)
         stuck = session.execute(
-            select(BackupRequest.id, BackupRequest.instance_id, Instance.lease_owner, Instance.ipv4)
+            select(
+                BackupRequest.id,
+                BackupRequest.instance_id,
+                BackupRequest.started_at,
+                Instance.lease_owner,
+                Instance.ipv4,
+            )
             .join(Instance, Instance.id == BackupRequest.instance_id)
             .where(BackupRequest.status == "running", _held_by_its_restore(), leases.free(now, hold.LEASE))
         ).all()
-    for request_id, instance_id, lapsed_owner, address in stuck:
+    for request_id, instance_id, started_at, lapsed_owner, address in stuck:
         recoverer = f"{hold.PREFIX}{me}:recovery"
         with database.sessions() as session:
             now = leases.database_now(session)
@@ -205,21 +216,34 @@ def recover_interrupted_restores(settings, database) -> None:
         server = remote.Server(address, service.ssh_port(settings), settings.instance_ssh_private_key)
         try:
             remote_restore.recover(server)
-        except remote.RemoteError as exc:
-            log.warning("backup request %s: not recovered yet, tried again later: %s", request_id, exc)
+        except Exception as exc:
+            if started_at > utcnow() - GIVE_UP:
+                log.warning("backup request %s: not recovered yet, tried again later: %s", request_id, exc)
+                continue
+            log.error(
+                "backup request %s: the restore of %s could not be recovered: %s",
+                request_id,
+                instance_id,
+                exc,
+            )
+            _finish_recovery(database, request_id, instance_id, recoverer, UNRECOVERED)
             continue
-        except Exception:
-            log.exception("backup request %s: not recovered yet, tried again later", request_id)
-            continue
-        service.saved(
-            database,
-            BackupRequest,
-            request_id,
-            status="failed",
-            message=INTERRUPTED,
-            progress=0,
-            finished_at=utcnow(),
-        )
-        with database.sessions() as session:
-            leases.release(session, instance_id, recoverer)
+        _finish_recovery(database, request_id, instance_id, recoverer, INTERRUPTED)
         log.info("backup request %s: %s is back on its previous state", request_id, instance_id)
+
+
+def _finish_recovery(database, request_id: str, instance_id: str, recoverer: str, message: str) -> None:
+    """The request fails and the instance goes back to the reconciler, in one transaction."""
+    with database.sessions() as session:
+        session.execute(
+            update(BackupRequest)
+            .where(BackupRequest.id == request_id)
+            .values(status="failed", message=message, progress=0, finished_at=utcnow())
+        )
+        session.execute(
+            update(Instance)
+            .where(Instance.id == instance_id, Instance.lease_owner == recoverer)
+            .values(lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()

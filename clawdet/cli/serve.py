@@ -39,7 +39,9 @@ def proxy(host: str, port: int | None) -> None:
     click.echo(
         f"Clawdet streams on http://{host}:{settings.port} (database: {_redacted(settings.database_url)})"
     )
-    uvicorn_server(create_app(settings), host, settings.port, grace_seconds=60).run()
+    uvicorn_server(
+        create_app(settings, settle_heap_at_start=True), host, settings.port, grace_seconds=60
+    ).run()
 
 
 def _front_settings(port: int | None, tier: str) -> Settings:

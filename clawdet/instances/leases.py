@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import exists, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from clawdet.ops import metrics as ops_metrics
-from db.models import Instance, PeriodicRun, utcnow
+from db.models import BackupRequest, Instance, PeriodicRun, utcnow
 
 
 def needs_work():
@@ -55,16 +55,26 @@ def free(now: datetime, lease: timedelta):
     return or_(Instance.lease_expires_at.is_(None), Instance.lease_expires_at < now - lease)
 
 
-# A restore's hold (clawdet/backups/hold.py) left by a dead worker: only the restore's recovery
-# takes it over (the server may be half-swapped; an update must not run on it first).
+# A restore's hold (clawdet/backups/hold.py) whose restore request still runs, its worker dead:
+# only that restore's recovery takes it over (the server may be half-swapped; an update must not
+# run on it first). Any other leftover hold lapses like a lease.
 RESTORE_HOLD = "restore:%"
+
+
+def _held_by_a_running_restore():
+    running = exists().where(
+        BackupRequest.instance_id == Instance.id,
+        BackupRequest.action == "restore",
+        BackupRequest.status == "running",
+    )
+    return Instance.lease_owner.like(RESTORE_HOLD) & running
 
 
 def due(now: datetime, lease: timedelta):
     return (
         or_(Instance.next_attempt_at.is_(None), Instance.next_attempt_at <= now),
         free(now, lease),
-        or_(Instance.lease_owner.is_(None), Instance.lease_owner.not_like(RESTORE_HOLD)),
+        ~_held_by_a_running_restore(),
     )
 
 

@@ -77,11 +77,22 @@ def keep(reconciler, *, stop=None) -> Report:
             if _take(reconciler.database, member_id, ("ready",)):
                 _destroy(reconciler, member_id, report)
         for n, member_id in enumerate(new):
+            _waiting(reconciler.database, new[n:])  # still planned, not stuck: their clocks restart
             stopping = stop is not None and stop.is_set()
             if stopping or not _make(reconciler, member_id, report):  # one failure holds the rest back
                 _unplan(reconciler.database, new[n + (not stopping) :])
                 break
     return report
+
+
+def _waiting(database: Database, member_ids: list[str]) -> None:
+    with database.session() as session:
+        session.execute(
+            update(PoolServer)
+            .where(PoolServer.id.in_(member_ids), PoolServer.status == "creating")
+            .values(updated_at=leases.database_now(session))
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _unplan(database: Database, member_ids: list[str]) -> None:

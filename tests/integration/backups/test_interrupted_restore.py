@@ -1,7 +1,7 @@
 """A restore whose worker died mid-way (killed, host lost) left the server half-swapped, with the
 gateway stopped and its request `running`: the next worker puts the previous state back, starts
-the gateway and fails the request. A restore that loses its hold on the instance stops and rolls
-back."""
+the gateway and fails the request. A restore that loses its hold stops and leaves the server to
+the recovery that took it over."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from clawdet.backups import hold, remote_restore, restore, service
+from clawdet.backups import hold, remote, remote_restore, restore, service
 from clawdet.backups import requests as backup_requests
 from clawdet.backups.service import Kind
 from db.models import BackupRequest, Instance, utcnow
@@ -146,16 +146,17 @@ def test_an_unreachable_server_is_recovered_on_a_later_pass(
     assert_recovered(box, server, database, request_id)
 
 
-def test_a_restore_that_loses_its_hold_stops_before_the_swap_and_rolls_back(
+def test_a_restore_that_loses_its_hold_stops_before_the_swap_and_leaves_the_server_to_its_recovery(
     box, deployed, database, backup_settings, monkeypatch
 ):
     server, instance_id, backup_id = deployed
     checked = remote_restore._is_real_folder
 
     async def hold_taken_meanwhile(*args):
-        with database.sessions() as session:  # the hold lapsed and another worker took the instance
+        with database.sessions() as session:  # the hold lapsed and a recovery took the instance
             instance = session.get(Instance, instance_id)
-            instance.lease_owner, instance.lease_expires_at = "worker-2", utcnow() + timedelta(minutes=5)
+            instance.lease_owner = "restore:worker-2:recovery"
+            instance.lease_expires_at = utcnow() + timedelta(minutes=5)
             session.commit()
         return await checked(*args)
 
@@ -164,8 +165,15 @@ def test_a_restore_that_loses_its_hold_stops_before_the_swap_and_rolls_back(
         restore.restore(backup_settings, database, instance_id, backup_id, target=sandbox_target(box))
 
     assert failed.value.code == "restore_failed" and "lost its hold" in failed.value.message
-    assert (server.volume_folder / "state" / "memory.md").read_text() == "penguin"
-    assert box.gateway_state(server.server.id) == "up" and server.status("token-1") == 200
-    assert staged(server) == []
+    assert (server.volume_folder / "state" / "memory.md").read_text() == "penguin"  # never swapped
     with database.sessions() as session:
-        assert session.get(Instance, instance_id).lease_owner == "worker-2"  # not ours to let go
+        instance = session.get(Instance, instance_id)
+        assert instance.lease_owner == "restore:worker-2:recovery"  # not ours to let go
+        address = instance.ipv4
+    assert box.gateway_state(server.server.id) != "up"  # this worker touched the server no more
+
+    # The recovery that took the hold over puts it right.
+    key = backup_settings.instance_ssh_private_key
+    remote_restore.recover(remote.Server(address, service.ssh_port(backup_settings), key))
+    assert box.gateway_state(server.server.id) == "up" and server.status("token-1") == 200
+    assert (server.volume_folder / "state" / "memory.md").read_text() == "penguin" and staged(server) == []

@@ -132,3 +132,17 @@ def test_an_instance_without_a_nightly_backup_for_36_hours_is_emailed_to_the_ope
         [alert] = session.scalars(select(OutboxEmail).where(OutboxEmail.kind == "backups_failed")).all()
     assert "without a nightly backup for more than 36 hours: night0" in alert.text_body
     assert "failed on" not in alert.text_body and alert.subject.endswith("(1)")
+
+
+def test_a_failure_is_emailed_even_after_that_days_missing_only_email(database, settings):
+    from clawdet.backups import alerts
+    from db.models import User
+
+    [failing] = running_instances(database, 1)
+    with database.sessions() as session:
+        session.add(User(email="ops@example.com", role="admin", email_verified=True, name="Ops"))
+        session.commit()
+    assert alerts.notify(settings, database, [], ["quiet"]) == 1
+    assert alerts.notify(settings, database, [], ["quiet"]) == 0  # once a day
+    assert alerts.notify(settings, database, [failing], ["quiet"]) == 1  # failures have their own slot
+    assert alerts.notify(settings, database, [failing], []) == 0

@@ -182,15 +182,19 @@ def test_the_chat_path_answers_other_methods_and_surprises_in_the_proxys_words(p
     assert "a bug of ours" not in response.text
 
 
-def test_the_stream_server_settles_its_heap_and_gives_the_gc_back(settings, database):
+def test_the_proxy_settles_its_heap_and_gives_the_gc_back_and_the_web_app_leaves_it(settings, database):
     import gc
 
-    from streams import GC_THRESHOLDS
+    from starlette.testclient import TestClient
+
+    from streams import GC_THRESHOLDS, create_app
 
     before = gc.get_threshold()
-    with proxy_client(settings, database):
+    with TestClient(create_app(settings, database, settle_heap_at_start=True)):  # `clawdet proxy`
         assert gc.get_threshold() == GC_THRESHOLDS and gc.get_freeze_count() > 0
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    with TestClient(create_app(settings, database)):  # `clawdet web`: Flask and workers share it
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 BAD_BODIES = [
