@@ -171,7 +171,7 @@ VARIABLES: tuple[Variable, ...] = (
     V(
         "WARM_POOL",
         "Booted servers kept waiting per tier and region, so a new instance adopts one instead of "
-        "waiting for a server to boot: comma-separated tier:region=count, e.g. starter:hel1=2. "
+        "waiting for a server to boot: comma-separated tier:region=count, e.g. pro:hel1=2. "
         "Each costs its server's price while it waits (admin console, Warm pool). Default: none.",
         section="Cloud",
     ),

@@ -19,12 +19,12 @@ _TARGET = re.compile(r"([a-z0-9-]+):([a-z0-9-]+)=([0-9]+)")
 
 
 def targets(text: str) -> dict[tuple[str, str], int]:
-    """WARM_POOL (`starter:hel1=2,pro:fsn1=1`) as {(tier, region): count}."""
+    """WARM_POOL (`pro:hel1=2,free:fsn1=1`) as {(tier, region): count}."""
     wanted: dict[tuple[str, str], int] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         match = _TARGET.fullmatch(item)
         if not match:
-            raise ValueError(f"WARM_POOL: {item!r} is not tier:region=count (e.g. starter:hel1=2)")
+            raise ValueError(f"WARM_POOL: {item!r} is not tier:region=count (e.g. pro:hel1=2)")
         tier, region, count = match[1], match[2], int(match[3])
         if tier not in tiers.TIERS:
             raise ValueError(f"WARM_POOL: {tier!r} is not a tier ({', '.join(tiers.TIER_NAMES)})")
@@ -39,7 +39,7 @@ def wanted(settings) -> dict[tuple[str, str], int]:
         return targets(settings.warm_pool)
     except ValueError as exc:
         raise UserFacingError(
-            "bad_warm_pool", str(exc), "Fix WARM_POOL (e.g. starter:hel1=2, or unset) and start again."
+            "bad_warm_pool", str(exc), "Fix WARM_POOL (e.g. pro:hel1=2, or unset) and start again."
         ) from None
 
 
