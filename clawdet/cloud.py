@@ -20,10 +20,14 @@ import httpx
 
 from clawdet.errors import UserFacingError
 from clawdet.settings import Settings
+from clawdet.tls import verifying_context
 
 log = logging.getLogger(__name__)
 
 HETZNER_API = "https://api.hetzner.cloud/v1"
+# Stack config the platform writes for the providers (besides the program's own keys), removed
+# again when its setting is unset.
+PROVIDER_CONFIG_KEYS = ("hcloud:pollInterval",)
 CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
 
 
@@ -44,6 +48,13 @@ class CloudTarget:
     ssh_port: int = 22
     control_plane_ssh_cidrs: str = ""  # where workers connect from; servers open SSH only to them
     paused_page_ipv4: str = ""  # the web app's address: a paused instance's name points here
+    hcloud_poll_interval: str = ""  # empty: the provider's default
+
+    def provider_config(self) -> dict[str, tuple[str, bool]]:
+        """Stack config for the providers (PROVIDER_CONFIG_KEYS), as {key: (text, is_secret)}."""
+        if not self.hcloud_poll_interval:
+            return {}
+        return {"hcloud:pollInterval": (self.hcloud_poll_interval, False)}
 
     def provider_env(self) -> dict[str, str]:
         """What the hcloud and cloudflare plugins read (kept out of the committed stack files)."""
@@ -90,6 +101,7 @@ def resolve(settings: Settings) -> CloudTarget:
             ssh_port=settings.instance_ssh_port,
             control_plane_ssh_cidrs=settings.control_plane_ssh_cidrs,
             paused_page_ipv4=settings.paused_page_ipv4,
+            hcloud_poll_interval=env.get("HCLOUD_POLL_INTERVAL", ""),
         )
     path = sandbox_description_path(settings)
     try:
@@ -115,6 +127,8 @@ def resolve(settings: Settings) -> CloudTarget:
         ssh_port=int(sandbox.get("ssh_port", 2222)),
         control_plane_ssh_cidrs=settings.control_plane_ssh_cidrs or "127.0.0.0/8",
         paused_page_ipv4=settings.paused_page_ipv4 or "127.0.0.1",
+        # The sandbox says how often to ask it (its actions are quick); the setting wins.
+        hcloud_poll_interval=env.get("HCLOUD_POLL_INTERVAL") or sandbox.get("hcloud_poll_interval", ""),
     )
 
 
@@ -132,7 +146,10 @@ class _Api:
 
     def __init__(self, base_url: str, token: str, *, timeout: float = 10.0):
         self.http = httpx.Client(
-            base_url=base_url.rstrip("/") + "/", timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+            base_url=base_url.rstrip("/") + "/",
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}"},
+            verify=verifying_context(),
         )
         self.calls = 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 from dotenv import load_dotenv
 from sqlalchemy.engine import make_url
 
+from clawdet.errors import UserFacingError
 from programs import ssh_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +35,23 @@ def _bool(value: str) -> bool:
 
 def _url(value: str) -> str:
     return value.rstrip("/")
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def _duration(value: str) -> str:
+    """A duration as Go writes it (500ms, 2s, 1m30s), between 10ms and 60s: what the hcloud
+    provider polls at (0 would poll without pause and spend the API's rate limit)."""
+    text = value.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + unit for n, unit in parts) != text:
+        raise ValueError("not a duration; write it like 500ms or 2s")
+    seconds = sum(float(n) * _SECONDS[unit] for n, unit in parts)
+    if not 0.01 <= seconds <= 60:
+        raise ValueError("must be between 10ms and 60s")
+    return text
 
 
 TIERS = frozenset({"web", "proxy", "worker"})  # `clawdet web`, `clawdet proxy`, `clawdet worker`
@@ -53,7 +72,9 @@ class Variable:
 
     @property
     def parse(self) -> Parse:
-        return {"int": int, "float": float, "bool": _bool, "url": _url}.get(self.type, str)
+        return {"int": int, "float": float, "bool": _bool, "url": _url, "duration": _duration}.get(
+            self.type, str
+        )
 
 
 V = Variable
@@ -149,6 +170,16 @@ VARIABLES: tuple[Variable, ...] = (
         "Hetzner Cloud API base URL.",
         "https://api.hetzner.cloud/v1",
         "str",
+        section="Cloud",
+    ),
+    V(
+        "HCLOUD_POLL_INTERVAL",
+        "How soon the hcloud provider first asks whether a running action finished (its "
+        "pollInterval, 10ms to 60s, e.g. 500ms or 2s; it backs off from there). Empty: the provider's "
+        "own default, 500ms. Raise it when the workers meet Hetzner's rate limit (3,600 requests an "
+        "hour per project). Against the sandbox, empty means the sandbox's own (50ms: its actions "
+        "are quick).",
+        type="duration",
         section="Cloud",
     ),
     V(
@@ -427,6 +458,7 @@ BY_NAME = {variable.name: variable for variable in VARIABLES}
 CLOUD_VARIABLES = (
     "HCLOUD_TOKEN",
     "HCLOUD_ENDPOINT",
+    "HCLOUD_POLL_INTERVAL",
     "CLOUDFLARE_API_TOKEN",
     "CLOUDFLARE_ZONE_ID",
     "CLOUDFLARE_BASE_URL",
@@ -580,7 +612,17 @@ class Settings:
             variable = BY_NAME[name]
             raw = env.get(name) or ""
             raw = raw if raw.strip() else variable.default  # set but blank counts as unset
-            return variable.parse(raw) if raw else ("" if variable.type in ("str", "url") else None)
+            if not raw:
+                return "" if variable.type in ("str", "url", "duration") else None
+            try:
+                return variable.parse(raw)
+            except ValueError as exc:
+                raise UserFacingError(
+                    "bad_setting",
+                    f"{name} is {raw!r}, which is not a valid {variable.type}: {exc}.",
+                    f"Set {name} as .env.example describes it, or unset it for the default.",
+                    status=503,
+                ) from exc
 
         values = {v.name.lower(): read(v.name) for v in VARIABLES if v.name not in CLOUD_VARIABLES}
         data_dir = Path(values.pop("clawdet_data_dir") or REPO_ROOT / ".data").resolve()

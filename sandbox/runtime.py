@@ -226,6 +226,7 @@ class Sandbox:
         return {
             "hcloud_url": self.hcloud_url,
             "hcloud_token": self.hcloud_token,
+            "hcloud_poll_interval": self.clock.poll_interval(),
             "cloudflare_url": self.cloudflare_url,
             "cloudflare_token": self.cloudflare_token,
             "zone_id": self.zone_id,
@@ -252,10 +253,14 @@ class Sandbox:
         }
 
     def provider_env(self) -> dict[str, str]:
-        """Environment that points the real Pulumi providers (and both SDKs) at the sandbox."""
+        """Environment that points the control plane, the Pulumi providers and both SDKs at the
+        sandbox. HCLOUD_POLL_INTERVAL is the control plane's setting (it writes it to each stack
+        as hcloud:pollInterval, which the providers read): as often as this sandbox's clock warrants
+        (Clock.poll_interval)."""
         return {
             "HCLOUD_TOKEN": self.hcloud_token,
             "HCLOUD_ENDPOINT": self.hcloud_url,
+            "HCLOUD_POLL_INTERVAL": self.clock.poll_interval(),
             "CLOUDFLARE_API_TOKEN": self.cloudflare_token,
             "CLOUDFLARE_BASE_URL": self.cloudflare_url,
         }

@@ -16,6 +16,7 @@ import httpx
 
 from clawdet.errors import UserFacingError
 from clawdet.settings import Settings
+from clawdet.tls import verifying_context
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class UpstreamPool:
         self.client = httpx.Client(
             timeout=httpx.Timeout(settings.llm_timeout, connect=5.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            verify=verifying_context(),
         )
 
     def open(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from clawdet.errors import UserFacingError
 from clawdet.instances.leases import database_now
 from clawdet.settings import Settings, normalise_database_url
+from clawdet.tls import verifying_context
 from db.engine import Database
 from db.models import PlatformCheck
 
@@ -111,7 +112,9 @@ def check_clouds(settings: Settings) -> dict[str, Check]:
     results = {}
     for name, (url, token) in calls.items():
         try:
-            response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+            response = httpx.get(
+                url, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT, verify=verifying_context()
+            )
             results[name] = (
                 Check(True)
                 if response.status_code < 400

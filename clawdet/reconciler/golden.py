@@ -192,7 +192,14 @@ def _build(
         "controlPlaneSshCidrs": target.control_plane_ssh_cidrs,
         "sshPort": str(target.ssh_port),
     }
-    stack.set_all_config({f"{PROJECT}:{key}": auto.ConfigValue(value) for key, value in config.items()})
+    providers = target.provider_config()
+    stack.set_all_config(
+        {f"{PROJECT}:{key}": auto.ConfigValue(value) for key, value in config.items()}
+        | {key: auto.ConfigValue(text) for key, (text, _) in providers.items()}
+    )
+    unset = [key for key in cloud.PROVIDER_CONFIG_KEYS if key not in providers]
+    if unset and set(unset) & set(stack.get_all_config()):
+        stack.remove_all_config(unset)
     # The key through stdin, never argv (as Stacks does for the instances' secrets).
     set_secret = ["config", "set", "--secret", "--raw", "--stack", stack.name, f"{PROJECT}:sshPrivateKey"]
     stacks.command.run(set_secret, workspace.work_dir, stacks.env, stdin=settings.instance_ssh_private_key)

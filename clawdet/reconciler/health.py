@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from clawdet.tls import verifying_context
+
 PROBE_TIMEOUT = 3.0
 
 
@@ -36,7 +38,7 @@ async def probe_all_async(
 ) -> dict[str, Probe]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits, verify=True) as client:
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, verify=verifying_context()) as client:
 
         async def bounded(url: str) -> Probe:
             async with semaphore:
@@ -61,7 +63,7 @@ def probe_all(urls: list[str], **kwargs) -> dict[str, Probe]:
 def probe(url: str, timeout: float = PROBE_TIMEOUT) -> Probe:
     started = time.perf_counter()
     try:
-        response = httpx.get(url, timeout=timeout)
+        response = httpx.get(url, timeout=timeout, verify=verifying_context())
         return Probe(url, response.status_code == 200, response.status_code, time.perf_counter() - started)
     except httpx.HTTPError as exc:
         return Probe(url, False, None, time.perf_counter() - started, type(exc).__name__)
@@ -111,6 +113,7 @@ def chat_check(
                 headers={"Authorization": f"Bearer {token}"},
                 json={"model": "openclaw", "messages": [{"role": "user", "content": CHECK_MESSAGE}]},
                 timeout=httpx.Timeout(timeout, connect=10.0),
+                verify=verifying_context(),
             )
         except httpx.HTTPError as exc:
             problem = f"the assistant did not answer a test message ({type(exc).__name__})"

@@ -20,16 +20,19 @@ from pulumi.automation._stack import StackInitMode
 from sqlalchemy.engine import make_url
 
 import toolchain
-from clawdet.cloud import CloudTarget
+from clawdet.cloud import PROVIDER_CONFIG_KEYS, CloudTarget
 from clawdet.errors import UserFacingError
 from clawdet.reconciler import passphrase
 from clawdet.reconciler.engine_command import EngineCommand
 from clawdet.settings import Settings, holds_state
+from programs.instance_config import FULL_NAMES
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[auto.EngineEvent], None]
 PROJECT = "clawdet-instance"
+# The stack config the platform writes in full: a key it leaves out is removed.
+MANAGED_KEYS = frozenset(FULL_NAMES) | frozenset(PROVIDER_CONFIG_KEYS)
 
 
 class _QuotedStrings(yaml.SafeDumper):
@@ -146,15 +149,14 @@ class Stacks:
         encrypted again only when the file holds another value; no `pulumi config` run (0.4 s
         each). A stack file whose secrets this process cannot read (no salt yet on this host)
         goes through the CLI: plain values in one `config set-all`, each secret through stdin."""
-        from programs.instance_config import FULL_NAMES
-
+        config = {**config, **self.target.provider_config()}
         path = self.stack_file(stack.name)
         document = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
         crypter = self._crypter(document.get("encryptionsalt"))
         if crypter is None:
             return self._configure_with_cli(stack, config)
         values = document.get("config") or {}
-        values = {key: value for key, value in values.items() if key not in FULL_NAMES or key in config}
+        values = {key: value for key, value in values.items() if key not in MANAGED_KEYS or key in config}
         for key, (text, secret) in config.items():
             held = values.get(key)
             if not secret:
@@ -176,15 +178,13 @@ class Stacks:
         return self._crypters[encryption_salt]
 
     def _configure_with_cli(self, stack: auto.Stack, config: dict[str, tuple[str, bool]]) -> None:
-        from programs.instance_config import FULL_NAMES
-
         stack.set_all_config(
             {key: auto.ConfigValue(value=text) for key, (text, secret) in config.items() if not secret}
         )
         for key, (text, secret) in config.items():
             if secret:
                 self._set_secret(stack.name, key, text)
-        stale = [key for key in self.written_config(stack.name) if key in FULL_NAMES and key not in config]
+        stale = [key for key in self.written_config(stack.name) if key in MANAGED_KEYS and key not in config]
         if stale:
             stack.remove_all_config(stale)
 
@@ -259,14 +259,13 @@ class Stacks:
         run `up` on it meanwhile): the engine reads a copy of the stack file with `config`'s
         plain values. Secret values stay as the file has them encrypted: the stacks a plan
         previews are converged, so they are the database's."""
-        from programs.instance_config import FULL_NAMES
-
         stack = self.existing(name)
         if stack is None:
             raise RuntimeError(f"the stack {name} does not exist yet")
+        config = {**config, **self.target.provider_config()}
         document = yaml.safe_load(self.stack_file(name).read_text()) or {}
         values = dict(document.get("config") or {})
-        for key in [k for k, v in values.items() if k in FULL_NAMES and k not in config]:
+        for key in [k for k, v in values.items() if k in MANAGED_KEYS and k not in config]:
             if not (isinstance(values[key], dict) and "secure" in values[key]):
                 del values[key]
         for key, (text, secret) in config.items():

@@ -2,6 +2,7 @@
 what it needs from the worker's environment, and no secret is ever on a command line (real
 engine, stand-in plugins, sandbox; the CLI is wrapped to record what it was given)."""
 
+import dataclasses
 import stat
 
 import pytest
@@ -67,8 +68,19 @@ def test_the_engine_sees_no_worker_secret_and_secrets_never_reach_argv(
     reconciler.stacks.configure(reconciler.stacks.stack("quiet"), config)
     assert reconciler.stacks.written_config("quiet") == written
 
-    # The engine reads the file as YAML 1.2: a value that looks like a number there stays text.
+    # The providers' own config goes with it: the sandbox finishes actions at once, so the hcloud
+    # provider asks every 50ms; a platform without the setting leaves the provider's default.
     stack = reconciler.stacks.stack("quiet")
+    assert stack.get_config("hcloud:pollInterval").value == "50ms"
+    target = reconciler.stacks.target
+    reconciler.stacks.target = dataclasses.replace(target, hcloud_poll_interval="")
+    try:
+        reconciler.stacks.configure(stack, config)
+        assert "hcloud:pollInterval" not in reconciler.stacks.written_config("quiet")
+    finally:
+        reconciler.stacks.target = target
+
+    # The engine reads the file as YAML 1.2: a value that looks like a number there stays text.
     for text in ("08", "1e3", "0o17", "0123456789", "true"):
         reconciler.stacks.configure(stack, {**config, "clawdet:restarts": (text, False)})
         assert stack.get_config("clawdet:restarts").value == text

@@ -29,7 +29,8 @@ def test_every_variable_the_code_reads_is_declared():
 def test_each_variable_is_declared_once_with_a_doc():
     names = [v.name for v in VARIABLES]
     assert len(names) == len(set(names))
-    assert all(v.doc.strip() and v.type in {"str", "int", "float", "bool", "url", "path"} for v in VARIABLES)
+    types = {"str", "int", "float", "bool", "url", "path", "duration"}
+    assert all(v.doc.strip() and v.type in types for v in VARIABLES)
 
 
 def test_defaults_and_types(tmp_path):
