@@ -216,6 +216,9 @@ class Hetzner(_Api):
         images = sorted(body.get("images", []), key=lambda i: (i["created"], i["id"]), reverse=True)
         return images[0] if images else None
 
+    def image(self, image_id: int | str) -> dict[str, Any] | None:
+        return self._found(f"images/{image_id}", "image")
+
     def volumes(self, label_selector: str) -> list[dict[str, Any]]:
         return list(self._paged("volumes", "volumes", label_selector=label_selector))
 

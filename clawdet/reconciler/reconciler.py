@@ -547,12 +547,17 @@ class Reconciler:
     def choose_server_image(self, instance_id: str) -> None:
         """A new instance's server boots from the newest golden snapshot of its OpenClaw version
         and region, else the stock image; the choice is kept in the database (another image
-        would replace the server). Looked up outside any transaction."""
+        would replace the server). Only a retry whose snapshot is gone (a golden rebuild deleted
+        it before the server was made) chooses again. Looked up outside any transaction."""
         with self.database.sessions() as session:
             row = session.get(Instance, instance_id)
-            if row.server_image is not None or row.server_id is not None or row.ready_at is not None:
+            if row.server_id is not None or row.ready_at is not None:
                 return
-            image, region, name = row.desired_image, row.region, row.stack_name
+            image, region, name, kept = row.desired_image, row.region, row.stack_name, row.server_image
+            if kept is not None and not (row.attempts > 0 and kept.isdigit()):
+                return
+        if kept is not None and not self._snapshot_gone(kept):
+            return
         try:
             chosen, _ = self.newest_images(region, image)
         except (cloud.ApiError, ValueError) as exc:
@@ -560,9 +565,19 @@ class Reconciler:
             chosen = DEFAULT_SERVER_IMAGE
         with self.database.session() as session:
             row = session.get(Instance, instance_id)
-            if row.server_image is None:
+            if row.server_image == kept:
                 row.server_image = chosen
                 log.info("%s boots from %s", name, ("golden snapshot " if chosen.isdigit() else "") + chosen)
+
+    def _snapshot_gone(self, snapshot_id: str) -> bool:
+        hetzner = cloud.Hetzner(self.target.hcloud_endpoint, self.target.hcloud_token)
+        try:
+            return hetzner.image(snapshot_id) is None
+        except cloud.ApiError as exc:
+            log.warning("could not look up snapshot %s, so it is kept: %s", snapshot_id, exc)
+            return False
+        finally:
+            hetzner.close()
 
     def refuse_host_secrets(self) -> None:
         """Outside the sandbox every worker host must share the platform's secrets: one made up

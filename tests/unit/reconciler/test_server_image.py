@@ -76,3 +76,27 @@ def test_an_instance_whose_server_exists_is_never_moved(reconciler, monkeypatch)
     reconciler.choose_server_image(instance_id)
     assert asked == [] and chosen(reconciler.database, instance_id) is None
     assert "clawdet:serverImage" not in config_of(reconciler, instance_id)  # the program's default
+
+
+def test_a_retry_whose_snapshot_a_rebuild_deleted_chooses_again(reconciler, monkeypatch):
+    lookups(monkeypatch, 300000007)
+    instance_id = new_instance(reconciler.database, reconciler.settings, "dave")
+    reconciler.choose_server_image(instance_id)
+    checked = []
+    gone = {"300000007": True}
+    monkeypatch.setattr(reconciler, "_snapshot_gone", lambda sid: checked.append(sid) or gone.get(sid, False))
+    asked = lookups(monkeypatch, 300000099)
+
+    reconciler.choose_server_image(instance_id)  # first attempt: the choice stands, nothing asked
+    assert checked == [] and asked == [] and chosen(reconciler.database, instance_id) == "300000007"
+
+    with reconciler.database.session() as session:
+        session.get(Instance, instance_id).attempts = 1
+    gone["300000007"] = False  # a retry whose snapshot is still there keeps it
+    reconciler.choose_server_image(instance_id)
+    assert checked == ["300000007"] and asked == []
+    assert chosen(reconciler.database, instance_id) == "300000007"
+
+    gone["300000007"] = True  # deleted by a rebuild before the server was made: the newest instead
+    reconciler.choose_server_image(instance_id)
+    assert len(asked) == 1 and chosen(reconciler.database, instance_id) == "300000099"
