@@ -16,7 +16,8 @@ def main() -> None:
 
 
 def _settings(**overrides: str) -> Settings:
-    settings = Settings.from_env(**overrides)
+    with user_errors():
+        settings = Settings.from_env(**overrides)
     refusals = settings.sandbox_refusals()
     if refusals:
         raise click.ClickException(

@@ -548,7 +548,7 @@ class Reconciler:
         """A new instance's server boots from the newest golden snapshot of its OpenClaw version
         and region, else the stock image; the choice is kept in the database (another image
         would replace the server). Only a retry whose snapshot is gone (a golden rebuild deleted
-        it before the server was made) chooses again. Looked up outside any transaction."""
+        it) and whose stack holds no server yet chooses again. Looked up outside any transaction."""
         with self.database.sessions() as session:
             row = session.get(Instance, instance_id)
             if row.server_id is not None or row.ready_at is not None:
@@ -558,6 +558,8 @@ class Reconciler:
                 return
         if kept is not None and not self._snapshot_gone(kept):
             return
+        if kept is not None and any(r.get("type") == SERVER_TYPE for r in self.stacks.resources(name)):
+            return  # the failed attempt made the server already: another image would replace it
         try:
             chosen, _ = self.newest_images(region, image)
         except (cloud.ApiError, ValueError) as exc:

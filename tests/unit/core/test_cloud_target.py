@@ -47,7 +47,7 @@ def test_the_sandbox_finishes_actions_at_once_so_it_is_asked_often(tmp_path):
     assert chosen.provider_config() == {"hcloud:pollInterval": ("1s", False)}
 
 
-@pytest.mark.parametrize("text", ["fast", "500", "-1s", "1d", "0s", "5ms", "2m", "1s500"])
+@pytest.mark.parametrize("text", ["fast", "500", "-1s", "1d", "0s", "5ms", "2m", "1s500", "٥٠٠ms"])
 def test_a_poll_interval_that_is_no_sensible_duration_is_refused_with_the_next_step(tmp_path, text):
     with pytest.raises(UserFacingError) as refused:
         settings(tmp_path, CLAWDET_SANDBOX="false", HCLOUD_POLL_INTERVAL=text, **REAL_CLOUD)

@@ -1,6 +1,8 @@
 """Which image a new instance's server boots from: the newest golden snapshot of its OpenClaw
 version and region, else the stock image; chosen once and kept, never for a server that exists."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from clawdet import cloud
@@ -97,6 +99,12 @@ def test_a_retry_whose_snapshot_a_rebuild_deleted_chooses_again(reconciler, monk
     assert checked == ["300000007"] and asked == []
     assert chosen(reconciler.database, instance_id) == "300000007"
 
-    gone["300000007"] = True  # deleted by a rebuild before the server was made: the newest instead
+    gone["300000007"] = True  # deleted by a rebuild, but the failed attempt made the server: kept
+    made = [{"type": "hcloud:index/server:Server"}]
+    monkeypatch.setattr(reconciler, "stacks", SimpleNamespace(resources=lambda name: made), raising=False)
+    reconciler.choose_server_image(instance_id)
+    assert asked == [] and chosen(reconciler.database, instance_id) == "300000007"
+
+    made.clear()  # deleted before the server was made: the newest instead
     reconciler.choose_server_image(instance_id)
     assert len(asked) == 1 and chosen(reconciler.database, instance_id) == "300000099"
