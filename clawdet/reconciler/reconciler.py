@@ -556,10 +556,10 @@ class Reconciler:
             image, region, name, kept = row.desired_image, row.region, row.stack_name, row.server_image
             if kept is not None and not (row.attempts > 0 and kept.isdigit()):
                 return
-        if kept is not None and not self._snapshot_gone(kept):
+        # A failed attempt that made the server already keeps its image: another would replace it.
+        made = lambda: any(r.get("type") == SERVER_TYPE for r in self.stacks.resources(name))
+        if kept is not None and (not self._snapshot_gone(kept) or made()):
             return
-        if kept is not None and any(r.get("type") == SERVER_TYPE for r in self.stacks.resources(name)):
-            return  # the failed attempt made the server already: another image would replace it
         try:
             chosen, _ = self.newest_images(region, image)
         except (cloud.ApiError, ValueError) as exc:
